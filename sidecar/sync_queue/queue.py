@@ -1,0 +1,678 @@
+"""``SyncQueue``: the thread-safe queue that applications and the sidecar call.
+
+Each public method follows one pattern, under one lock:
+
+1. read the clock once (never backwards: ``now = max(clock, last time)``);
+2. ``_advance(now)``: turn what became due into operation records (expired leases go back
+   through the retry policy, items past their TTL are cancelled, finished items past
+   retention are dropped, an open breaker whose cool-down ended half-opens);
+3. validate the request against the state; bad input raises and changes nothing;
+4. build the operation record, with every random or time-dependent choice made here;
+5. apply it through ``QueueState.apply`` and hand it to the journal, if there is one.
+
+After the lock is released the journal commits (so concurrent callers share one fsync) and
+events are delivered to ``on_event``. The engine itself (``state.py``) does no I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .breaker import BreakerState
+from .clock import Clock, SystemClock
+from .config import QueueConfig
+from .durations import Duration, to_ms
+from .errors import (
+    CapacityExceeded,
+    DuplicateItem,
+    InvalidParams,
+    InvalidState,
+    ItemNotFound,
+    PersistenceError,
+    QueueError,
+    ShuttingDown,
+)
+from .item import ItemStatus, Priority, SyncItem, check_id
+from .metrics import Metrics, Throughput
+from .ops import (
+    BreakerProbe,
+    Cancel,
+    Complete,
+    Drop,
+    Expire,
+    ExtendLease,
+    Fail,
+    LeaseExpired,
+    Op,
+    Pop,
+    Purge,
+    Push,
+    Requeue,
+    SetPaused,
+)
+from .retry import Backoff
+from .state import Event, QueueState, partition_of
+
+__all__ = ["FailResult", "Health", "Journal", "Page", "PushBatchResult", "SyncQueue"]
+
+log = logging.getLogger(__name__)
+
+MAX_LIST_LIMIT = 1000
+PURGEABLE = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
+LEASE_EXPIRED = "lease expired"
+
+
+class Journal(Protocol):
+    """Where the queue sends its operation records to make them durable (see storage)."""
+
+    def append(self, op: Op) -> int:
+        """Record ``op`` (called under the queue's lock, in apply order); return a ticket."""
+        ...
+
+    def commit(self, ticket: int) -> None:
+        """Return once everything up to ``ticket`` is as durable as promised (group commit)."""
+        ...
+
+    def check(self, op: Op) -> None:
+        """Raise ``InvalidParams`` if ``op`` cannot be recorded (before it is applied)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PushBatchResult:
+    ids: list[str]  # added, in order
+    duplicates: list[str]  # skipped: already retained, or repeated in the batch
+
+
+@dataclass(frozen=True)
+class FailResult:
+    retry: bool
+    available_at: int | None  # when the item is due again, if it will be retried
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[SyncItem]
+    next: str | None  # pass as ``after`` for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    breaker: BreakerState
+    paused: bool
+    reason: str | None
+
+
+class SyncQueue:
+    def __init__(
+        self,
+        config: QueueConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        journal: Journal | None = None,
+        state: QueueState | None = None,
+        maintenance_thread: bool = True,
+    ) -> None:
+        self.config = config = config if config is not None else QueueConfig()
+        self._clock = clock or SystemClock()
+        self._state = state if state is not None else QueueState(config)
+        self._state.events = []
+        self._journal = journal
+        self._on_event = on_event
+        self._backoff = Backoff(
+            round(config.base_retry_delay * 1000), round(config.max_retry_delay * 1000), rng
+        )
+        self._lease_ms = round(config.lease_timeout * 1000)
+        self._retention_ms = round(config.retention_period * 1000)
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # wakes blocked pops
+        self._waiters = 0
+        self._closed = False
+        self._fail_stop: PersistenceError | None = None
+        self._ticket = 0  # the journal ticket of the last record this thread of calls made
+        self._deferred = threading.local()
+        self._stop = threading.Event()
+        self._maintainer: threading.Thread | None = None
+        if maintenance_thread:
+            self._maintainer = threading.Thread(
+                target=self._maintain, name="sync-queue-maint", daemon=True
+            )
+            self._maintainer.start()
+
+    @classmethod
+    def with_config(cls, config: QueueConfig, **kwargs: Any) -> SyncQueue:
+        return cls(config, **kwargs)
+
+    # ------------------------------------------------------------- producers
+
+    def push(self, item: SyncItem) -> str:
+        """Add one item; returns its id. ``DuplicateItem`` if that id is already retained."""
+        result = self._push([item], single=True)
+        return result.ids[0]
+
+    def push_batch(self, items: Sequence[SyncItem]) -> list[str]:
+        """Add items; returns the ids added (duplicates are skipped). Capacity: all or nothing."""
+        return self._push(items, single=False).ids
+
+    def push_many(self, items: Sequence[SyncItem]) -> PushBatchResult:
+        """Like ``push_batch``, also saying which ids were skipped as duplicates."""
+        return self._push(items, single=False)
+
+    def _push(self, items: Sequence[SyncItem], single: bool) -> PushBatchResult:
+        for item in items:
+            if not isinstance(item, SyncItem):
+                raise InvalidParams(f"items: expected SyncItem, got {type(item).__name__}")
+        with self._lock:
+            now = self._begin_change()
+            state = self._state
+            dedup = self.config.enable_deduplication
+            accepted: list[SyncItem] = []
+            duplicates: list[str] = []
+            seen: set[str] = set()
+            for item in items:
+                existing = state.items.get(item.id)
+                if item.id in seen or (
+                    existing is not None
+                    and (dedup or existing.status in (ItemStatus.PENDING, ItemStatus.PROCESSING))
+                ):
+                    if single:
+                        raise DuplicateItem(
+                            f"an item with id {item.id!r} already exists", id=item.id
+                        )
+                    duplicates.append(item.id)
+                    continue
+                seen.add(item.id)
+                accepted.append(self._admit(item, now))
+            if accepted:
+                if state.live_count + len(accepted) > self.config.max_capacity:
+                    raise CapacityExceeded(
+                        f"the queue holds {state.live_count} of at most "
+                        f"{self.config.max_capacity} items; {len(accepted)} more do not fit",
+                        capacity=self.config.max_capacity,
+                        size=state.live_count,
+                    )
+                self._apply(Push(now, tuple(accepted)))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+        return PushBatchResult([item.id for item in accepted], duplicates)
+
+    def _admit(self, source: SyncItem, now: int) -> SyncItem:
+        """The queue's own copy of a pushed item, with times resolved at push."""
+        item = source.copy()
+        item.status = ItemStatus.PENDING
+        item.attempts = 0
+        item.created_at = item.updated_at = now
+        item.available_at = now + source._delay_ms
+        item.expires_at = None if source._ttl_ms is None else now + source._ttl_ms
+        item.lease_id = item.lease_expires_at = item.last_error = None
+        if item.max_retries is None:
+            item.max_retries = self.config.max_retries
+        item._partition = partition_of(item.id, item.partition_key, self.config.partitions)
+        return item
+
+    # ------------------------------------------------------------- consumers
+
+    def pop(
+        self,
+        timeout: Duration | None = None,
+        lease: Duration | None = None,
+        partition: int | None = None,
+    ) -> SyncItem | None:
+        """Hand out the next ready item, now ``processing`` under a lease; None if none.
+
+        With ``timeout`` it waits up to that long for one (without spinning).
+        """
+        items = self.pop_batch(1, timeout=timeout, lease=lease, partition=partition)
+        return items[0] if items else None
+
+    def pop_batch(
+        self,
+        n: int | None = None,
+        timeout: Duration | None = None,
+        lease: Duration | None = None,
+        partition: int | None = None,
+    ) -> list[SyncItem]:
+        """Hand out up to ``n`` ready items (default ``batch_size``); waits like ``pop``."""
+        if n is None:
+            n = self.config.batch_size
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
+        lease_ms = self._lease_ms if lease is None else to_ms(lease, "lease")
+        if lease_ms <= 0:
+            raise InvalidParams("lease: must be positive", field="leaseMs")
+        wait_s = 0.0 if timeout is None else to_ms(timeout, "timeout") / 1000
+        partition = self._check_partition(partition)
+        deadline = time.monotonic() + wait_s
+        result: list[SyncItem] | None = None  # becomes [] once this call has waited
+        with self._lock:
+            while True:
+                if self._closed and result is not None:
+                    result = []  # woken by shutdown: waiting pops get nothing
+                    break
+                now = self._begin_change()
+                ids = self._state.select(n, partition, now)
+                if ids:
+                    handed = self._apply(Pop(now, tuple(ids), lease_ms))
+                    result = [item.copy() for item in handed]
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    result = []
+                    break
+                wakeup = self._state.next_wakeup()
+                if wakeup is not None:
+                    remaining = min(remaining, max(0.001, (wakeup - now) / 1000))
+                self._waiters += 1
+                try:
+                    self._ready.wait(remaining)
+                finally:
+                    self._waiters -= 1
+                result = []
+            ticket = self._ticket
+        self._commit(ticket)
+        return result
+
+    def _check_partition(self, partition: int | None) -> int | None:
+        if partition is None:
+            return None
+        count = self.config.partitions
+        if (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition < count
+        ):
+            hint = "" if self.config.enable_partitioning else " (partitioning is off)"
+            raise InvalidParams(
+                f"partition: expected an integer 0-{count - 1}{hint}, got {partition!r}",
+                field="partition",
+            )
+        return partition
+
+    def mark_completed(self, id: str, lease_id: str | None = None) -> None:
+        """The item's work is done. Only for a ``processing`` item whose lease is current."""
+        with self._lock:
+            now = self._begin_change()
+            self._leased(id, lease_id, "complete")
+            self._apply(Complete(now, id))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+
+    def mark_failed(self, id: str, error: str | None = None, lease_id: str | None = None) -> bool:
+        """The attempt failed. True: the item will be retried; False: it is now ``failed``."""
+        return self.fail(id, error, lease_id).retry
+
+    def fail(self, id: str, error: str | None = None, lease_id: str | None = None) -> FailResult:
+        if error is not None and not isinstance(error, str):
+            raise InvalidParams("error: expected a string", field="error")
+        with self._lock:
+            now = self._begin_change()
+            item = self._leased(id, lease_id, "fail")
+            retry_at = now + self._backoff.delay_ms(item.attempts)
+            retry = self._apply(Fail(now, id, error, retry_at))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+        return FailResult(retry, retry_at if retry else None)
+
+    def extend_lease(self, id: str, lease: Duration, lease_id: str | None = None) -> int:
+        """Heartbeat: the lease now ends ``lease`` from now. Returns the new expiry (ms)."""
+        lease_ms = to_ms(lease, "lease")
+        if lease_ms <= 0:
+            raise InvalidParams("leaseMs: must be positive", field="leaseMs")
+        with self._lock:
+            now = self._begin_change()
+            self._leased(id, lease_id, "extend the lease of")
+            expires_at: int = self._apply(ExtendLease(now, id, now + lease_ms))
+            ticket = self._ticket
+        self._commit(ticket)
+        return expires_at
+
+    def _leased(self, item_id: str, lease_id: str | None, action: str) -> SyncItem:
+        item = self._item(item_id)
+        if item.status is not ItemStatus.PROCESSING:
+            why = " (its lease expired)" if item.last_error == LEASE_EXPIRED else ""
+            raise InvalidState(
+                f"cannot {action} item {item_id!r}: it is {item.status.value}, not processing{why}",
+                id=item_id,
+                status=item.status.value,
+            )
+        if lease_id is not None and lease_id != item.lease_id:
+            raise InvalidState(
+                f"cannot {action} item {item_id!r}: lease {lease_id!r} is not "
+                "current (the item was handed out again after it expired)",
+                id=item_id,
+            )
+        return item
+
+    # ------------------------------------------------------------ management
+
+    def cancel(self, id: str) -> None:
+        """A ``pending`` or ``processing`` item becomes ``cancelled``."""
+        with self._lock:
+            now = self._begin_change()
+            item = self._item(id)
+            if item.status not in (ItemStatus.PENDING, ItemStatus.PROCESSING):
+                raise InvalidState(
+                    f"cannot cancel item {id!r}: it is {item.status.value}",
+                    id=id,
+                    status=item.status.value,
+                )
+            self._apply(Cancel(now, id))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+
+    def requeue(self, id: str) -> None:
+        """A ``failed`` or ``cancelled`` item goes back to pending, last in line, attempts 0."""
+        with self._lock:
+            now = self._begin_change()
+            item = self._item(id)
+            if item.status not in (ItemStatus.FAILED, ItemStatus.CANCELLED):
+                raise InvalidState(
+                    f"cannot requeue item {id!r}: it is {item.status.value}; "
+                    "only failed or cancelled items can be requeued",
+                    id=id,
+                    status=item.status.value,
+                )
+            if self._state.live_count >= self.config.max_capacity:
+                raise CapacityExceeded(
+                    f"the queue is full ({self.config.max_capacity} items)",
+                    capacity=self.config.max_capacity,
+                )
+            self._apply(Requeue(now, id))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+
+    def purge(self, status: ItemStatus | str) -> int:
+        """Forget every item with ``status`` (completed, failed or cancelled only)."""
+        parsed = ItemStatus.parse(status)
+        if parsed not in PURGEABLE:
+            raise InvalidParams(
+                f"status: only completed, failed or cancelled items can be "
+                f"purged, not {parsed.value}",
+                field="status",
+            )
+        with self._lock:
+            now = self._begin_change()
+            removed: int = self._apply(Purge(now, parsed.value))
+            ticket = self._ticket
+        self._commit(ticket)
+        return removed
+
+    def pause(self) -> None:
+        """Stop handing out items (durable, like any change) until ``resume``."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._lock:
+            now = self._begin_change()
+            if self._state.paused != paused:
+                self._apply(SetPaused(now, paused))
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+
+    def run_maintenance(self) -> None:
+        """Apply what is due (leases, TTLs, retention, breaker) and tidy the indexes."""
+        with self._lock:
+            if self._closed or self._fail_stop is not None:
+                return
+            self._advance(self._now())
+            self._state.compact_indexes()
+            ticket = self._ticket
+            self._wake()
+        self._commit(ticket)
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, id: str) -> SyncItem:
+        with self._lock:
+            self._advance_if_open()
+            return self._item(id).copy()
+
+    def list(
+        self,
+        status: ItemStatus | str | None = None,
+        priority: Priority | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        """Retained items in push order, a page at a time (``after`` = previous ``next``)."""
+        want_status = None if status is None else ItemStatus.parse(status)
+        want_priority = None if priority is None else Priority.parse(priority)
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
+            raise InvalidParams(
+                f"limit: expected an integer 1-{MAX_LIST_LIMIT}, got {limit!r}", field="limit"
+            )
+        after_seq = _parse_cursor(after)
+        page: list[SyncItem] = []
+        with self._lock:
+            self._advance_if_open()
+            last_seq = 0
+            more = False
+            for item in self._items_after(after_seq):
+                if want_status is not None and item.status is not want_status:
+                    continue
+                if want_priority is not None and item.priority is not want_priority:
+                    continue
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(item.copy())
+                last_seq = item._seq
+        return Page(page, str(last_seq) if more else None)
+
+    def _items_after(self, after_seq: int) -> Iterator[SyncItem]:
+        items = self._state.iter_items()
+        if after_seq:
+            for item in items:
+                if item._seq > after_seq:
+                    yield item
+                    break
+        yield from items
+
+    def metrics(self) -> Metrics:
+        with self._lock:
+            self._advance_if_open()
+            return self._state.metrics_at(self._now())
+
+    def throughput(self) -> Throughput:
+        with self._lock:
+            return self._state.metrics.throughput(self._now())
+
+    def health(self) -> Health:
+        with self._lock:
+            self._advance_if_open()
+            breaker = self._state.breaker.state
+            paused = self._state.paused
+            if self._fail_stop is not None:
+                return Health(False, breaker, paused, f"storage failed: {self._fail_stop}")
+            if breaker != "closed":
+                return Health(False, breaker, paused, f"circuit breaker is {breaker}")
+            return Health(True, breaker, paused, None)
+
+    def health_check(self) -> bool:
+        """False while the circuit breaker is not closed or storage has failed."""
+        return self.health().healthy
+
+    def ready_count(self) -> int:
+        """Items that ``pop`` could hand out right now (0 while paused or the breaker is open)."""
+        with self._lock:
+            self._advance_if_open()
+            state = self._state
+            if state.paused or state.breaker.may_hand_out() == 0:
+                return 0
+            return state.ready_now(self._now())
+
+    def next_wakeup(self) -> int | None:
+        """When something next becomes due (ms), for callers that keep their own timers."""
+        with self._lock:
+            return self._state.next_wakeup()
+
+    def __len__(self) -> int:
+        """Pending + processing items (what capacity counts)."""
+        with self._lock:
+            return self._state.live_count
+
+    # --------------------------------------------------------------- lifecycle
+
+    def shutdown(self) -> None:
+        """Stop taking changes, wake waiting pops (they return nothing), stop maintenance."""
+        with self._lock:
+            self._closed = True
+            self._ready.notify_all()
+        self._stop.set()
+        if self._maintainer is not None and self._maintainer is not threading.current_thread():
+            self._maintainer.join()
+
+    @property
+    def is_shut_down(self) -> bool:
+        return self._closed
+
+    @contextlib.contextmanager
+    def deferred_commit(self) -> Iterator[None]:
+        """Group commit for one thread's run of calls: one journal commit when the block ends.
+
+        The stdio server applies a whole read batch inside this, then commits once before it
+        writes any reply. If that commit fails, it raises ``PersistenceError`` and none of the
+        block's changes may be acknowledged.
+        """
+        if getattr(self._deferred, "ticket", None) is not None:
+            yield
+            return
+        self._deferred.ticket = 0
+        try:
+            yield
+        finally:
+            ticket = self._deferred.ticket
+            self._deferred.ticket = None
+        if ticket:
+            self._commit(ticket)
+
+    # ----------------------------------------------------------------- inside
+
+    def _now(self) -> int:
+        now = self._clock.now_ms()
+        last = self._state.last_t
+        return now if now > last else last
+
+    def _begin_change(self) -> int:
+        """Checks and catch-up shared by every change; returns the time of the change."""
+        if self._closed:
+            raise ShuttingDown("the queue is shutting down")
+        if self._fail_stop is not None:
+            raise PersistenceError(
+                f"storage failed earlier and the queue refuses changes until "
+                f"it is reopened: {self._fail_stop.message}"
+            )
+        now = self._now()
+        self._advance(now)
+        return now
+
+    def _advance_if_open(self) -> None:
+        if not self._closed and self._fail_stop is None:
+            self._advance(self._now())
+
+    def _advance(self, now: int) -> None:
+        """Turn whatever became due by ``now`` into operation records."""
+        state = self._state
+        for item in state.due_leases(now):
+            retry_at = now + self._backoff.delay_ms(item.attempts)
+            self._apply(LeaseExpired(now, item.id, LEASE_EXPIRED, retry_at))
+        expired = state.due_expiries(now)
+        if expired:
+            self._apply(Expire(now, tuple(expired)))
+        if state.finished and state.finished[0][0] + self._retention_ms <= now:
+            dropped = state.due_retention(now, self._retention_ms)
+            if dropped:
+                self._apply(Drop(now, tuple(dropped)))
+        if state.breaker.probe_due(now):
+            self._apply(BreakerProbe(now))
+
+    def _apply(self, op: Op) -> Any:
+        journal = self._journal
+        if journal is not None:
+            journal.check(op)
+        result = self._state.apply(op)
+        if journal is not None:
+            self._ticket = journal.append(op)
+        if self._state.events:
+            self._deliver_events()
+        return result
+
+    def _deliver_events(self) -> None:
+        events = self._state.events
+        assert events is not None
+        self._state.events = []
+        if self._on_event is not None:
+            for event in events:
+                try:
+                    self._on_event(event)
+                except Exception:  # a listener's bug must not break the queue
+                    log.exception("on_event listener failed")
+
+    def _commit(self, ticket: int) -> None:
+        journal = self._journal
+        if journal is None or not ticket:
+            return
+        deferred = getattr(self._deferred, "ticket", None)
+        if deferred is not None:
+            self._deferred.ticket = max(deferred, ticket)
+            return
+        try:
+            journal.commit(ticket)
+        except PersistenceError as exc:
+            self._fail_stop = exc
+            raise
+
+    def _wake(self) -> None:
+        if self._waiters:
+            self._ready.notify_all()
+
+    def _item(self, item_id: str) -> SyncItem:
+        item = self._state.items.get(item_id)
+        if item is None:
+            check_id(item_id)
+            raise ItemNotFound(f"no item with id {item_id!r}", id=item_id)
+        return item
+
+    def _maintain(self) -> None:
+        interval = self.config.cleanup_interval or 1.0
+        while not self._stop.wait(interval):
+            # Fail-stop or shutdown: callers see it on their next change.
+            with contextlib.suppress(QueueError):
+                self.run_maintenance()
+
+
+def _parse_cursor(after: str | None) -> int:
+    if after is None:
+        return 0
+    try:
+        seq = int(after)
+    except (TypeError, ValueError):
+        seq = -1
+    if seq < 0:
+        raise InvalidParams(
+            f"after: not a cursor from a previous page: {after!r:.40}", field="after"
+        )
+    return seq

@@ -1,0 +1,557 @@
+"""The queue as a deterministic state machine.
+
+Rule 1: state changes only in :meth:`QueueState.apply`, one operation record at a time. The
+live queue, journal replay and compaction all call it, so they cannot disagree. Apply trusts
+its input: the facade (``queue.py``) validates a request and decides everything that is not a
+function of the state (the time, jitter, which items a pop hands out) before it makes the
+record. Apply does no I/O and never reads a clock.
+
+Rule 2: queries that pick items or find what is due (``select``, ``due_*``) may tidy the
+indexes (pop stale heap entries, move due delayed items to the ready heap) but never change an
+item. The logical state is the items, their order and the counters; the indexes are derived
+from it and rebuilt on load.
+
+Indexes, all with lazy deletion: an entry in a heap is current only while its token equals the
+item's ``_token`` (every insertion draws a fresh token), so moving an item never searches.
+
+- ``ready``: one heap per partition of ``(priority << 40 | seq, token, item)``: pop order.
+- ``delayed``: ``(available_at, token, item)`` for pending items not yet due.
+- ``leases``: ``(lease_expires_at, token, item)`` for processing items.
+- ``ttl``: ``(expires_at, token, item)`` for pending items with a time-to-live.
+- ``finished``: ``(finished_at, item)`` in finishing order, for retention.
+- ``lines``: per partition key, the live items of that key in push order. Only the head of a
+  line is scheduled; the others wait (``BLOCKED``) until it finishes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from heapq import heapify, heappop, heappush
+from typing import Any, NamedTuple
+
+from .breaker import BreakerChanged, CircuitBreaker
+from .config import QueueConfig
+from .item import ItemStatus, Priority, SyncItem
+from .metrics import Metrics, MetricsRecorder
+from .ops import (
+    BreakerProbe,
+    Cancel,
+    Complete,
+    Drop,
+    Expire,
+    ExtendLease,
+    Fail,
+    LeaseExpired,
+    Op,
+    Pop,
+    Purge,
+    Push,
+    Requeue,
+    SetPaused,
+)
+
+__all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
+
+# Where a pending item is scheduled (SyncItem._where).
+NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
+SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
+SNAPSHOT_VERSION = 1
+
+PENDING = ItemStatus.PENDING
+PROCESSING = ItemStatus.PROCESSING
+
+
+class ItemFailed(NamedTuple):
+    """An event: an item ran out of retries and is now ``failed``."""
+
+    id: str
+    attempts: int
+    error: str | None
+
+
+Event = ItemFailed | BreakerChanged
+HeapEntry = tuple[int, int, SyncItem]
+
+
+def partition_of(item_id: str, partition_key: str | None, partitions: int) -> int:
+    """Keys map to partitions by a stable hash (not Python's, which changes per process)."""
+    if partitions == 1:
+        return 0
+    return (
+        zlib.crc32((partition_key if partition_key is not None else item_id).encode()) % partitions
+    )
+
+
+class QueueState:
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self.items: dict[str, SyncItem] = {}  # insertion order is push (seq) order
+        self.seq = 0
+        self.leases_issued = 0
+        self.last_t = 0
+        self.paused = False
+        self.breaker = CircuitBreaker(
+            config.breaker_failure_threshold, round(config.breaker_cooldown * 1000)
+        )
+        self.metrics = MetricsRecorder(config.throughput_window)
+        self.status_counts = dict.fromkeys(ItemStatus, 0)
+        self.live_by_priority = [0] * len(Priority)
+        self.ready: list[list[HeapEntry]] = [[] for _ in range(config.partitions)]
+        self.delayed: list[HeapEntry] = []
+        self.leases: list[HeapEntry] = []
+        self.ttl: list[HeapEntry] = []
+        self.finished: deque[tuple[int, SyncItem]] = deque()
+        self.lines: dict[str, deque[SyncItem]] = {}
+        self.ready_count = 0
+        self.delayed_count = 0
+        self._token = 0
+        # Events (item failed, breaker changed) go here while it is a list; replay leaves it
+        # None, so recovering a journal does not announce old news again.
+        self.events: list[Event] | None = None
+        self._appliers: dict[type[Any], Callable[[Any], Any]] = {
+            Push: self._push,
+            Pop: self._pop,
+            Complete: self._complete,
+            Fail: self._fail,
+            LeaseExpired: self._lease_expired,
+            Cancel: self._cancel,
+            Expire: self._expire,
+            Requeue: self._requeue,
+            ExtendLease: self._extend_lease,
+            Purge: self._purge,
+            Drop: self._drop,
+            SetPaused: self._set_paused,
+            BreakerProbe: self._breaker_probe,
+        }
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, op: Op) -> Any:
+        """Apply one operation record. The only way the queue's state changes."""
+        if op.t > self.last_t:
+            self.last_t = op.t
+        return self._appliers[type(op)](op)
+
+    def _push(self, op: Push) -> None:
+        t = op.t
+        for item in op.items:
+            old = self.items.get(item.id)
+            if old is not None:  # a finished item whose id is reused (deduplication off)
+                self._forget(old)
+            self.seq += 1
+            item._seq = self.seq
+            item.status = PENDING
+            self.items[item.id] = item
+            self.status_counts[PENDING] += 1
+            self.live_by_priority[item.priority] += 1
+            self._enter_line_or_schedule(item, t)
+        self.metrics.on_enqueue(t, len(op.items))
+
+    def _pop(self, op: Pop) -> list[SyncItem]:
+        t = op.t
+        handed = []
+        for item_id in op.ids:
+            item = self.items[item_id]
+            self._unschedule(item)
+            self._set_status(item, PROCESSING)
+            item.attempts += 1
+            self.leases_issued += 1
+            item.lease_id = f"{self.leases_issued:x}"
+            item.lease_expires_at = t + op.lease_ms
+            item.updated_at = t
+            item._handed_at = t
+            item._token = token = self._next_token()
+            heappush(self.leases, (item.lease_expires_at, token, item))
+            self.metrics.on_dequeue(t, max(0, t - item.available_at))
+            if self.breaker.state == "halfOpen":
+                self.breaker.probe_id = item_id
+            handed.append(item)
+        return handed
+
+    def _complete(self, op: Complete) -> None:
+        item = self.items[op.id]
+        self.metrics.on_processed(max(0, op.t - item._handed_at))
+        self.metrics.completed += 1
+        self._finish(item, op.t, ItemStatus.COMPLETED)
+        self._emit(self.breaker.on_success())
+
+    def _fail(self, op: Fail) -> bool:
+        item = self.items[op.id]
+        self._emit(self.breaker.on_failure(op.t))
+        return self._retry_or_bury(item, op.t, op.retry_at, op.error)
+
+    def _lease_expired(self, op: LeaseExpired) -> bool:
+        item = self.items[op.id]
+        self.breaker.on_probe_lost(op.id)
+        return self._retry_or_bury(item, op.t, op.retry_at, op.error)
+
+    def _cancel(self, op: Cancel) -> None:
+        item = self.items[op.id]
+        self.breaker.on_probe_lost(op.id)
+        self.metrics.cancelled += 1
+        self._finish(item, op.t, ItemStatus.CANCELLED)
+
+    def _expire(self, op: Expire) -> None:
+        for item_id in op.ids:
+            item = self.items[item_id]
+            item.last_error = "expired"
+            self.metrics.cancelled += 1
+            self._finish(item, op.t, ItemStatus.CANCELLED)
+
+    def _requeue(self, op: Requeue) -> None:
+        item = self.items.pop(op.id)
+        self.seq += 1
+        item._seq = self.seq
+        self.items[op.id] = item  # re-inserted: at the back of the push order
+        self._set_status(item, PENDING)
+        self.live_by_priority[item.priority] += 1
+        item.attempts = 0
+        item.available_at = op.t
+        item.updated_at = op.t
+        if item.expires_at is not None and item.expires_at <= op.t:
+            item.expires_at = None  # its time-to-live was for the run that ended
+        self._enter_line_or_schedule(item, op.t)
+
+    def _extend_lease(self, op: ExtendLease) -> int:
+        item = self.items[op.id]
+        item.lease_expires_at = op.expires_at
+        item.updated_at = op.t
+        item._token = token = self._next_token()
+        heappush(self.leases, (op.expires_at, token, item))
+        return op.expires_at
+
+    def _purge(self, op: Purge) -> int:
+        status = ItemStatus(op.status)
+        victims = [item for item in self.items.values() if item.status is status]
+        for item in victims:
+            self._forget(item)
+        return len(victims)
+
+    def _drop(self, op: Drop) -> None:
+        for item_id in op.ids:
+            self._forget(self.items[item_id])
+
+    def _set_paused(self, op: SetPaused) -> None:
+        self.paused = op.paused
+
+    def _breaker_probe(self, op: BreakerProbe) -> None:
+        if self.breaker.state == "open":
+            self._emit(self.breaker.on_half_open())
+
+    # ------------------------------------------------------------ transitions
+
+    def _retry_or_bury(self, item: SyncItem, t: int, retry_at: int, error: str | None) -> bool:
+        """A failed attempt: back to pending at ``retry_at`` while retries last, else dead."""
+        item.last_error = error
+        max_retries = item.max_retries if item.max_retries is not None else 0
+        if item.attempts <= max_retries:
+            self.metrics.retries += 1
+            self._set_status(item, PENDING)
+            item.lease_id = None
+            item.lease_expires_at = None
+            item.available_at = retry_at
+            item.updated_at = t
+            if item.expires_at is not None:
+                heappush(self.ttl, (item.expires_at, self._next_token(), item))
+            # Still the head of its partition key's line, if it has one.
+            self._schedule(item, t)
+            return True
+        self.metrics.failed += 1
+        self._finish(item, t, ItemStatus.FAILED)
+        self._emit(ItemFailed(item.id, item.attempts, error))
+        return False
+
+    def _finish(self, item: SyncItem, t: int, status: ItemStatus) -> None:
+        self._unschedule(item)
+        self._set_status(item, status)
+        self.live_by_priority[item.priority] -= 1
+        item.lease_id = None
+        item.lease_expires_at = None
+        item.updated_at = t
+        self.finished.append((t, item))
+        key = item.partition_key
+        if key is not None:
+            line = self.lines[key]
+            if line[0] is item:
+                line.popleft()
+                if line:
+                    self._schedule(line[0], t)
+                else:
+                    del self.lines[key]
+            else:  # a waiting (pending) item was cancelled or expired
+                line.remove(item)
+
+    def _forget(self, item: SyncItem) -> None:
+        """Remove a finished item for good (purge, retention, or its id being reused)."""
+        del self.items[item.id]
+        self.status_counts[item.status] -= 1
+
+    def _set_status(self, item: SyncItem, status: ItemStatus) -> None:
+        counts = self.status_counts
+        counts[item.status] -= 1
+        counts[status] += 1
+        item.status = status
+
+    def _enter_line_or_schedule(self, item: SyncItem, t: int) -> None:
+        if item.expires_at is not None:
+            heappush(self.ttl, (item.expires_at, self._next_token(), item))
+        key = item.partition_key
+        if key is not None:
+            line = self.lines.get(key)
+            if line:
+                line.append(item)
+                item._where = BLOCKED
+                return
+            self.lines[key] = deque((item,))
+        self._schedule(item, t)
+
+    def _schedule(self, item: SyncItem, t: int) -> None:
+        item._token = token = self._next_token()
+        if item.available_at > t:
+            item._where = DELAYED
+            self.delayed_count += 1
+            heappush(self.delayed, (item.available_at, token, item))
+        else:
+            item._where = READY
+            self.ready_count += 1
+            heappush(
+                self.ready[item._partition], ((item.priority << SEQ_BITS) | item._seq, token, item)
+            )
+
+    def _unschedule(self, item: SyncItem) -> None:
+        where = item._where
+        if where == READY:
+            self.ready_count -= 1
+        elif where == DELAYED:
+            self.delayed_count -= 1
+        item._where = NONE
+
+    def _next_token(self) -> int:
+        self._token += 1
+        return self._token
+
+    def _emit(self, event: Event | None) -> None:
+        if event is not None and self.events is not None:
+            self.events.append(event)
+
+    # ---------------------------------------------------------------- queries
+
+    def promote(self, now: int) -> None:
+        """Move delayed items that are due to the ready heap (an index change only)."""
+        delayed = self.delayed
+        while delayed and delayed[0][0] <= now:
+            _, token, item = heappop(delayed)
+            if item._where == DELAYED and item._token == token:
+                self.delayed_count -= 1
+                item._where = NONE
+                self._schedule(item, now)
+
+    def select(self, n: int, partition: int | None, now: int) -> list[str]:
+        """The ids of up to ``n`` items a pop may hand out now, in pop order.
+
+        The caller applies a ``Pop`` of exactly these ids right away: their heap entries are
+        consumed here.
+        """
+        self.promote(now)
+        if self.paused or n <= 0:
+            return []
+        allowance = self.breaker.may_hand_out()
+        if allowance == 0:
+            return []
+        if allowance > 0:
+            n = min(n, allowance)
+        heaps = self.ready if partition is None else [self.ready[partition]]
+        chosen: list[str] = []
+        if len(heaps) == 1:
+            heap = heaps[0]
+            while heap and len(chosen) < n:
+                _, token, item = heappop(heap)
+                if item._where == READY and item._token == token:
+                    item._where = NONE  # so a repeated pick in this call cannot happen
+                    self.ready_count -= 1
+                    chosen.append(item.id)
+            return chosen
+        while len(chosen) < n:
+            best: list[HeapEntry] | None = None
+            for heap in heaps:
+                while heap and not (heap[0][2]._where == READY and heap[0][2]._token == heap[0][1]):
+                    heappop(heap)
+                if heap and (best is None or heap[0] < best[0]):
+                    best = heap
+            if best is None:
+                break
+            _, _, item = heappop(best)
+            item._where = NONE
+            self.ready_count -= 1
+            chosen.append(item.id)
+        return chosen
+
+    def due_leases(self, now: int) -> list[SyncItem]:
+        """Processing items whose lease has run out by ``now``."""
+        leases = self.leases
+        due = []
+        while leases and leases[0][0] <= now:
+            _, token, item = heappop(leases)
+            if item.status is PROCESSING and item._token == token:
+                due.append(item)
+        return due
+
+    def due_expiries(self, now: int) -> list[str]:
+        """Pending items whose time-to-live has run out by ``now``.
+
+        An entry for an item that is processing is dropped: if the item comes back to pending
+        (a retry), ``_retry_or_bury`` gives it a new entry.
+        """
+        ttl = self.ttl
+        due: dict[str, None] = {}  # an item may have two entries; list it once
+        while ttl and ttl[0][0] <= now:
+            expires_at, _, item = heappop(ttl)
+            if (
+                item.status is PENDING
+                and item.expires_at == expires_at
+                and self.items.get(item.id) is item
+            ):
+                due[item.id] = None
+        return list(due)
+
+    def due_retention(self, now: int, retention_ms: int) -> list[str]:
+        """Finished items kept for ``retention_ms`` already."""
+        finished = self.finished
+        due = []
+        while finished and finished[0][0] + retention_ms <= now:
+            finished_at, item = finished.popleft()
+            if (
+                item.status.finished
+                and item.updated_at == finished_at
+                and self.items.get(item.id) is item
+            ):
+                due.append(item.id)
+        return due
+
+    def next_wakeup(self) -> int | None:
+        """The earliest time something becomes due: a delayed item, a lease, a TTL, the breaker."""
+        times = [heap[0][0] for heap in (self.delayed, self.leases, self.ttl) if heap]
+        reopen = self.breaker.reopens_at()
+        if reopen is not None:
+            times.append(reopen)
+        return min(times) if times else None
+
+    def ready_now(self, now: int) -> int:
+        """How many pending items are ready to be handed out now (ignoring pause/breaker)."""
+        self.promote(now)
+        return self.ready_count
+
+    @property
+    def live_count(self) -> int:
+        return self.status_counts[PENDING] + self.status_counts[PROCESSING]
+
+    def metrics_at(self, now: int) -> Metrics:
+        return self.metrics.snapshot(
+            now,
+            current_size=self.live_count,
+            by_status={status.value: n for status, n in self.status_counts.items()},
+            by_priority={p.wire: self.live_by_priority[p] for p in Priority},
+        )
+
+    def iter_items(self) -> Iterator[SyncItem]:
+        return iter(self.items.values())
+
+    # ----------------------------------------------------------- maintenance
+
+    def compact_indexes(self, force: bool = False) -> bool:
+        """Rebuild the heaps when stale entries outnumber live ones (amortised O(1)).
+
+        ``heap_cleanup_threshold`` is the slack: heaps are left alone until they hold that many
+        entries beyond twice the live ones.
+        """
+        slack = self.config.heap_cleanup_threshold
+        live_scheduled = self.ready_count + self.delayed_count
+        heap_entries = sum(len(h) for h in self.ready) + len(self.delayed)
+        processing = self.status_counts[PROCESSING]
+        bloated = (
+            heap_entries > 2 * live_scheduled + slack
+            or len(self.leases) > 2 * processing + slack
+            or len(self.ttl) > 2 * self.status_counts[PENDING] + slack
+        )
+        if not (force or bloated):
+            return False
+        for heap in self.ready:
+            heap[:] = [e for e in heap if e[2]._where == READY and e[2]._token == e[1]]
+            heapify(heap)
+        self.delayed[:] = [
+            e for e in self.delayed if e[2]._where == DELAYED and e[2]._token == e[1]
+        ]
+        heapify(self.delayed)
+        self.leases[:] = [
+            e for e in self.leases if e[2].status is PROCESSING and e[2]._token == e[1]
+        ]
+        heapify(self.leases)
+        self.ttl[:] = [
+            e
+            for e in self.ttl
+            if e[2].status is PENDING
+            and e[2].expires_at == e[0]
+            and self.items.get(e[2].id) is e[2]
+        ]
+        heapify(self.ttl)
+        return True
+
+    # -------------------------------------------------------------- snapshots
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """The logical state as one JSON-able object (indexes are rebuilt on load)."""
+        return {
+            "v": SNAPSHOT_VERSION,
+            "seq": self.seq,
+            "leasesIssued": self.leases_issued,
+            "lastT": self.last_t,
+            "paused": self.paused,
+            "breaker": self.breaker.to_record(),
+            "metrics": self.metrics.to_record(),
+            "items": [item.to_record() for item in self.items.values()],
+        }
+
+    @classmethod
+    def from_snapshot(cls, config: QueueConfig, snapshot: dict[str, Any]) -> QueueState:
+        if snapshot.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {snapshot.get('v')!r}")
+        state = cls(config)
+        state.seq = snapshot["seq"]
+        state.leases_issued = snapshot["leasesIssued"]
+        state.last_t = snapshot["lastT"]
+        state.paused = snapshot["paused"]
+        state.breaker.load_record(snapshot["breaker"])
+        state.metrics.load_record(snapshot["metrics"])
+        partitions = config.partitions
+        for record in snapshot["items"]:
+            item = SyncItem.from_record(record)
+            # The partition count may have changed since the snapshot was written.
+            item._partition = partition_of(item.id, item.partition_key, partitions)
+            state.items[item.id] = item
+            state.status_counts[item.status] += 1
+            status = item.status
+            if status.finished:
+                state.finished.append((item.updated_at, item))
+                continue
+            state.live_by_priority[item.priority] += 1
+            if status is PROCESSING:
+                item._token = token = state._next_token()
+                assert item.lease_expires_at is not None
+                heappush(state.leases, (item.lease_expires_at, token, item))
+                if item.partition_key is not None:
+                    state.lines.setdefault(item.partition_key, deque()).append(item)
+            else:
+                # Schedule as of the snapshot's time; promote() moves what is due by now.
+                state._enter_line_or_schedule(item, state.last_t)
+        # Finished items in the order they finished, for retention.
+        state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
+        return state
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The logical state, for tests that compare a replayed queue with a live one."""
+        snapshot = self.to_snapshot()
+        snapshot["counts"] = {s.value: n for s, n in self.status_counts.items()}
+        snapshot["lines"] = {k: [i.id for i in line] for k, line in sorted(self.lines.items())}
+        return snapshot
