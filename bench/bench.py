@@ -206,17 +206,224 @@ def engine_section(quick: bool) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- storage (issue 3)
+
+
+def fsync_floor(directory: str, n: int) -> float:
+    """The machine's own limit: appends of one small record, each followed by fdatasync."""
+    path = os.path.join(directory, "fsync-floor")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    record = b"x" * 120
+    try:
+        os.write(fd, record)
+        os.fdatasync(fd)
+        start = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, record)
+            os.fdatasync(fd)
+        return n / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def durable_queue(directory: str, **overrides: Any) -> SyncQueue:
+    config = QueueConfig(
+        persistence_path=directory, max_capacity=10_000_000, persistence_interval=3600, **overrides
+    )
+    return SyncQueue(config, maintenance_thread=False)
+
+
+def threaded_rate(threads: int, seconds: float, op: Callable[[], None]) -> float:
+    import threading
+
+    counts = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            op()
+            n += 1
+        counts[i] = n
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def persist_queue_durable(directory: str) -> Any:
+    import persistqueue
+
+    q = persistqueue.SQLiteAckQueue(directory, multithreading=True, auto_commit=True)
+    for conn in {id(q._conn): q._conn, id(q._putter): q._putter}.values():
+        conn.execute("PRAGMA synchronous=FULL")  # fsync every commit: equal durability
+    return q
+
+
+def du(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
+
+
+def storage_section(quick: bool) -> list[str]:
+    import shutil
+    import tempfile
+
+    from sync_queue.storage import EncryptionService
+
+    base = tempfile.mkdtemp(prefix="sq-bench-", dir=os.environ.get("SYNC_QUEUE_BENCH_DIR"))
+    rows: list[tuple[str, str, str, str]] = []
+    n_seq = 300 if quick else 1_000
+    floor = fsync_floor(base, n_seq)
+    rows.append(("fsync floor (write + fdatasync of 120 B)", f"{fmt(floor)}/s", "—", "—"))
+
+    def fresh(name: str, **overrides: Any) -> SyncQueue:
+        path = os.path.join(base, name)
+        shutil.rmtree(path, ignore_errors=True)
+        return durable_queue(path, **overrides)
+
+    q = fresh("seq")
+    r = rate(n_seq, lambda: [q.push(SyncItem.new(PAYLOAD)) for _ in range(n_seq)] and None)
+    q.shutdown()
+    rows.append(
+        (
+            "sequential durable push",
+            f"{fmt(r)}/s",
+            "fsync floor",
+            f"{r / floor:.2f}× (target ≥ 0.8)",
+        )
+    )
+
+    def batch_rate(**overrides: Any) -> float:
+        q = fresh("batch", **overrides)
+        batches = [[SyncItem.new(PAYLOAD) for _ in range(1000)] for _ in range(5 if quick else 20)]
+        r = rate(1000 * len(batches), lambda: [q.push_batch(b) for b in batches] and None)
+        q.shutdown()
+        return r
+
+    plain = batch_rate(enable_compression=False)
+    compressed = batch_rate()
+    encrypted = batch_rate(enable_encryption=True, encryption_key=EncryptionService.generate_key())
+    rows.append(
+        (
+            "durable push_batch(1000), zstd",
+            f"{fmt(compressed)} items/s",
+            "target 200 k",
+            f"{compressed / 200_000:.2f}×",
+        )
+    )
+    rows.append(
+        (
+            "… with AES-256-GCM too",
+            f"{fmt(encrypted)} items/s",
+            "without encryption",
+            f"{encrypted / compressed:.2f}× (cost of encryption)",
+        )
+    )
+    rows.append(
+        (
+            "… without compression",
+            f"{fmt(plain)} items/s",
+            "with zstd",
+            f"{plain / compressed:.2f}×",
+        )
+    )
+
+    seconds = 2.0 if quick else 5.0
+    q = fresh("threads")
+    ours = threaded_rate(16, seconds, lambda: q.push(SyncItem.new(PAYLOAD)) and None)
+    q.shutdown()
+    pq = persist_queue_durable(os.path.join(base, "persist-queue"))
+    theirs = threaded_rate(16, seconds, lambda: pq.put(PAYLOAD))
+    rows.append(
+        (
+            "16 threads pushing, durable (group commit)",
+            f"{fmt(ours)}/s",
+            f"persist-queue SQLiteAckQueue, synchronous=FULL: {fmt(theirs)}/s",
+            f"{ours / theirs:.1f}× (target ≥ 5×; ≥ 20 k/s)",
+        )
+    )
+
+    n_rec = 100_000 if quick else 1_000_000
+    for compression in (True, False):
+        path = os.path.join(base, f"recover-{compression}")
+        q = durable_queue(path, enable_compression=compression)
+        for start in range(0, n_rec, 10_000):
+            q.push_batch([SyncItem.new(PAYLOAD) for _ in range(10_000)])
+        q.shutdown()
+        journal_bytes = du(path)
+        start = time.perf_counter()
+        q = durable_queue(path, enable_compression=compression)
+        replay_s = time.perf_counter() - start
+        q.flush()
+        q.shutdown()
+        snapshot_bytes = du(path)
+        start = time.perf_counter()
+        q = durable_queue(path, enable_compression=compression)
+        load_s = time.perf_counter() - start
+        assert len(q) == n_rec
+        q.shutdown()
+        label = "zstd" if compression else "no compression"
+        rows.append(
+            (
+                f"recover {fmt(n_rec)} items from the journal ({label})",
+                f"{replay_s:.2f} s",
+                "target 5 s",
+                f"{replay_s / 5:.2f}×",
+            )
+        )
+        rows.append(
+            (
+                f"recover {fmt(n_rec)} items from a snapshot ({label})",
+                f"{load_s:.2f} s",
+                "target 5 s",
+                f"{load_s / 5:.2f}×",
+            )
+        )
+        rows.append(
+            (
+                f"bytes on disk per item ({label}, 100-byte payload)",
+                f"journal {journal_bytes / n_rec:.0f} B, snapshot {snapshot_bytes / n_rec:.0f} B",
+                "—",
+                "—",
+            )
+        )
+        shutil.rmtree(path)
+    shutil.rmtree(base, ignore_errors=True)
+    lines = [
+        '### Storage, `durability="always"` unless said',
+        "",
+        "| figure | sync-queue | compared with | ratio |",
+        "|---|---:|---|---:|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["engine", "storage"],
+        help="run only this section (repeatable)",
+    )
     args = parser.parse_args()
     print(
         f"# sync-queue benchmark — Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} cores\n"
     )
-    for line in engine_section(args.quick):
-        print(line)
-    sys.stdout.flush()
+    sections = {"engine": engine_section, "storage": storage_section}
+    for name in args.only or list(sections):
+        for line in sections[name](args.quick):
+            print(line)
+        print()
+        sys.stdout.flush()
     return 0
 
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .breaker import BreakerState
 from .clock import Clock, SystemClock
@@ -60,6 +60,9 @@ from .ops import (
 from .retry import Backoff
 from .state import Event, QueueState, partition_of
 
+if TYPE_CHECKING:
+    from .persistence import StorePersistence
+
 __all__ = ["FailResult", "Health", "Journal", "Page", "PushBatchResult", "SyncQueue"]
 
 log = logging.getLogger(__name__)
@@ -67,21 +70,19 @@ log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
 PURGEABLE = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
 LEASE_EXPIRED = "lease expired"
+INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
 
 class Journal(Protocol):
     """Where the queue sends its operation records to make them durable (see storage)."""
 
     def append(self, op: Op) -> int:
-        """Record ``op`` (called under the queue's lock, in apply order); return a ticket."""
+        """Record ``op`` and return a ticket; called under the queue's lock, before the op is
+        applied. Raises (``InvalidParams``, ``PersistenceError``) having recorded nothing."""
         ...
 
     def commit(self, ticket: int) -> None:
         """Return once everything up to ``ticket`` is as durable as promised (group commit)."""
-        ...
-
-    def check(self, op: Op) -> None:
-        """Raise ``InvalidParams`` if ``op`` cannot be recorded (before it is applied)."""
         ...
 
 
@@ -125,6 +126,12 @@ class SyncQueue:
     ) -> None:
         self.config = config = config if config is not None else QueueConfig()
         self._clock = clock or SystemClock()
+        self._persistence: StorePersistence | None = None
+        if state is None and journal is None and config.persistence_path is not None:
+            from .persistence import open_store  # storage is only loaded when used
+
+            state, self._persistence = open_store(config)
+            journal = self._persistence.journal
         self._state = state if state is not None else QueueState(config)
         self._state.events = []
         self._journal = journal
@@ -137,12 +144,16 @@ class SyncQueue:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # wakes blocked pops
         self._waiters = 0
+        self._calls = 0
         self._closed = False
         self._fail_stop: PersistenceError | None = None
         self._ticket = 0  # the journal ticket of the last record this thread of calls made
         self._deferred = threading.local()
         self._stop = threading.Event()
+        self._next_cleanup = self._next_persist = time.monotonic()
         self._maintainer: threading.Thread | None = None
+        if self._persistence is not None:
+            self._release_interrupted()
         if maintenance_thread:
             self._maintainer = threading.Thread(
                 target=self._maintain, name="sync-queue-maint", daemon=True
@@ -152,6 +163,10 @@ class SyncQueue:
     @classmethod
     def with_config(cls, config: QueueConfig, **kwargs: Any) -> SyncQueue:
         return cls(config, **kwargs)
+
+    def set_on_event(self, on_event: Callable[[Event], None] | None) -> None:
+        """Where events (``ItemFailed``, ``BreakerChanged``) go; called after the change."""
+        self._on_event = on_event
 
     # ------------------------------------------------------------- producers
 
@@ -431,7 +446,7 @@ class SyncQueue:
     def run_maintenance(self) -> None:
         """Apply what is due (leases, TTLs, retention, breaker) and tidy the indexes."""
         with self._lock:
-            if self._closed or self._fail_stop is not None:
+            if self._closed or self._storage_failure() is not None:
                 return
             self._advance(self._now())
             self._state.compact_indexes()
@@ -494,7 +509,10 @@ class SyncQueue:
     def metrics(self) -> Metrics:
         with self._lock:
             self._advance_if_open()
-            return self._state.metrics_at(self._now())
+            metrics = self._state.metrics_at(self._now())
+        if self._persistence is not None:
+            metrics.storage.update(self._persistence.stats())
+        return metrics
 
     def throughput(self) -> Throughput:
         with self._lock:
@@ -505,8 +523,9 @@ class SyncQueue:
             self._advance_if_open()
             breaker = self._state.breaker.state
             paused = self._state.paused
-            if self._fail_stop is not None:
-                return Health(False, breaker, paused, f"storage failed: {self._fail_stop}")
+            failure = self._storage_failure()
+            if failure is not None:
+                return Health(False, breaker, paused, f"storage failed: {failure}")
             if breaker != "closed":
                 return Health(False, breaker, paused, f"circuit breaker is {breaker}")
             return Health(True, breaker, paused, None)
@@ -536,38 +555,95 @@ class SyncQueue:
 
     # --------------------------------------------------------------- lifecycle
 
+    def flush(self) -> None:
+        """Everything so far is durable and compacted into a snapshot on return."""
+        if self._persistence is not None:
+            self._persistence.flush(self._encode_live)
+
     def shutdown(self) -> None:
-        """Stop taking changes, wake waiting pops (they return nothing), stop maintenance."""
+        """Stop taking changes, wake waiting pops (they return nothing), stop maintenance,
+        and persist everything (then the data directory is released)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._ready.notify_all()
         self._stop.set()
         if self._maintainer is not None and self._maintainer is not threading.current_thread():
             self._maintainer.join()
+        if self._persistence is not None:
+            self._persistence.close(self._encode_live)
+
+    def _encode_live(self) -> bytes:
+        from .persistence import encode_state
+
+        with self._lock:
+            return encode_state(self._state)
+
+    def _release_interrupted(self) -> None:
+        """Items that were processing when the process died go back through the retry
+        policy: their attempt counted (a poison item that kills the process every time
+        ends up ``failed`` instead of crashing it forever)."""
+        with self._lock:
+            now = self._now()
+            for item in [i for i in self._state.iter_items() if i.status is ItemStatus.PROCESSING]:
+                self._apply(LeaseExpired(now, item.id, INTERRUPTED, now))
+            ticket = self._ticket
+        self._commit(ticket)
 
     @property
     def is_shut_down(self) -> bool:
         return self._closed
 
+    def defer_commits(self) -> None:
+        """From now on this thread's changes are not committed one by one: they are made
+        durable by ``commit_deferred`` (the stdio server calls it once per read batch, before
+        it writes any reply: group commit). Until then, nothing may be acknowledged."""
+        if getattr(self._deferred, "ticket", None) is None:
+            self._deferred.ticket = 0
+
+    def commit_deferred(self) -> None:
+        """Make this thread's deferred changes durable. ``PersistenceError`` if that fails:
+        then none of them may be acknowledged (and the queue is fail-stopped)."""
+        ticket = getattr(self._deferred, "ticket", None)
+        if ticket:
+            self._deferred.ticket = 0
+            self._commit_now(ticket)
+
     @contextlib.contextmanager
     def deferred_commit(self) -> Iterator[None]:
-        """Group commit for one thread's run of calls: one journal commit when the block ends.
-
-        The stdio server applies a whole read batch inside this, then commits once before it
-        writes any reply. If that commit fails, it raises ``PersistenceError`` and none of the
-        block's changes may be acknowledged.
-        """
+        """``defer_commits`` for one block; it commits when the block ends."""
         if getattr(self._deferred, "ticket", None) is not None:
-            yield
+            yield  # already deferred by an outer block or the server
             return
-        self._deferred.ticket = 0
+        self.defer_commits()
         try:
             yield
         finally:
             ticket = self._deferred.ticket
             self._deferred.ticket = None
         if ticket:
-            self._commit(ticket)
+            self._commit_now(ticket)
+
+    def tick(self) -> float:
+        """Run the maintenance and persistence work that is due; seconds until more is.
+
+        The maintenance thread calls this; an owner that runs without that thread (the
+        stdio server) calls it from its own loop.
+        """
+        now = time.monotonic()
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + self.config.cleanup_interval
+            with contextlib.suppress(QueueError):  # fail-stop or shutdown: seen by callers
+                self.run_maintenance()
+        next_due = self._next_cleanup
+        if self._persistence is not None:
+            if now >= self._next_persist:
+                self._next_persist = now + self._persistence.interval
+                with contextlib.suppress(QueueError):
+                    self._persistence.tick(self._encode_live)
+            next_due = min(next_due, self._next_persist)
+        return max(0.0, next_due - time.monotonic())
 
     # ----------------------------------------------------------------- inside
 
@@ -580,42 +656,62 @@ class SyncQueue:
         """Checks and catch-up shared by every change; returns the time of the change."""
         if self._closed:
             raise ShuttingDown("the queue is shutting down")
-        if self._fail_stop is not None:
+        failure = self._storage_failure()
+        if failure is not None:
             raise PersistenceError(
-                f"storage failed earlier and the queue refuses changes until "
-                f"it is reopened: {self._fail_stop.message}"
+                "storage failed earlier and the queue refuses changes until it is reopened: "
+                f"{failure}"
             )
-        now = self._now()
+        now = self._clock.now_ms()
+        if now < self._state.last_t:
+            now = self._state.last_t
         self._advance(now)
         return now
 
+    def _storage_failure(self) -> str | None:
+        if self._fail_stop is not None:
+            return self._fail_stop.message
+        if self._persistence is not None:
+            return self._persistence.failure
+        return None
+
     def _advance_if_open(self) -> None:
-        if not self._closed and self._fail_stop is None:
+        if not self._closed and self._storage_failure() is None:
             self._advance(self._now())
 
     def _advance(self, now: int) -> None:
-        """Turn whatever became due by ``now`` into operation records."""
+        """Turn whatever became due by ``now`` into operation records.
+
+        This runs before every call, so each check is one comparison with the top of an index.
+        """
         state = self._state
-        for item in state.due_leases(now):
-            retry_at = now + self._backoff.delay_ms(item.attempts)
-            self._apply(LeaseExpired(now, item.id, LEASE_EXPIRED, retry_at))
-        expired = state.due_expiries(now)
-        if expired:
-            self._apply(Expire(now, tuple(expired)))
-        if state.finished and state.finished[0][0] + self._retention_ms <= now:
+        leases = state.leases
+        if leases and leases[0][0] <= now:
+            for item in state.due_leases(now):
+                retry_at = now + self._backoff.delay_ms(item.attempts)
+                self._apply(LeaseExpired(now, item.id, LEASE_EXPIRED, retry_at))
+        ttl = state.ttl
+        if ttl and ttl[0][0] <= now:
+            expired = state.due_expiries(now)
+            if expired:
+                self._apply(Expire(now, tuple(expired)))
+        finished = state.finished
+        if finished and finished[0][0] + self._retention_ms <= now:
             dropped = state.due_retention(now, self._retention_ms)
             if dropped:
                 self._apply(Drop(now, tuple(dropped)))
-        if state.breaker.probe_due(now):
+        if state.breaker.state == "open" and state.breaker.probe_due(now):
             self._apply(BreakerProbe(now))
+        self._calls += 1
+        if not self._calls & 0x3FF:  # every 1024 calls: keep lazily-deleted heaps bounded
+            state.compact_indexes()
 
     def _apply(self, op: Op) -> Any:
         journal = self._journal
         if journal is not None:
-            journal.check(op)
-        result = self._state.apply(op)
-        if journal is not None:
+            # Recorded first: if the journal refuses the record, nothing was applied.
             self._ticket = journal.append(op)
+        result = self._state.apply(op)
         if self._state.events:
             self._deliver_events()
         return result
@@ -632,13 +728,17 @@ class SyncQueue:
                     log.exception("on_event listener failed")
 
     def _commit(self, ticket: int) -> None:
-        journal = self._journal
-        if journal is None or not ticket:
+        if self._journal is None or not ticket:
             return
         deferred = getattr(self._deferred, "ticket", None)
         if deferred is not None:
             self._deferred.ticket = max(deferred, ticket)
             return
+        self._commit_now(ticket)
+
+    def _commit_now(self, ticket: int) -> None:
+        journal = self._journal
+        assert journal is not None
         try:
             journal.commit(ticket)
         except PersistenceError as exc:
@@ -657,11 +757,9 @@ class SyncQueue:
         return item
 
     def _maintain(self) -> None:
-        interval = self.config.cleanup_interval or 1.0
-        while not self._stop.wait(interval):
-            # Fail-stop or shutdown: callers see it on their next change.
-            with contextlib.suppress(QueueError):
-                self.run_maintenance()
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = max(0.01, self.tick())
 
 
 def _parse_cursor(after: str | None) -> int:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify, heappop, heappush
 from typing import Any, NamedTuple
 
@@ -502,6 +502,12 @@ class QueueState:
 
     def to_snapshot(self) -> dict[str, Any]:
         """The logical state as one JSON-able object (indexes are rebuilt on load)."""
+        header = self.snapshot_header()
+        header["items"] = [item.to_record() for item in self.items.values()]
+        return header
+
+    def snapshot_header(self) -> dict[str, Any]:
+        """Everything in a snapshot but the items (which are stored one record each)."""
         return {
             "v": SNAPSHOT_VERSION,
             "seq": self.seq,
@@ -510,11 +516,17 @@ class QueueState:
             "paused": self.paused,
             "breaker": self.breaker.to_record(),
             "metrics": self.metrics.to_record(),
-            "items": [item.to_record() for item in self.items.values()],
+            "count": len(self.items),
         }
 
     @classmethod
-    def from_snapshot(cls, config: QueueConfig, snapshot: dict[str, Any]) -> QueueState:
+    def from_snapshot(
+        cls,
+        config: QueueConfig,
+        snapshot: dict[str, Any],
+        item_records: Iterable[dict[str, Any]] | None = None,
+    ) -> QueueState:
+        """Rebuild a state from ``to_snapshot()``, or from a header and its item records."""
         if snapshot.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {snapshot.get('v')!r}")
         state = cls(config)
@@ -525,7 +537,7 @@ class QueueState:
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
         partitions = config.partitions
-        for record in snapshot["items"]:
+        for record in snapshot["items"] if item_records is None else item_records:
             item = SyncItem.from_record(record)
             # The partition count may have changed since the snapshot was written.
             item._partition = partition_of(item.id, item.partition_key, partitions)

@@ -16,9 +16,6 @@ class RecordingJournal:
     def __init__(self) -> None:
         self.records: list[bytes] = []
 
-    def check(self, op: Op) -> None:
-        pass
-
     def append(self, op: Op) -> int:
         self.records.append(encode_op(op))
         return len(self.records)

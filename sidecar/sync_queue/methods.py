@@ -1,0 +1,425 @@
+"""The method table: JSON-RPC params -> queue calls -> JSON results (PROTOCOL.md §4).
+
+Validation of params lives here (names, types, ranges; every message names the field); the
+queue validates what depends on its state. Everything runs on the server's thread: the
+queue is opened without its maintenance thread and this dispatcher's ``tick`` drives
+maintenance, long polls and notifications, so every event reaches the wire in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .breaker import BreakerChanged
+from .errors import InvalidParams
+from .item import MAX_ID_LENGTH, ItemStatus, Priority, SyncItem
+from .metrics import Metrics
+from .protocol import ANY, CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
+from .protocol import check_params as check
+from .queue import MAX_LIST_LIMIT, SyncQueue
+from .state import Event, ItemFailed
+
+__all__ = ["PROTOCOL_VERSION", "QueueDispatcher", "stats_to_wire"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+NOTIFY_WINDOW_S = 0.1  # itemsAvailable: at most once per 100 ms
+MAX_POP_BATCH = 1000
+
+_PRIORITIES = tuple(p.wire for p in Priority)
+_STATUSES = tuple(s.value for s in ItemStatus)
+_ID = Param(str, required=True)
+
+PUSH = {
+    "payload": Param(ANY, required=True),
+    "id": Param(str),
+    "priority": Param(str, choices=_PRIORITIES),
+    "maxRetries": Param(int, minimum=0),
+    "correlationId": Param(str, nullable=True),
+    "metadata": Param(dict),
+    "partitionKey": Param(str, nullable=True),
+    "delayMs": Param(int, minimum=0),
+    "ttlMs": Param(int, minimum=1),
+}
+POP = {
+    "timeoutMs": Param(int, minimum=0),
+    "leaseMs": Param(int, minimum=1),
+    "partition": Param(int, minimum=0),
+}
+POP_BATCH = {**POP, "max": Param(int, minimum=1)}
+NONE: dict[str, Param] = {}
+
+
+@dataclass
+class _Waiter:
+    waiting: Waiting
+    n: int | None  # None: a single pop (answered with an item or null)
+    lease_ms: int | None
+    partition: int | None
+
+
+class QueueDispatcher(Dispatcher):
+    """Serves one ``SyncQueue`` over the protocol."""
+
+    def __init__(
+        self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, int]
+    ) -> None:
+        self.queue = queue
+        self._data_dir = data_dir
+        self._recovered = recovered
+        self._link: ServerLink | None = None
+        self._waiters: deque[_Waiter] = deque()
+        self._events: list[Event] = []
+        self._ready_before = 0
+        self._last_notified = -NOTIFY_WINDOW_S
+        self._held_back = False
+        self._methods: dict[str, Callable[[dict[str, Any], CallInfo], Any]] = {
+            "ping": self._ping,
+            "push": self._push,
+            "pushBatch": self._push_batch,
+            "pop": self._pop,
+            "popBatch": self._pop_batch,
+            "complete": self._complete,
+            "fail": self._fail,
+            "cancel": self._cancel,
+            "requeue": self._requeue,
+            "extendLease": self._extend_lease,
+            "get": self._get,
+            "list": self._list,
+            "purge": self._purge,
+            "stats": self._stats,
+            "health": self._health,
+            "pause": self._pause,
+            "resume": self._resume,
+            "flush": self._flush,
+        }
+        queue.set_on_event(self.on_event)
+        queue.defer_commits()  # one commit per server cycle: see commit()
+
+    # -- the server's hooks --
+
+    def attach(self, link: ServerLink) -> None:
+        self._link = link
+        link.notify(
+            "ready",
+            {
+                "version": __version__,
+                "protocol": PROTOCOL_VERSION,
+                "dataDir": self._data_dir,
+                "durability": None if self._data_dir is None else self.queue.config.durability,
+                "recovered": self._recovered,
+            },
+        )
+        self._ready_before = self.queue.ready_count()
+        if self._ready_before:
+            self._notify_items_available(time.monotonic())
+
+    def on_event(self, event: Event) -> None:
+        """The queue's events (``on_event``); sent as notifications after the call."""
+        self._events.append(event)
+
+    def handle(self, method: str, params: dict[str, Any], call: CallInfo) -> Any:
+        handler = self._methods.get(method)
+        if handler is None:
+            raise MethodNotFound(f"no method named {method!r} (see PROTOCOL.md §4)", method=method)
+        result = handler(params, call)
+        if self._waiters:
+            self._serve_waiters()
+        if self._events:
+            self._send_events()
+        return result
+
+    def tick(self) -> float | None:
+        queue = self.queue
+        until_maintenance = queue.tick()
+        if self._waiters:
+            self._serve_waiters()
+        if self._events:
+            self._send_events()
+        now = time.monotonic()
+        ready = queue.ready_count()
+        if ready and (not self._ready_before or self._held_back):
+            self._notify_items_available(now)
+        elif not ready:
+            self._held_back = False
+        self._ready_before = ready
+        waits = [until_maintenance]
+        if self._held_back:
+            waits.append(self._last_notified + NOTIFY_WINDOW_S - now)
+        wakeup = queue.next_wakeup()
+        if wakeup is not None:
+            waits.append((wakeup - time.time() * 1000) / 1000)
+        return max(0.001, min(waits))
+
+    def commit(self) -> None:
+        self.queue.commit_deferred()
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+    # -- notifications --
+
+    def _notify_items_available(self, now: float) -> None:
+        assert self._link is not None
+        if now - self._last_notified < NOTIFY_WINDOW_S:
+            self._held_back = True  # sent when the window ends, if items are still ready
+            return
+        self._held_back = False
+        self._last_notified = now
+        self._link.notify("itemsAvailable", {"pending": self.queue.ready_count()})
+
+    def _send_events(self) -> None:
+        assert self._link is not None
+        events, self._events = self._events, []
+        for event in events:
+            if isinstance(event, ItemFailed):
+                self._link.notify(
+                    "itemFailed", {"id": event.id, "attempts": event.attempts, "error": event.error}
+                )
+            elif isinstance(event, BreakerChanged):
+                self._link.notify("breakerChanged", {"state": event.state, "reason": event.reason})
+
+    # -- long polls --
+
+    def _serve_waiters(self) -> None:
+        """Hand ready items to waiting pops, oldest first."""
+        queue = self.queue
+        waiters = self._waiters
+        for waiter in list(waiters):
+            if waiter.waiting.done:
+                waiters.remove(waiter)
+                continue
+            if not queue.ready_count():
+                return
+            items = queue.pop_batch(
+                waiter.n or 1, lease=_lease(waiter.lease_ms), partition=waiter.partition
+            )
+            if not items:
+                continue  # e.g. nothing ready in its partition: later waiters may be served
+            waiters.remove(waiter)
+            waiter.waiting.resolve(
+                [i.to_dict() for i in items] if waiter.n is not None else items[0].to_dict()
+            )
+
+    def _wait(
+        self,
+        call: CallInfo,
+        timeout_ms: int,
+        n: int | None,
+        lease_ms: int | None,
+        partition: int | None,
+    ) -> Any:
+        empty: Any = [] if n is not None else None
+        if call.in_batch or not timeout_ms:
+            return empty
+        waiting = Waiting(empty=empty, timeout=timeout_ms / 1000)
+        self._waiters.append(_Waiter(waiting, n, lease_ms, partition))
+        return waiting
+
+    # -- methods --
+
+    def _ping(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("ping", params, NONE)
+        return {"pong": True}
+
+    def _push(self, params: dict[str, Any], call: CallInfo) -> Any:
+        return {"id": self.queue.push(item_from_params("push", params))}
+
+    def _push_batch(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("pushBatch", params, {"items": Param(list, required=True)})
+        items = [
+            item_from_params(f"pushBatch: items[{n}]", p, index=n)
+            for n, p in enumerate(params["items"])
+        ]
+        result = self.queue.push_many(items)
+        return {"ids": result.ids, "duplicates": result.duplicates}
+
+    def _pop(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("pop", params, POP)
+        if call.is_notification:
+            return None  # nothing is handed out that nobody would receive
+        lease_ms, partition = params.get("leaseMs"), params.get("partition")
+        self._serve_waiters()  # older waiting pops first
+        if not self._waiters:
+            item = self.queue.pop(lease=_lease(lease_ms), partition=partition)
+            if item is not None:
+                return item.to_dict()
+        return self._wait(call, params.get("timeoutMs", 0), None, lease_ms, partition)
+
+    def _pop_batch(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("popBatch", params, POP_BATCH)
+        if call.is_notification:
+            return []
+        n = params.get("max", self.queue.config.batch_size)
+        if n > MAX_POP_BATCH:
+            raise InvalidParams(f'popBatch: "max" must be at most {MAX_POP_BATCH}', field="max")
+        lease_ms, partition = params.get("leaseMs"), params.get("partition")
+        self._serve_waiters()
+        if not self._waiters:
+            items = self.queue.pop_batch(n, lease=_lease(lease_ms), partition=partition)
+            if items:
+                return [i.to_dict() for i in items]
+        return self._wait(call, params.get("timeoutMs", 0), n, lease_ms, partition)
+
+    def _complete(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("complete", params, {"id": _ID, "leaseId": Param(str)})
+        self.queue.mark_completed(params["id"], params.get("leaseId"))
+        return {}
+
+    def _fail(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check(
+            "fail", params, {"id": _ID, "error": Param(str, nullable=True), "leaseId": Param(str)}
+        )
+        result = self.queue.fail(params["id"], params.get("error"), params.get("leaseId"))
+        if result.retry:
+            return {"retry": True, "availableAt": result.available_at}
+        return {"retry": False}
+
+    def _cancel(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("cancel", params, {"id": _ID})
+        self.queue.cancel(params["id"])
+        return {}
+
+    def _requeue(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("requeue", params, {"id": _ID})
+        self.queue.requeue(params["id"])
+        return {}
+
+    def _extend_lease(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check(
+            "extendLease",
+            params,
+            {"id": _ID, "leaseMs": Param(int, required=True, minimum=1), "leaseId": Param(str)},
+        )
+        expires = self.queue.extend_lease(
+            params["id"], params["leaseMs"] / 1000, params.get("leaseId")
+        )
+        return {"leaseExpiresAt": expires}
+
+    def _get(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("get", params, {"id": _ID})
+        return self.queue.get(params["id"]).to_dict()
+
+    def _list(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check(
+            "list",
+            params,
+            {
+                "status": Param(str, choices=_STATUSES),
+                "priority": Param(str, choices=_PRIORITIES),
+                "limit": Param(int, minimum=1),
+                "after": Param(str, nullable=True),
+            },
+        )
+        limit = params.get("limit", 100)
+        if limit > MAX_LIST_LIMIT:
+            raise InvalidParams(f'list: "limit" must be at most {MAX_LIST_LIMIT}', field="limit")
+        page = self.queue.list(
+            params.get("status"), params.get("priority"), limit, params.get("after")
+        )
+        return {"items": [i.to_dict() for i in page.items], "next": page.next}
+
+    def _purge(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("purge", params, {"status": Param(str, required=True, choices=_STATUSES)})
+        return {"removed": self.queue.purge(params["status"])}
+
+    def _stats(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("stats", params, NONE)
+        return stats_to_wire(self.queue.metrics())
+
+    def _health(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("health", params, NONE)
+        h = self.queue.health()
+        result: dict[str, Any] = {"healthy": h.healthy, "breaker": h.breaker, "paused": h.paused}
+        if h.reason is not None:
+            result["reason"] = h.reason
+        return result
+
+    def _pause(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("pause", params, NONE)
+        self.queue.pause()
+        return {}
+
+    def _resume(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("resume", params, NONE)
+        self.queue.resume()
+        return {}
+
+    def _flush(self, params: dict[str, Any], call: CallInfo) -> Any:
+        check("flush", params, NONE)
+        self.queue.commit_deferred()  # this cycle's changes first, then the snapshot
+        self.queue.flush()
+        return {}
+
+
+def _lease(lease_ms: int | None) -> float | None:
+    return None if lease_ms is None else lease_ms / 1000
+
+
+def item_from_params(where: str, params: Any, index: int | None = None) -> SyncItem:
+    """A ``SyncItem`` from a push object (PROTOCOL.md §3), or ``InvalidParams`` naming the
+    field (``pushBatch: items[3]: "priority" ...``)."""
+    if not isinstance(params, dict):
+        raise InvalidParams(f"{where}: expected an object", field="items", index=index)
+    check(where, params, PUSH)
+    item = SyncItem(params["payload"], params.get("priority", "normal"))
+    if "id" in params:
+        item_id = params["id"]
+        if not 1 <= len(item_id) <= MAX_ID_LENGTH:
+            raise InvalidParams(
+                f'{where}: "id" must have 1 to {MAX_ID_LENGTH} characters', field="id"
+            )
+        item.id = item_id
+    if "maxRetries" in params:
+        item.max_retries = params["maxRetries"]
+    item.correlation_id = params.get("correlationId")
+    metadata = params.get("metadata")
+    if metadata:
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise InvalidParams(
+                    f'{where}: "metadata" values must be strings (key "{key}" is not)',
+                    field="metadata",
+                )
+        item.metadata = dict(metadata)
+    item.partition_key = params.get("partitionKey")
+    if "delayMs" in params:
+        item._delay_ms = params["delayMs"]
+    if "ttlMs" in params:
+        item._ttl_ms = params["ttlMs"]
+    return item
+
+
+def stats_to_wire(m: Metrics) -> dict[str, Any]:
+    return {
+        "totalEnqueued": m.total_enqueued,
+        "totalDequeued": m.total_dequeued,
+        "totalCompleted": m.total_completed,
+        "totalFailed": m.total_failed,
+        "totalRetries": m.total_retries,
+        "totalCancelled": m.total_cancelled,
+        "currentSize": m.current_size,
+        "successRate": m.success_rate,
+        "avgWaitMs": m.avg_wait_ms,
+        "avgProcessingMs": m.avg_processing_ms,
+        "waitMs": {"p50": m.wait_ms_p50, "p95": m.wait_ms_p95, "p99": m.wait_ms_p99},
+        "processingMs": {
+            "p50": m.processing_ms_p50,
+            "p95": m.processing_ms_p95,
+            "p99": m.processing_ms_p99,
+        },
+        "byStatus": m.by_status,
+        "byPriority": m.by_priority,
+        "throughput": {
+            "enqueuePerSec": m.throughput.enqueue_per_sec,
+            "dequeuePerSec": m.throughput.dequeue_per_sec,
+        },
+        "storage": m.storage or {"bytesOnDisk": 0, "journalBytes": 0, "lastSnapshotAt": None},
+    }

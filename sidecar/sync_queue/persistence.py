@@ -1,0 +1,207 @@
+"""Binds the engine to the storage layer: op records to the journal, state to snapshots.
+
+The engine knows no files and the storage knows no queue (ARCHITECTURE.md, principle 3);
+this module is the seam. It encodes each operation record for the journal, gives the store
+a ``fold`` that builds a snapshot from the previous snapshot and closed journal segments
+(in the store's background thread, through the engine's own apply function, never from live
+memory), and recovers a queue on open: newest snapshot, then the journal replayed through
+``QueueState.apply``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import orjson
+
+from .config import QueueConfig
+from .errors import InvalidParams, PersistenceError, QueueError
+from .ops import Op, decode_op, encode_op
+from .state import QueueState
+from .storage import Store
+
+__all__ = ["StoreJournal", "StorePersistence", "decode_state", "encode_state", "open_store"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def yielding(items: Iterable[T], every: int = 256) -> Iterator[T]:
+    """Iterate, letting other threads run every ``every`` items.
+
+    Compaction folds a whole state in a background thread. A thread that wants the GIL back
+    after a system call (every commit does a write) otherwise waits for the interpreter's
+    switch interval each time: a convoy that stalls the queue for tens of milliseconds.
+    ``sleep(0)`` hands the GIL over at once.
+    """
+    for n, item in enumerate(items, 1):
+        if not n % every:
+            time.sleep(0)
+        yield item
+
+
+def encode_state(state: QueueState) -> bytes:
+    """A snapshot blob: a header line, then one line per item.
+
+    One small ``orjson`` call per item rather than one call over the whole state: a single C
+    call holds the GIL for its whole run, and over a large state that would stall the queue's
+    threads while compaction folds in the background.
+    """
+    lines = [orjson.dumps(state.snapshot_header())]
+    lines += [orjson.dumps(item.to_record()) for item in yielding(state.iter_items())]
+    return b"\n".join(lines)
+
+
+def decode_state(config: QueueConfig, blob: bytes | None) -> QueueState:
+    if blob is None:
+        return QueueState(config)
+    try:
+        lines = blob.split(b"\n")
+        header = orjson.loads(lines[0])
+        if header.get("count") != len(lines) - 1:
+            raise ValueError(
+                f"the header says {header.get('count')} items, the snapshot holds {len(lines) - 1}"
+            )
+        return QueueState.from_snapshot(config, header, map(orjson.loads, yielding(lines[1:])))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PersistenceError(f"the snapshot does not hold a queue state: {exc}") from exc
+
+
+def replay(state: QueueState, records: Iterator[bytes]) -> int:
+    """Apply journal records to ``state``; returns how many."""
+    count = 0
+    for record in yielding(records):
+        try:
+            op = decode_op(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PersistenceError(
+                f"journal record {count + 1} after the snapshot is not an operation record: {exc}"
+            ) from exc
+        state.apply(op)
+        count += 1
+    return count
+
+
+def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], bytes]:
+    def fold(previous: bytes | None, records: Iterator[bytes]) -> bytes:
+        state = decode_state(config, previous)
+        replay(state, records)
+        return encode_state(state)
+
+    return fold
+
+
+class StoreJournal:
+    """The queue's ``Journal`` over a ``Store``: one encoded record per operation."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def append(self, op: Op) -> int:
+        try:
+            encoded = encode_op(op)
+        except TypeError as exc:
+            raise InvalidParams(
+                f"payload: cannot be stored as JSON: {exc}", field="payload"
+            ) from exc
+        return self.store.append((encoded,))
+
+    def commit(self, ticket: int) -> None:
+        self.store.commit(ticket)
+
+
+class StorePersistence:
+    """What a persistent ``SyncQueue`` does with its store besides journaling.
+
+    - ``tick``: called by the queue's maintenance thread every ``interval`` seconds: in
+      ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
+      the journal modes it asks the store for a background compaction if the journal grew.
+    - ``flush``: everything so far durable and compacted.
+    - ``close``: a last snapshot (``"snapshot"`` mode) or commit, then release the directory.
+    """
+
+    def __init__(self, store: Store, config: QueueConfig) -> None:
+        self.store = store
+        self.config = config
+        self.journal: StoreJournal | None = (
+            None if config.durability == "snapshot" else StoreJournal(store)
+        )
+        self.interval = config.persistence_interval
+        self._compacted_through = store.stats().last_seq
+        self._lock = threading.Lock()
+
+    def tick(self, encode_live: Callable[[], bytes]) -> None:
+        if self.journal is None:
+            self.store.write_snapshot(encode_live())
+            return
+        last_seq = self.store.stats().last_seq
+        if last_seq > self._compacted_through:
+            self._compacted_through = last_seq
+            self.store.compact(wait=False)
+
+    def flush(self, encode_live: Callable[[], bytes]) -> None:
+        with self._lock:
+            if self.journal is None:
+                self.store.write_snapshot(encode_live())
+            else:
+                self.store.compact(wait=True)
+                self._compacted_through = self.store.stats().last_seq
+
+    def close(self, encode_live: Callable[[], bytes]) -> None:
+        try:
+            if self.journal is None and self.store.failure is None:
+                self.store.write_snapshot(encode_live())
+        finally:
+            self.store.close()
+
+    def stats(self) -> dict[str, Any]:
+        s = self.store.stats()
+        return {
+            "bytesOnDisk": s.bytes_on_disk,
+            "journalBytes": s.journal_bytes,
+            "lastSnapshotAt": s.last_snapshot_at,
+        }
+
+    @property
+    def failure(self) -> str | None:
+        return self.store.failure
+
+
+def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
+    """Open (or create) the data directory, recover the state, and return both.
+
+    Raises ``Locked`` if another process owns the directory, and ``PersistenceError``,
+    ``EncryptionError`` or ``CompressionError`` (naming file and offset) if what is on disk
+    cannot be read; in every such case nothing on disk is changed.
+    """
+    assert config.persistence_path is not None
+    key = config.encryption_key if config.enable_encryption else None
+    store = Store.open(
+        config.persistence_path,
+        durability=config.durability,
+        compression_level=config.compression_level if config.enable_compression else 0,
+        key=key,
+        fsync_interval=config.persistence_interval,
+        fold=make_fold(config),
+    )
+    try:
+        recovery = store.take_recovery()
+        state = decode_state(config, recovery.snapshot)
+        count = replay(state, recovery.records())
+        log.info(
+            "recovered %d items from %s (snapshot through record %d, %d journal records replayed)",
+            len(state.items),
+            config.persistence_path,
+            recovery.snapshot_seq,
+            count,
+        )
+        return state, StorePersistence(store, config)
+    except BaseException:
+        with contextlib.suppress(QueueError):
+            store.close()
+        raise

@@ -1,0 +1,307 @@
+"""The append-only journal: segment files of blocks of opaque records.
+
+A segment ``journal-<first seq, 20 digits>.log`` is a file header followed by blocks; each
+block holds the records of one group commit (see ``format``). Sequence numbers continue
+without gaps from one block to the next and from one segment to the next, which is how
+recovery notices a missing block or file. A new segment is created with ``O_EXCL``, its
+header fsync'd, then the directory fsync'd, so that the name survives power loss before
+any record in it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sync_queue.errors import PersistenceError
+from sync_queue.storage.blocks import (
+    decode_payload,
+    encode_block,
+    join_records,
+    open_header,
+    scan_blocks,
+    split_records,
+)
+from sync_queue.storage.codec import Compression, EncryptionService, FileCipher
+from sync_queue.storage.fileio import FileIO, write_all
+from sync_queue.storage.format import (
+    BT_RECORDS,
+    FILE_HEADER_SIZE,
+    KIND_JOURNAL,
+    MAX_PAYLOAD,
+    FileHeader,
+    HeaderError,
+    segment_name,
+)
+
+__all__ = ["PURPOSE", "SegmentRead", "SegmentWriter", "iter_segment_records", "read_segment"]
+
+PURPOSE = b"journal"
+# One block holds at most this much plaintext; a bigger group commit becomes several
+# blocks (still one write). Keeps single allocations and AES-GCM calls bounded.
+_BLOCK_PLAIN_MAX = 64 * 1024 * 1024
+_ZERO16 = bytes(16)
+_ZERO32 = bytes(32)
+
+
+@dataclass
+class SegmentRead:
+    """What reading one segment found."""
+
+    name: str
+    path: str
+    size: int  # bytes in the file
+    first_seq: int
+    header: FileHeader | None  # None: the header itself is torn (last segment only)
+    records: list[bytes]
+    blocks: int
+    end: int  # offset just after the last good block
+    torn_offset: int | None = None  # where a torn tail starts (last segment only)
+    torn_reason: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.records)
+
+
+def read_segment(
+    io: FileIO,
+    dirpath: str,
+    name: str,
+    first_seq: int,
+    *,
+    enc: EncryptionService | None,
+    compression: Compression,
+    last: bool,
+) -> SegmentRead:
+    """Read and fully decode one segment, or raise a clear error naming file and offset.
+
+    A torn tail (an incomplete or bad block with no good block after it) is accepted only
+    in the ``last`` segment and reported through ``torn_offset``; the file is not touched.
+    """
+    path = os.path.join(dirpath, name)
+    try:
+        data = io.read_file(path)
+    except OSError as e:
+        raise PersistenceError(f"cannot read journal segment {path}: {e.strerror or e}") from e
+    size = len(data)
+    try:
+        header, cipher = open_header(
+            data, path=path, kind=KIND_JOURNAL, seq=first_seq, enc=enc, purpose=PURPOSE
+        )
+    except HeaderError as e:
+        if last and size <= FILE_HEADER_SIZE:
+            # Crash while the segment was being created: nothing in it was acknowledged
+            # (its header is fsync'd before any record is written).
+            return SegmentRead(name, path, size, first_seq, None, [], 0, 0, 0, str(e))
+        raise PersistenceError(
+            f"journal segment {path} is corrupt at offset 0: {e}", file=path, offset=0
+        ) from e
+    scan = scan_blocks(
+        data, FILE_HEADER_SIZE, btype=BT_RECORDS, aes=cipher is not None, first_seq=first_seq
+    )
+    torn: int | None = None
+    if scan.bad_offset is not None:
+        if not last or scan.valid_after:
+            what = "good blocks follow it" if scan.valid_after else "later segments follow it"
+            raise PersistenceError(
+                f"journal segment {path} is corrupt at offset {scan.bad_offset}: "
+                f"{scan.bad_reason}; {what}, so this is not a torn tail and nothing was "
+                "truncated",
+                file=path,
+                offset=scan.bad_offset,
+            )
+        torn = scan.bad_offset
+    records: list[bytes] = []
+    for b in scan.blocks:
+        where = f"journal segment {path} at offset {b.offset}"
+        plain = decode_payload(
+            kind=KIND_JOURNAL,
+            file_id=header.file_id,
+            header=b.header,
+            payload=b.payload,
+            compression=compression,
+            cipher=cipher,
+            max_size=MAX_PAYLOAD,
+            where=where,
+        )
+        records.extend(split_records(plain, b.header.count, where))
+    return SegmentRead(
+        name,
+        path,
+        size,
+        first_seq,
+        header,
+        records,
+        len(scan.blocks),
+        scan.end,
+        torn,
+        scan.bad_reason,
+    )
+
+
+def iter_segment_records(
+    io: FileIO,
+    dirpath: str,
+    segments: list[tuple[str, int]],
+    *,
+    enc: EncryptionService | None,
+    compression: Compression,
+    after_seq: int,
+) -> Iterator[bytes]:
+    """Records with seq > ``after_seq`` from closed segments ``(name, first_seq)``, in order.
+
+    Closed segments were fsync'd before they were closed, so any damage is an error here.
+    One segment is decoded at a time to bound memory.
+    """
+    expected: int | None = None
+    for name, first_seq in segments:
+        if expected is not None and first_seq != expected:
+            raise PersistenceError(
+                f"journal segment {segment_name(expected)} is missing (next is {name})"
+            )
+        seg = read_segment(
+            io, dirpath, name, first_seq, enc=enc, compression=compression, last=False
+        )
+        expected = first_seq + seg.count
+        skip = max(0, after_seq + 1 - first_seq)
+        yield from seg.records[skip:]
+
+
+class SegmentWriter:
+    """Appends blocks to one segment. Not thread-safe: the store's commit leader owns it."""
+
+    def __init__(
+        self,
+        io: FileIO,
+        path: str,
+        fd: int,
+        header: FileHeader,
+        cipher: FileCipher | None,
+        compression: Compression,
+        size: int,
+        count: int,
+    ) -> None:
+        self.io = io
+        self.path = path
+        self.name = os.path.basename(path)
+        self.fd = fd
+        self.header = header
+        self.cipher = cipher
+        self.compression = compression
+        self.size = size
+        self.count = count
+
+    @property
+    def first_seq(self) -> int:
+        return self.header.seq
+
+    @classmethod
+    def create(
+        cls,
+        io: FileIO,
+        dirpath: str,
+        first_seq: int,
+        *,
+        enc: EncryptionService | None,
+        compression: Compression,
+        created_ms: int,
+    ) -> SegmentWriter:
+        file_id = os.urandom(16)
+        salt = enc.new_salt() if enc else _ZERO32
+        header = FileHeader(
+            KIND_JOURNAL,
+            enc is not None,
+            file_id,
+            salt,
+            enc.key_check if enc else _ZERO16,
+            first_seq,
+            created_ms,
+        )
+        cipher = enc.file_cipher(purpose=PURPOSE, file_id=file_id, salt=salt) if enc else None
+        path = os.path.join(dirpath, segment_name(first_seq))
+        # O_EXCL: never reuse (and so never re-key or overwrite) an existing segment.
+        fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            data = header.pack()
+            write_all(io, fd, data)
+            io.fsync(fd)
+            io.fsync_dir(dirpath)
+        except BaseException:
+            io.close(fd)
+            # Best effort: a half-created segment holds no record, and recovery treats a
+            # header-only last segment as torn anyway.
+            with contextlib.suppress(OSError):
+                io.unlink(path)
+            raise
+        return cls(io, path, fd, header, cipher, compression, len(data), 0)
+
+    @classmethod
+    def reopen(
+        cls,
+        io: FileIO,
+        seg: SegmentRead,
+        *,
+        enc: EncryptionService | None,
+        compression: Compression,
+    ) -> SegmentWriter:
+        """Append to an existing, fully valid segment (its torn tail already truncated)."""
+        assert seg.header is not None
+        fd = io.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        cipher = (
+            enc.file_cipher(purpose=PURPOSE, file_id=seg.header.file_id, salt=seg.header.salt)
+            if enc
+            else None
+        )
+        return cls(io, seg.path, fd, seg.header, cipher, compression, seg.end, seg.count)
+
+    def encode(self, first_seq: int, records: list[bytes]) -> bytes:
+        """The blocks holding ``records`` (seq ``first_seq``...), ready for one write."""
+        out: list[bytes] = []
+        i = 0
+        n = len(records)
+        while i < n:
+            j, total = i, 0
+            while j < n and (j == i or total + len(records[j]) + 4 <= _BLOCK_PLAIN_MAX):
+                total += len(records[j]) + 4
+                j += 1
+            out.append(
+                encode_block(
+                    kind=KIND_JOURNAL,
+                    file_id=self.header.file_id,
+                    first_seq=first_seq + i,
+                    count=j - i,
+                    btype=BT_RECORDS,
+                    plain=join_records(records[i:j]),
+                    compression=self.compression,
+                    cipher=self.cipher,
+                )
+            )
+            i = j
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def write(self, data: bytes, count: int) -> None:
+        """Append encoded blocks. On failure the file is cut back (best effort) and the
+        error propagates; the caller must then stop using the journal (fail-stop)."""
+        try:
+            write_all(self.io, self.fd, data)
+        except BaseException:
+            self.rollback(self.size)
+            raise
+        self.size += len(data)
+        self.count += count
+
+    def rollback(self, size: int) -> None:
+        """Best-effort removal of an unacknowledged tail, so a reopen in this boot does not
+        replay a group whose caller was told it failed. Never retried, never synced: the
+        file is abandoned after this, and recovery copes with whatever remains."""
+        with contextlib.suppress(OSError):
+            self.io.ftruncate(self.fd, size)
+
+    def sync(self) -> None:
+        self.io.fsync(self.fd)
+
+    def close(self) -> None:
+        self.io.close(self.fd)

@@ -1,0 +1,190 @@
+"""Reading a data directory back: newest snapshot, then the journal after it.
+
+:func:`load_directory` only reads. It returns what the engine replays (:class:`Recovery`)
+and what an opener for writing must change (:class:`Plan`: the torn tail to truncate,
+leftovers of interrupted compactions to delete). Every refusal (corruption in the middle,
+a wrong or missing key, an unreadable or damaged snapshot, a sequence gap) is raised
+before anything is changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sync_queue.errors import PersistenceError
+from sync_queue.storage.codec import Compression, EncryptionService
+from sync_queue.storage.fileio import FileIO
+from sync_queue.storage.format import KIND_JOURNAL, KIND_SNAPSHOT, parse_name, segment_name
+from sync_queue.storage.journal import SegmentRead, read_segment
+from sync_queue.storage.snapshot import SnapshotRead, is_temp_name, read_snapshot
+
+__all__ = ["Listing", "Plan", "Recovery", "TornTail", "list_directory", "load_directory"]
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """An incomplete or damaged end of the last segment, with nothing valid after it."""
+
+    file: str
+    offset: int
+    dropped_bytes: int
+    reason: str
+
+
+@dataclass
+class Recovery:
+    """What the engine replays: ``snapshot`` (or None), then :meth:`records` in order.
+
+    ``snapshot_seq`` is the last sequence number the snapshot includes (0 if none);
+    ``last_seq`` the last sequence number recovered (records are ``snapshot_seq + 1 ..
+    last_seq``). ``torn_tail`` notes a truncated (when opened for writing) torn tail.
+    """
+
+    snapshot: bytes | None
+    snapshot_seq: int
+    last_seq: int
+    torn_tail: TornTail | None
+    _chunks: list[list[bytes]] = field(default_factory=list, repr=False)
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(c) for c in self._chunks)
+
+    def records(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            yield from chunk
+
+
+@dataclass
+class Listing:
+    snapshots: list[tuple[int, str]]  # (last seq, name), ascending
+    segments: list[tuple[int, str]]  # (first seq, name), ascending
+    temps: list[str]
+
+
+def list_directory(io: FileIO, dirpath: str) -> Listing:
+    try:
+        names = io.listdir(dirpath)
+    except OSError as e:
+        raise PersistenceError(f"cannot list data directory {dirpath}: {e.strerror or e}") from e
+    snaps: list[tuple[int, str]] = []
+    segs: list[tuple[int, str]] = []
+    temps: list[str] = []
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is None:
+            if is_temp_name(name):
+                temps.append(name)
+            continue  # LOCK and anything not ours
+        kind, seq = parsed
+        (segs if kind == KIND_JOURNAL else snaps).append((seq, name))
+        assert kind in (KIND_JOURNAL, KIND_SNAPSHOT)
+    return Listing(sorted(snaps), sorted(segs), sorted(temps))
+
+
+@dataclass
+class Plan:
+    """Recovery result plus the changes an opener for writing makes (in this order)."""
+
+    recovery: Recovery
+    snapshot: SnapshotRead | None
+    segments: list[SegmentRead]  # live segments, in order (the last one may be torn)
+    truncate: SegmentRead | None  # last segment whose torn tail is cut at torn_offset
+    delete: list[str]  # superseded segments and snapshots, temps, a torn-header segment
+    tail: SegmentRead | None  # the segment to keep appending to, if any
+    next_seq: int
+
+
+def load_directory(
+    io: FileIO, dirpath: str, *, enc: EncryptionService | None, compression: Compression
+) -> Plan:
+    listing = list_directory(io, dirpath)
+    delete: list[str] = list(listing.temps)
+
+    snap: SnapshotRead | None = None
+    snap_seq = 0
+    if listing.snapshots:
+        # Only the newest counts: the journal it superseded may already be gone, so an
+        # older snapshot could not be completed from the journal anyway.
+        seq, name = listing.snapshots[-1]
+        snap = read_snapshot(io, dirpath, name, seq, enc=enc, compression=compression)
+        snap_seq = seq
+        delete.extend(n for _, n in listing.snapshots[:-1])
+
+    segs = listing.segments
+    live_names: list[tuple[int, str]] = []
+    for i, (first, name) in enumerate(segs):
+        # A non-last segment is superseded when the next one starts within the snapshot:
+        # a compaction finished its snapshot but not its deletions.
+        if i + 1 < len(segs) and segs[i + 1][0] <= snap_seq + 1:
+            delete.append(name)
+        else:
+            live_names.append((first, name))
+
+    reads: list[SegmentRead] = []
+    expected: int | None = None
+    for i, (first, name) in enumerate(live_names):
+        if expected is None:
+            if first > snap_seq + 1:
+                raise PersistenceError(
+                    f"journal records {snap_seq + 1}..{first - 1} are missing: the first "
+                    f"journal segment is {name} but "
+                    + (
+                        f"the newest snapshot ends at {snap_seq}"
+                        if snap
+                        else "there is no snapshot"
+                    ),
+                    file=os.path.join(dirpath, name),
+                    offset=0,
+                )
+        elif first != expected:
+            raise PersistenceError(
+                f"journal segment {segment_name(expected)} is missing or was cut short "
+                f"(the next segment is {name})",
+                file=os.path.join(dirpath, name),
+                offset=0,
+            )
+        last = i == len(live_names) - 1
+        seg = read_segment(io, dirpath, name, first, enc=enc, compression=compression, last=last)
+        reads.append(seg)
+        expected = first + seg.count
+
+    truncate: SegmentRead | None = None
+    torn: TornTail | None = None
+    tail: SegmentRead | None = None
+    if reads:
+        lastseg = reads[-1]
+        if lastseg.torn_offset is not None:
+            torn = TornTail(
+                lastseg.path,
+                lastseg.torn_offset,
+                lastseg.size - lastseg.torn_offset,
+                lastseg.torn_reason,
+            )
+        if lastseg.header is None:
+            # Torn while being created: holds nothing, so it is removed, not truncated.
+            delete.append(lastseg.name)
+            reads.pop()
+        else:
+            if lastseg.torn_offset is not None:
+                truncate = lastseg
+            if lastseg.first_seq + lastseg.count < snap_seq + 1:
+                # Entirely older than the snapshot (a snapshot-mode store wrote it after
+                # the journal): appending to it would break the sequence, so drop it.
+                delete.append(lastseg.name)
+                reads.pop()
+                truncate = None
+            else:
+                tail = lastseg
+
+    chunks: list[list[bytes]] = []
+    last_seq = snap_seq
+    for seg in reads:
+        skip = max(0, snap_seq + 1 - seg.first_seq)
+        if seg.count > skip:
+            chunks.append(seg.records[skip:] if skip else seg.records)
+            last_seq = seg.first_seq + seg.count - 1
+    recovery = Recovery(snap.blob if snap else None, snap_seq, last_seq, torn, chunks)
+    return Plan(recovery, snap, reads, truncate, delete, tail, last_seq + 1)

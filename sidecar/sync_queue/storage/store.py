@@ -1,0 +1,766 @@
+"""The ``Store``: the one object the engine talks to. It moves opaque bytes only.
+
+Usage (the engine's side)::
+
+    store = Store.open(path, durability="always", compression_level=6, key=None, fold=fold)
+    rec = store.take_recovery()          # snapshot blob (or None) + records after it
+    state = decode(rec.snapshot); for r in rec.records(): apply(r)
+    ...
+    with engine_lock:                    # records appended in apply order
+        apply(op); ticket = store.append([encode(op)])
+    store.commit(ticket)                 # outside the engine lock; then reply
+    ...
+    store.close()
+
+API and threading
+-----------------
+``Store.open(path, *, durability, compression_level, key, fsync_interval,
+segment_max_bytes, compact_after_bytes, fold, clock, io) -> Store``
+    Creates ``path`` (mode 0700) if missing, takes the exclusive directory lock
+    (:class:`Locked` if anyone holds it, even this process), recovers, and only then
+    changes anything: truncates a torn tail (logged), removes leftovers of an interrupted
+    compaction or snapshot write. Any refusal (corruption in the middle, wrong/missing key,
+    unreadable file, damaged snapshot, a gap in sequence numbers) raises
+    ``PersistenceError`` / ``EncryptionError`` / ``CompressionError`` naming file and offset,
+    with nothing on disk changed.
+
+``store.take_recovery() -> Recovery``
+    The recovered snapshot blob and the records after it (``Recovery.records()``), once;
+    the store drops its reference so the memory goes after replay.
+
+``store.append(records: Sequence[bytes]) -> int``
+    Buffers records and returns a ticket (the sequence number of the last record; with
+    no records, the last one assigned). Cheap: no I/O, no encoding. Sequence numbers are
+    given in call order, so call it while holding the engine's lock, in apply order.
+    Raises ``PersistenceError`` once the store has failed (fail-stop).
+
+``store.commit(ticket) -> None``
+    Returns when every record up to ``ticket`` is as durable as the mode promises.
+    Thread-safe and meant to be called by many threads at once *outside* the engine
+    lock: the first caller becomes the leader and writes everything buffered so far as
+    one block with one ``write`` and (in "always") one fsync; the others wait and return
+    when the leader's group covers their ticket (group commit). If the write or fsync
+    fails, every waiter of that group gets ``PersistenceError`` and so does every later
+    ``append``/``commit``/``write_snapshot`` until the store is closed and reopened.
+
+``store.write_snapshot(blob, through=None) -> None``
+    Durably installs ``blob`` as the state including every record up to ticket
+    ``through`` (default: everything appended so far), then deletes the journal segments
+    and snapshots it supersedes. In "snapshot" mode this is the only persistence. May be
+    called from any thread; serialized with compaction. A failure raises
+    ``PersistenceError`` and leaves the previous snapshot in force (no fail-stop: nothing
+    acknowledged depended on it, and the next attempt writes a new file).
+
+``store.compact(wait=True) -> None``
+    Folds the closed journal into a new snapshot: rotates to a new segment, then
+    ``fold(previous snapshot blob or None, records of the closed segments read back from
+    disk)`` builds the new blob. ``wait=False`` hands it to the background thread (also
+    used automatically once the journal reaches ``compact_after_bytes``). ``fold`` runs in
+    that thread, concurrently with appends and commits: it must be a pure function of its
+    arguments (never touch live engine state). Without ``fold`` there is no compaction.
+
+``store.stats() -> StoreStats`` and ``store.close()`` (commits what is buffered, makes it
+durable, stops the threads, releases the lock; idempotent).
+
+Durability modes: what a crash can lose
+---------------------------------------
+- ``"always"``: nothing acknowledged, on ``kill -9`` or power loss. ``commit`` returns
+  after write + fsync (fdatasync on Linux, F_FULLFSYNC on macOS) of the group.
+- ``"periodic"``: ``commit`` returns after the ``write`` reached the OS; a background
+  thread fsyncs every ``fsync_interval`` seconds. ``kill -9`` loses nothing
+  acknowledged; power loss / OS crash loses up to the last ``fsync_interval`` (plus the
+  time of one fsync) of acknowledged changes.
+- ``"snapshot"``: no journal. ``append`` discards, ``commit`` returns at once; state is
+  only what the last ``write_snapshot`` held. Any crash loses everything since then.
+In every mode a crash leaves a consistent prefix: never a half-written change, never a
+reordering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sync_queue.errors import InvalidParams, PersistenceError, QueueError
+from sync_queue.storage.codec import Compression, EncryptionService
+from sync_queue.storage.fileio import FileIO
+from sync_queue.storage.journal import SegmentWriter, iter_segment_records
+from sync_queue.storage.lock import DirLock
+from sync_queue.storage.recovery import Plan, Recovery, load_directory
+from sync_queue.storage.snapshot import read_snapshot, write_snapshot_file
+
+__all__ = ["Durability", "Fold", "Store", "StoreStats"]
+
+log = logging.getLogger("sync_queue.storage")
+
+Durability = Literal["always", "periodic", "snapshot"]
+Fold = Callable[[bytes | None, Iterator[bytes]], bytes]
+_DURABILITIES = ("always", "periodic", "snapshot")
+# Records are opaque, but a single one this large is a caller bug, not data.
+MAX_RECORD_BYTES = 1 << 30
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    bytes_on_disk: int  # journal + snapshot
+    journal_bytes: int
+    last_snapshot_at: int | None  # ms since the epoch (the snapshot's creation), or None
+    snapshot_bytes: int
+    segments: int
+    last_seq: int  # last sequence number appended
+    snapshot_seq: int  # last sequence number the current snapshot includes
+    compactions: int  # snapshots written since open (compactions and write_snapshot)
+    failure: str | None  # why the store is fail-stopped, or None
+
+
+@dataclass
+class _Closed:
+    """A closed (rotated-out) journal segment awaiting compaction."""
+
+    name: str
+    first_seq: int
+    size: int
+    next_seq: int  # first_seq + its record count
+
+
+class Store:
+    """See the module docstring. Create with :meth:`Store.open`."""
+
+    def __init__(self) -> None:  # use Store.open
+        raise TypeError("use Store.open(path, ...)")
+
+    # ---- opening --------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "always",
+        compression_level: int = 0,
+        key: bytes | None = None,
+        fsync_interval: float = 1.0,
+        segment_max_bytes: int = 64 * 1024 * 1024,
+        compact_after_bytes: int | None = 64 * 1024 * 1024,
+        fold: Fold | None = None,
+        clock: Callable[[], int] = _now_ms,
+        io: FileIO | None = None,
+    ) -> Store:
+        if durability not in _DURABILITIES:
+            raise InvalidParams(f"durability must be one of {', '.join(_DURABILITIES)}")
+        if not fsync_interval > 0:
+            raise InvalidParams("fsync_interval must be a positive number of seconds")
+        if segment_max_bytes < 4096:
+            raise InvalidParams("segment_max_bytes must be at least 4096")
+        if compact_after_bytes is not None and compact_after_bytes < 1:
+            raise InvalidParams("compact_after_bytes must be positive (or None for never)")
+        compression = Compression(compression_level)
+        enc = EncryptionService(key) if key is not None else None
+        dirpath = os.path.abspath(os.fspath(path))
+        _ensure_dir(dirpath)
+        lock = DirLock.acquire(dirpath)
+        assert lock is not None
+        self = object.__new__(cls)
+        try:
+            self._init(
+                dirpath,
+                lock,
+                durability,
+                compression,
+                enc,
+                fsync_interval,
+                segment_max_bytes,
+                compact_after_bytes,
+                fold,
+                clock,
+                io or FileIO(),
+            )
+        except BaseException:
+            lock.release()
+            raise
+        return self
+
+    def _init(
+        self,
+        dirpath: str,
+        lock: DirLock,
+        durability: Durability,
+        compression: Compression,
+        enc: EncryptionService | None,
+        fsync_interval: float,
+        segment_max_bytes: int,
+        compact_after_bytes: int | None,
+        fold: Fold | None,
+        clock: Callable[[], int],
+        io: FileIO,
+    ) -> None:
+        self.path = dirpath
+        self.durability: Durability = durability
+        self._lock_file = lock
+        self._io = io
+        self._enc = enc
+        self._compression = compression
+        self._fsync_interval = fsync_interval
+        self._segment_max = segment_max_bytes
+        self._compact_after = compact_after_bytes
+        self._fold = fold
+        self._clock = clock
+        self._journaling = durability != "snapshot"
+
+        plan = load_directory(io, dirpath, enc=enc, compression=compression)
+        # From here on we may change the directory: recovery accepted it.
+        self._apply_plan(plan)
+        self._recovery: Recovery | None = plan.recovery
+
+        # _mu guards everything below; _cond signals the end of a group write.
+        self._mu = threading.Lock()
+        self._cond = threading.Condition(self._mu)
+        self._pending: list[bytes] = []
+        self._last_seq = plan.next_seq - 1  # last seq appended
+        self._done_seq = plan.next_seq - 1  # last seq written (and synced in "always")
+        self._synced_seq = self._done_seq
+        self._busy = False  # a leader (or a rotation) owns the writer
+        # Rotations waiting for the writer. Committers let them go first: under steady
+        # load some committer is always ready to lead, and the rotation would starve.
+        self._want_writer = 0
+        self._failure: str | None = None
+        self._closed = False
+        # _rot_lock: the periodic syncer and a rotation never use/close the fd at once.
+        self._rot_lock = threading.Lock()
+        # _snap_lock: one snapshot write or compaction at a time.
+        self._snap_lock = threading.Lock()
+
+        self._closed_segs: list[_Closed] = []
+        self._writer: SegmentWriter | None = None
+        # Snapshot mode never appends, so even the tail segment only waits for deletion.
+        segs = [s for s in plan.segments if s is not plan.tail or not self._journaling]
+        self._closed_segs = [
+            _Closed(s.name, s.first_seq, s.end, s.first_seq + s.count) for s in segs
+        ]
+        if plan.snapshot is not None:
+            self._snap_name: str | None = plan.snapshot.name
+            self._snap_seq = plan.snapshot.last_seq
+            self._snap_bytes = plan.snapshot.size
+            self._snap_at: int | None = plan.snapshot.header.created_ms
+        else:
+            self._snap_name, self._snap_seq, self._snap_bytes, self._snap_at = None, 0, 0, None
+        self._compactions = 0
+        self._compact_at = compact_after_bytes
+        self._compact_error: str | None = None
+
+        if self._journaling:
+            tail = plan.tail
+            if tail is not None and tail.end < segment_max_bytes:
+                self._writer = SegmentWriter.reopen(io, tail, enc=enc, compression=compression)
+            else:
+                if tail is not None:
+                    self._closed_segs.append(
+                        _Closed(tail.name, tail.first_seq, tail.end, tail.first_seq + tail.count)
+                    )
+                self._writer = SegmentWriter.create(
+                    io,
+                    dirpath,
+                    plan.next_seq,
+                    enc=enc,
+                    compression=compression,
+                    created_ms=clock(),
+                )
+
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if durability == "periodic":
+            self._spawn(self._sync_loop, "sync-queue-fsync")
+        self._compact_wake = threading.Event()
+        if self._journaling and fold is not None:
+            self._spawn(self._compact_loop, "sync-queue-compact")
+
+    def _apply_plan(self, plan: Plan) -> None:
+        io = self._io
+        try:
+            if plan.truncate is not None and plan.recovery.torn_tail is not None:
+                t = plan.recovery.torn_tail
+                fd = io.open(t.file, os.O_WRONLY)
+                try:
+                    io.ftruncate(fd, t.offset)
+                    io.fsync(fd)
+                finally:
+                    io.close(fd)
+                plan.truncate.size = t.offset
+                log.warning(
+                    "journal %s had a torn tail (%s): truncated %d bytes at offset %d",
+                    t.file,
+                    t.reason,
+                    t.dropped_bytes,
+                    t.offset,
+                )
+            elif plan.recovery.torn_tail is not None:
+                t = plan.recovery.torn_tail
+                log.warning(
+                    "journal segment %s was torn while being created (%s): removed",
+                    t.file,
+                    t.reason,
+                )
+            for name in plan.delete:
+                io.unlink(os.path.join(self.path, name))
+            if plan.delete:
+                io.fsync_dir(self.path)
+        except OSError as e:
+            raise PersistenceError(
+                f"cannot repair data directory {self.path} after recovery: {e.strerror or e}"
+            ) from e
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ---- recovery ---------------------------------------------------------------------
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """The recovery result, until :meth:`take_recovery` hands it over."""
+        return self._recovery
+
+    def take_recovery(self) -> Recovery:
+        rec = self._recovery
+        if rec is None:
+            raise PersistenceError("the recovery result was already taken")
+        self._recovery = None
+        return rec
+
+    # ---- the write path ---------------------------------------------------------------
+
+    def append(self, records: Sequence[bytes]) -> int:
+        for r in records:
+            # Checked here, cheaply, so a bad record fails its caller and never the
+            # group commit of other callers.
+            if type(r) is not bytes:
+                raise InvalidParams("records must be bytes")
+            if len(r) > MAX_RECORD_BYTES:
+                raise InvalidParams(f"a record may hold at most {MAX_RECORD_BYTES} bytes")
+        with self._mu:
+            self._check_usable()
+            if self._journaling and records:
+                self._pending.extend(records)
+                self._last_seq += len(records)
+            return self._last_seq
+
+    def commit(self, ticket: int) -> None:
+        if not self._journaling:
+            with self._mu:
+                self._check_usable()
+            return
+        with self._cond:
+            while True:
+                if self._failure is not None:
+                    raise self._failed()
+                if self._done_seq >= ticket:
+                    return
+                if not self._busy and not self._want_writer:
+                    break
+                self._cond.wait()
+            if ticket > self._last_seq:
+                raise InvalidParams(f"ticket {ticket} was never handed out by append")
+            # This thread is the leader: it takes everything buffered so far.
+            self._busy = True
+            records, self._pending = self._pending, []
+            first = self._done_seq + 1
+        self._lead(first, records)
+
+    def _lead(self, first: int, records: list[bytes]) -> None:
+        writer = self._writer
+        assert writer is not None
+        last = first + len(records) - 1
+        error: BaseException | None = None
+        size_before = writer.size
+        try:
+            data = writer.encode(first, records)
+            writer.write(data, len(records))
+            if self.durability == "always":
+                writer.sync()
+        except BaseException as e:
+            error = e
+            writer.rollback(size_before)
+        rotate = error is None and writer.size >= self._segment_max
+        with self._cond:
+            if error is not None:
+                self._fail(error)
+            else:
+                self._done_seq = last
+                if self.durability == "always":
+                    self._synced_seq = last
+            if not rotate:
+                self._busy = False
+            # Waiters covered by this group return now, even while we rotate.
+            self._cond.notify_all()
+            compact = error is None and self._should_compact()
+        if error is not None:
+            raise self._failed() from error
+        if rotate:
+            # The group is durable and acknowledged whatever happens here; a failed
+            # rotation fail-stops the store for the callers after it.
+            try:
+                self._rotate()
+            except BaseException as e:
+                with self._cond:
+                    self._fail(e)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if compact:
+            self._compact_wake.set()
+
+    def _rotate(self) -> None:
+        """Close the current segment (fsync'd) and start the next. Caller owns _busy."""
+        old = self._writer
+        assert old is not None
+        new_first = old.first_seq + old.count
+        with self._rot_lock:
+            old.sync()  # "periodic" has unsynced data in it; a closed segment is final
+            new = SegmentWriter.create(
+                self._io,
+                self.path,
+                new_first,
+                enc=self._enc,
+                compression=self._compression,
+                created_ms=self._clock(),
+            )
+            old.close()
+            self._writer = new
+        with self._mu:
+            self._closed_segs.append(_Closed(old.name, old.first_seq, old.size, new_first))
+            self._synced_seq = max(self._synced_seq, new_first - 1)
+
+    def _acquire_writer(self) -> None:
+        """Become the owner of the writer without writing (rotation by compaction)."""
+        with self._cond:
+            self._want_writer += 1
+            try:
+                while self._busy and self._failure is None:
+                    self._cond.wait()
+            finally:
+                self._want_writer -= 1
+            if self._failure is not None:
+                self._cond.notify_all()
+                raise self._failed()
+            self._busy = True
+
+    def _release_writer(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    # ---- failure ----------------------------------------------------------------------
+
+    def _fail(self, error: BaseException) -> None:
+        """Enter fail-stop (caller holds _mu). Never cleared: reopening is the way out."""
+        if self._failure is None:
+            if isinstance(error, OSError):
+                reason = f"{error.strerror or error} (errno {error.errno})"
+            elif isinstance(error, QueueError):
+                reason = error.message
+            else:
+                reason = f"{type(error).__name__}: {error}"
+            self._failure = reason
+            log.error("storage failed, refusing all changes until reopened: %s", reason)
+
+    def _failed(self) -> PersistenceError:
+        return PersistenceError(
+            f"the journal in {self.path} failed ({self._failure}); nothing since the last "
+            "successful commit is acknowledged, and every change is refused until the store "
+            "is reopened",
+            reason=self._failure,
+        )
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise self._failed()
+        if self._closed:
+            raise PersistenceError(f"the store in {self.path} is closed")
+
+    @property
+    def failure(self) -> str | None:
+        """Why the store is fail-stopped (for ``health``), or None."""
+        return self._failure
+
+    # ---- periodic fsync ---------------------------------------------------------------
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self._fsync_interval):
+            self._sync_now()
+
+    def _sync_now(self) -> None:
+        with self._mu:
+            if self._failure is not None or self._synced_seq >= self._done_seq:
+                return
+            target = self._done_seq
+        # No _busy here: fsync may run while the leader appends (both are safe on one fd);
+        # _rot_lock only keeps a rotation from closing the fd under us.
+        with self._rot_lock:
+            writer = self._writer
+            if writer is None:
+                return
+            try:
+                writer.sync()
+            except OSError as e:
+                with self._cond:
+                    self._fail(e)
+                    self._cond.notify_all()
+                return
+        with self._mu:
+            self._synced_seq = max(self._synced_seq, target)
+
+    # ---- snapshots and compaction -----------------------------------------------------
+
+    def write_snapshot(self, blob: bytes, through: int | None = None) -> None:
+        if type(blob) is not bytes:
+            raise InvalidParams("a snapshot must be bytes")
+        with self._snap_lock:
+            with self._mu:
+                self._check_usable()
+                seq = self._last_seq if through is None else through
+                if not 0 <= seq <= self._last_seq:
+                    raise InvalidParams(f"through={through} was never handed out by append")
+            if self._journaling:
+                self._rotate_for_snapshot()
+            self._install_snapshot(blob, seq)
+
+    def _rotate_for_snapshot(self) -> None:
+        """Make every written record live in closed segments, so they can be deleted."""
+        self._acquire_writer()
+        try:
+            writer = self._writer
+            assert writer is not None
+            if writer.count:
+                self._rotate()
+        except BaseException as e:
+            with self._cond:
+                self._fail(e)
+            raise self._failed() from e
+        finally:
+            self._release_writer()
+
+    def _install_snapshot(self, blob: bytes, seq: int) -> None:
+        """Write the snapshot, then delete what it supersedes. Caller holds _snap_lock."""
+        created = self._clock()
+        try:
+            name, size = write_snapshot_file(
+                self._io,
+                self.path,
+                seq,
+                blob,
+                enc=self._enc,
+                compression=self._compression,
+                created_ms=created,
+            )
+        except OSError as e:
+            raise PersistenceError(
+                f"cannot write a snapshot in {self.path}: {e.strerror or e}; the previous "
+                "snapshot and journal stay in force"
+            ) from e
+        with self._mu:
+            old = self._snap_name
+            self._snap_name, self._snap_seq, self._snap_bytes = name, seq, size
+            self._snap_at = created
+            self._compactions += 1
+            # A closed segment is superseded when all its records are <= seq.
+            gone = [c for c in self._closed_segs if c.next_seq <= seq + 1]
+            self._closed_segs = [c for c in self._closed_segs if c not in gone]
+        doomed = [c.name for c in gone]
+        if old is not None and old != name:
+            doomed.append(old)
+        try:
+            for n in doomed:
+                self._io.unlink(os.path.join(self.path, n))
+            if doomed:
+                self._io.fsync_dir(self.path)
+        except OSError as e:
+            # Harmless for correctness: recovery skips superseded files and the next
+            # open deletes them.
+            log.warning("could not delete superseded files in %s: %s", self.path, e)
+
+    def compact(self, wait: bool = True) -> None:
+        """Fold the closed journal into a new snapshot (see module docstring)."""
+        if not self._journaling or self._fold is None:
+            return
+        if not wait:
+            self._compact_wake.set()
+            return
+        self._compact_once()
+
+    def _should_compact(self) -> bool:
+        """Caller holds _mu."""
+        if self._fold is None or self._compact_at is None:
+            return False
+        return self._journal_bytes() >= self._compact_at
+
+    def _compact_loop(self) -> None:
+        while True:
+            self._compact_wake.wait()
+            self._compact_wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._compact_once()
+            except QueueError as e:
+                log.error("background compaction of %s failed: %s", self.path, e.message)
+            except Exception:
+                log.exception("background compaction of %s failed", self.path)
+
+    def _compact_once(self) -> None:
+        fold = self._fold
+        assert fold is not None
+        with self._snap_lock:
+            with self._mu:
+                self._check_usable()
+            try:
+                self._rotate_for_snapshot()
+                with self._mu:
+                    closed = [(c.name, c.first_seq) for c in self._closed_segs]
+                    upto = self._writer.first_seq - 1 if self._writer else self._snap_seq
+                    prev_name, prev_seq = self._snap_name, self._snap_seq
+                if not closed or upto <= prev_seq:
+                    if closed:
+                        self._install_snapshot_deletions_only(upto)
+                    return
+                prev: bytes | None = None
+                if prev_name is not None:
+                    prev = read_snapshot(
+                        self._io,
+                        self.path,
+                        prev_name,
+                        prev_seq,
+                        enc=self._enc,
+                        compression=self._compression,
+                    ).blob
+                records = iter_segment_records(
+                    self._io,
+                    self.path,
+                    closed,
+                    enc=self._enc,
+                    compression=self._compression,
+                    after_seq=prev_seq,
+                )
+                blob = fold(prev, records)
+                if type(blob) is not bytes:
+                    raise InvalidParams("fold must return bytes")
+                self._install_snapshot(blob, upto)
+            except BaseException:
+                with self._mu:
+                    # Do not retry on every commit: wait for the journal to grow again.
+                    if self._compact_after is not None:
+                        self._compact_at = self._journal_bytes() + self._compact_after
+                raise
+            with self._mu:
+                self._compact_at = self._compact_after
+
+    def _install_snapshot_deletions_only(self, upto: int) -> None:
+        """The current snapshot already covers the closed segments: just delete them."""
+        with self._mu:
+            doomed = [c.name for c in self._closed_segs]
+            self._closed_segs = []
+        try:
+            for n in doomed:
+                self._io.unlink(os.path.join(self.path, n))
+            self._io.fsync_dir(self.path)
+        except OSError as e:
+            log.warning("could not delete superseded files in %s: %s", self.path, e)
+
+    # ---- stats and close --------------------------------------------------------------
+
+    def _journal_bytes(self) -> int:
+        """Caller holds _mu (sizes may lag a concurrent write by one group)."""
+        current = self._writer.size if self._writer else 0
+        return current + sum(c.size for c in self._closed_segs)
+
+    def stats(self) -> StoreStats:
+        with self._mu:
+            journal = self._journal_bytes()
+            return StoreStats(
+                bytes_on_disk=journal + self._snap_bytes,
+                journal_bytes=journal,
+                last_snapshot_at=self._snap_at,
+                snapshot_bytes=self._snap_bytes,
+                segments=len(self._closed_segs) + (1 if self._writer else 0),
+                last_seq=self._last_seq,
+                snapshot_seq=self._snap_seq,
+                compactions=self._compactions,
+                failure=self._failure,
+            )
+
+    def close(self) -> None:
+        """Commit what is buffered, make it durable, stop the threads, release the lock.
+
+        Raises ``PersistenceError`` if that final commit fails (the store still closes).
+        """
+        with self._mu:
+            if self._closed:
+                return
+            failed = self._failure is not None
+            last = self._last_seq
+        error: BaseException | None = None
+        if not failed and self._journaling:
+            try:
+                self.commit(last)
+                if self.durability == "periodic":
+                    self._acquire_writer()
+                    try:
+                        self._sync_final()
+                    finally:
+                        self._release_writer()
+            except BaseException as e:
+                error = e
+        self._stop.set()
+        self._compact_wake.set()
+        for t in self._threads:
+            t.join()
+        with self._mu:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
+        self._lock_file.release()
+        if error is not None:
+            raise error
+
+    def _sync_final(self) -> None:
+        writer = self._writer
+        assert writer is not None
+        try:
+            writer.sync()
+        except OSError as e:
+            with self._cond:
+                self._fail(e)
+            raise self._failed() from e
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ensure_dir(dirpath: str) -> None:
+    """Create the data directory 0700 (only the owner may read queue contents)."""
+    try:
+        if not os.path.isdir(dirpath):
+            if os.path.exists(dirpath):
+                raise PersistenceError(
+                    f"the data directory {dirpath} exists but is not a directory"
+                )
+            os.makedirs(dirpath, mode=0o700, exist_ok=True)
+            os.chmod(dirpath, 0o700)  # makedirs' mode is filtered by the umask
+    except OSError as e:
+        raise PersistenceError(f"cannot create data directory {dirpath}: {e.strerror or e}") from e

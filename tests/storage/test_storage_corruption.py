@@ -1,0 +1,178 @@
+"""Every truncation point and every single-bit flip of a small journal and snapshot:
+open either succeeds with a correct prefix (torn tail) or refuses with a clear error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from storage_helpers import LONG, fold_json, hash_dir, state_of
+
+from sync_queue.errors import CompressionError, EncryptionError, PersistenceError
+from sync_queue.storage import EncryptionService, Store
+
+KEY = EncryptionService.generate_key()
+CLEAR_ERRORS = (PersistenceError, EncryptionError, CompressionError)
+
+
+def build(d: str, key: bytes | None, level: int) -> tuple[list[bytes], list[str]]:
+    """A store with a snapshot (records a,b), then two segments: two blocks, one block."""
+    s = Store.open(d, key=key, compression_level=level, fold=fold_json, segment_max_bytes=4096)
+    s.commit(s.append([b"a", b"b"]))
+    s.compact()
+    recs = [b"a", b"b"]
+    for i in range(3):
+        group = [f"r{i}-{j}".encode() * (1 + j) for j in range(3)]
+        if i == 1:  # incompressible and big enough to make the segment rotate after it
+            group.append(os.urandom(4000).hex().encode())
+        s.commit(s.append(group))
+        recs += group
+    s.close()
+    assert len([n for n in os.listdir(d) if n.startswith("journal-")]) == 2
+    return recs, sorted(os.listdir(d))
+
+
+def check_open(d: str, key: bytes | None, full: list[bytes], min_len: int) -> str:
+    """Open; must give a prefix of ``full`` at least ``min_len`` long, or a clear error."""
+    before = hash_dir(d)
+    try:
+        s = Store.open(d, key=key)
+    except CLEAR_ERRORS as e:
+        assert str(e) and hash_dir(d) == before  # refused, nothing changed
+        return "refused"
+    try:
+        got = state_of(s.take_recovery())
+    finally:
+        s.close()
+    assert got == full[: len(got)], "recovered data that is not a prefix"
+    assert len(got) >= min_len
+    return "prefix" if len(got) < len(full) else "full"
+
+
+def positions(size: int) -> range | list[int]:
+    if LONG or size <= 400:
+        return range(size)
+    # Fast size: every byte of headers and block framing, a sample of payload bytes.
+    step = max(1, size // 60)
+    return sorted(set(range(0, 120)) | set(range(120, size, step)) | {size - 1})
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+def test_truncate_last_segment_everywhere(tmp_path, key):
+    src = str(tmp_path / "src")
+    full, names = build(src, key, 3)
+    last = [n for n in names if n.startswith("journal-")][-1]
+    size = os.path.getsize(os.path.join(src, last))
+    outcomes = set()
+    for cut in positions(size):
+        d = str(tmp_path / f"c{cut}")
+        shutil.copytree(src, d)
+        with open(os.path.join(d, last), "r+b") as f:
+            f.truncate(cut)
+        # The snapshot's records always survive.
+        outcomes.add(check_open(d, key, full, 2))
+        shutil.rmtree(d)
+    assert "prefix" in outcomes and "refused" not in outcomes
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+@pytest.mark.parametrize("target", ["journal-first", "journal-last", "snapshot"])
+def test_bit_flips(tmp_path, key, target):
+    src = str(tmp_path / "src")
+    full, names = build(src, key, 3)
+    journals = [n for n in names if n.startswith("journal-")]
+    name = {
+        "journal-first": journals[0],
+        "journal-last": journals[-1],
+        "snapshot": next(n for n in names if n.startswith("snapshot-")),
+    }[target]
+    data = Path(src, name).read_bytes()
+    outcomes = set()
+    for pos in positions(len(data)):
+        # Fast size: one bit per byte, rotating through the bit positions.
+        for bit in range(8) if LONG else (pos % 8,):
+            d = str(tmp_path / "f")
+            shutil.copytree(src, d)
+            flipped = bytearray(data)
+            flipped[pos] ^= 1 << bit
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(flipped)
+            outcomes.add(check_open(d, key, full, 2))
+            shutil.rmtree(d)
+    if target == "journal-last":
+        assert "prefix" in outcomes  # a flip in the last block is a torn tail
+    else:
+        assert outcomes == {"refused"}  # mid-log or snapshot damage is never truncated
+
+
+def test_truncating_a_middle_segment_is_refused(tmp_path):
+    src = str(tmp_path / "src")
+    build(src, None, 0)
+    s = Store.open(src, segment_max_bytes=4096)
+    s.commit(s.append([os.urandom(3000) for _ in range(3)]))  # forces rotations
+    s.close()
+    journals = sorted(n for n in os.listdir(src) if n.startswith("journal-"))
+    assert len(journals) >= 3
+    mid = os.path.join(src, journals[1])
+    with open(mid, "r+b") as f:
+        f.truncate(os.path.getsize(mid) - 1)
+    before = hash_dir(src)
+    with pytest.raises(PersistenceError, match=r"corrupt at offset|missing"):
+        Store.open(src)
+    assert hash_dir(src) == before
+
+
+def test_missing_segment_is_refused(tmp_path):
+    d = str(tmp_path / "q")
+    s = Store.open(d, segment_max_bytes=4096)
+    for _ in range(6):
+        s.commit(s.append([os.urandom(2000)]))
+    s.close()
+    journals = sorted(n for n in os.listdir(d) if n.startswith("journal-"))
+    os.unlink(os.path.join(d, journals[1]))
+    before = hash_dir(d)
+    with pytest.raises(PersistenceError, match="missing"):
+        Store.open(d)
+    assert hash_dir(d) == before
+
+
+def test_torn_tail_is_logged_and_truncated(tmp_path, caplog):
+    d = str(tmp_path / "q")
+    s = Store.open(d)
+    s.commit(s.append([b"one"]))
+    s.commit(s.append([b"two"]))
+    s.close()
+    seg = os.path.join(d, "journal-00000000000000000001.log")
+    size = os.path.getsize(seg)
+    with open(seg, "ab") as f:
+        f.write(b"\x00" * 100)  # e.g. an append whose size landed before its data
+    s = Store.open(d)
+    rec = s.take_recovery()
+    assert list(rec.records()) == [b"one", b"two"]
+    assert rec.torn_tail is not None and rec.torn_tail.offset == size
+    assert rec.torn_tail.file == seg
+    s.commit(s.append([b"three"]))
+    s.close()
+    assert "torn tail" in caplog.text and str(size) in caplog.text
+    s = Store.open(d)
+    assert list(s.take_recovery().records()) == [b"one", b"two", b"three"]
+    s.close()
+
+
+def test_torn_segment_header_is_removed(tmp_path):
+    d = str(tmp_path / "q")
+    s = Store.open(d, segment_max_bytes=4096)
+    s.commit(s.append([os.urandom(5000)]))  # rotates: a new empty segment follows
+    s.close()
+    journals = sorted(n for n in os.listdir(d) if n.startswith("journal-"))
+    with open(os.path.join(d, journals[-1]), "r+b") as f:
+        f.truncate(40)  # crash while the new segment's header was written
+    s = Store.open(d, segment_max_bytes=4096)
+    assert len(list(s.take_recovery().records())) == 1
+    s.commit(s.append([b"next"]))
+    s.close()
+    s = Store.open(d)
+    assert len(list(s.take_recovery().records())) == 2
+    s.close()
