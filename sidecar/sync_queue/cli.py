@@ -230,24 +230,30 @@ def _require_dir(config: QueueConfig) -> Path:
 
 
 def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
-    """Read a data directory without changing it (another process may own it)."""
+    """Read a data directory without changing it."""
     from .persistence import decode_state, replay
     from .storage import verify as verify_files
     from .storage.codec import Compression, EncryptionService
     from .storage.fileio import FileIO
+    from .storage.lock import DirLock
     from .storage.recovery import load_directory
 
     path = _require_dir(config)
     key = config.encryption_key if config.enable_encryption else None
-    plan = load_directory(
-        FileIO(),
-        str(path),
-        compression=Compression(0),
-        enc=EncryptionService(key) if key is not None else None,
-    )
-    state = decode_state(config, plan.recovery.snapshot)
-    replay(state, plan.recovery.records())
-    files = verify_files(path, key).files
+    lock = DirLock.acquire(str(path), shared=True)  # Locked while a sidecar owns it
+    try:
+        plan = load_directory(
+            FileIO(),
+            str(path),
+            compression=Compression(0),
+            enc=EncryptionService(key) if key is not None else None,
+        )
+        state = decode_state(config, plan.recovery.snapshot)
+        replay(state, plan.recovery.records())
+        files = verify_files(path, key).files
+    finally:
+        if lock is not None:
+            lock.release()
     items = [i for i in state.iter_items() if args.status is None or i.status.value == args.status]
     report: dict[str, Any] = {
         "dataDir": str(path),

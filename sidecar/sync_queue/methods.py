@@ -141,10 +141,10 @@ class QueueDispatcher(Dispatcher):
         until_maintenance = queue.tick()
         if self._waiters:
             self._serve_waiters()
+        ready = queue.ready_count()  # first: it applies what became due, and its events
         if self._events:
             self._send_events()
         now = time.monotonic()
-        ready = queue.ready_count()
         if ready and (not self._ready_before or self._held_back):
             self._notify_items_available(now)
         elif not ready:

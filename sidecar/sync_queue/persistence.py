@@ -11,7 +11,12 @@ memory), and recovers a queue on open: newest snapshot, then the journal replaye
 from __future__ import annotations
 
 import contextlib
+import contextlib
+import gc
+import itertools
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,51 +36,82 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def yielding(items: Iterable[T], every: int = 256) -> Iterator[T]:
+def yielding(items: Iterable[T], cooperative: bool, every: int = 256) -> Iterator[T]:
     """Iterate, letting other threads run every ``every`` items.
 
     Compaction folds a whole state in a background thread. A thread that wants the GIL back
     after a system call (every commit does a write) otherwise waits for the interpreter's
     switch interval each time: a convoy that stalls the queue for tens of milliseconds.
-    ``sleep(0)`` hands the GIL over at once.
+    ``sleep(0)`` hands the GIL over at once. Recovery on open runs alone and does not yield
+    (under load ``sleep(0)`` also gives up the CPU).
     """
+    if not cooperative:
+        yield from items
+        return
     for n, item in enumerate(items, 1):
         if not n % every:
             time.sleep(0)
         yield item
 
 
-def encode_state(state: QueueState) -> bytes:
-    """A snapshot blob: a header line, then one line per item.
+@contextlib.contextmanager
+def bulk_allocation() -> Iterator[None]:
+    """No cyclic GC while a whole state is built or encoded.
 
-    One small ``orjson`` call per item rather than one call over the whole state: a single C
-    call holds the GIL for its whole run, and over a large state that would stall the queue's
-    threads while compaction folds in the background.
+    Building hundreds of thousands of items makes the collector run again and again over
+    everything already built (measured: 60 % of the time of loading a snapshot). Items hold
+    no reference cycles, so nothing is lost by pausing it.
     """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+ITEMS_PER_LINE = 256
+
+
+def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
+    """A snapshot blob: a header line, then the item records, ``ITEMS_PER_LINE`` a line.
+
+    Small ``orjson`` calls rather than one over the whole state: a single C call holds the
+    GIL for its whole run, and over a large state that would stall the queue's threads while
+    compaction folds in the background. (One call per item costs more in call overhead.)
+    """
+    records = [item.to_record() for item in yielding(state.iter_items(), cooperative)]
     lines = [orjson.dumps(state.snapshot_header())]
-    lines += [orjson.dumps(item.to_record()) for item in yielding(state.iter_items())]
+    lines += [
+        orjson.dumps(records[n : n + ITEMS_PER_LINE])
+        for n in yielding(range(0, len(records), ITEMS_PER_LINE), cooperative, every=1)
+    ]
     return b"\n".join(lines)
 
 
-def decode_state(config: QueueConfig, blob: bytes | None) -> QueueState:
+def decode_state(config: QueueConfig, blob: bytes | None, cooperative: bool = False) -> QueueState:
     if blob is None:
         return QueueState(config)
     try:
         lines = blob.split(b"\n")
         header = orjson.loads(lines[0])
-        if header.get("count") != len(lines) - 1:
+        chunks = map(orjson.loads, yielding(lines[1:], cooperative, every=1))
+        state = QueueState.from_snapshot(config, header, itertools.chain.from_iterable(chunks))
+        if header.get("count") != len(state.items):
             raise ValueError(
-                f"the header says {header.get('count')} items, the snapshot holds {len(lines) - 1}"
+                f"the header says {header.get('count')} items, "
+                f"the snapshot holds {len(state.items)}"
             )
-        return QueueState.from_snapshot(config, header, map(orjson.loads, yielding(lines[1:])))
+        return state
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PersistenceError(f"the snapshot does not hold a queue state: {exc}") from exc
 
 
-def replay(state: QueueState, records: Iterator[bytes]) -> int:
+def replay(state: QueueState, records: Iterator[bytes], cooperative: bool = False) -> int:
     """Apply journal records to ``state``; returns how many."""
     count = 0
-    for record in yielding(records):
+    for record in yielding(records, cooperative):
         try:
             op = decode_op(record)
         except (ValueError, KeyError, TypeError) as exc:
@@ -87,11 +123,25 @@ def replay(state: QueueState, records: Iterator[bytes]) -> int:
     return count
 
 
+def background_priority() -> None:
+    """Lower the OS scheduling priority of the calling (compaction) thread.
+
+    On a busy machine the kernel then runs the threads that serve requests first, so a
+    compaction competes less with them for the CPU (Linux applies ``nice`` per thread).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), 10))
+
+
 def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], bytes]:
     def fold(previous: bytes | None, records: Iterator[bytes]) -> bytes:
-        state = decode_state(config, previous)
-        replay(state, records)
-        return encode_state(state)
+        background_priority()
+        with bulk_allocation():
+            state = decode_state(config, previous, cooperative=True)
+            replay(state, records, cooperative=True)
+            return encode_state(state, cooperative=True)
 
     return fold
 
@@ -191,8 +241,9 @@ def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
     )
     try:
         recovery = store.take_recovery()
-        state = decode_state(config, recovery.snapshot)
-        count = replay(state, recovery.records())
+        with bulk_allocation():
+            state = decode_state(config, recovery.snapshot)
+            count = replay(state, recovery.records())
         log.info(
             "recovered %d items from %s (snapshot through record %d, %d journal records replayed)",
             len(state.items),

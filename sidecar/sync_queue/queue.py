@@ -58,7 +58,7 @@ from .ops import (
     SetPaused,
 )
 from .retry import Backoff
-from .state import Event, QueueState, partition_of
+from .state import Event, QueueState
 
 if TYPE_CHECKING:
     from .persistence import StorePersistence
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 1000
 PURGEABLE = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
+LIVE = frozenset({ItemStatus.PENDING, ItemStatus.PROCESSING})
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
@@ -140,6 +141,7 @@ class SyncQueue:
             round(config.base_retry_delay * 1000), round(config.max_retry_delay * 1000), rng
         )
         self._lease_ms = round(config.lease_timeout * 1000)
+        self._dedup = config.enable_deduplication
         self._retention_ms = round(config.retention_period * 1000)
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # wakes blocked pops
@@ -172,69 +174,66 @@ class SyncQueue:
 
     def push(self, item: SyncItem) -> str:
         """Add one item; returns its id. ``DuplicateItem`` if that id is already retained."""
-        result = self._push([item], single=True)
-        return result.ids[0]
+        if not isinstance(item, SyncItem):
+            raise InvalidParams(f"item: expected SyncItem, got {type(item).__name__}")
+        with self._lock:
+            now = self._begin_change()
+            state = self._state
+            existing = state.items.get(item.id)
+            if existing is not None and (self._dedup or existing.status in LIVE):
+                raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
+            self._check_capacity(1)
+            self._apply(Push(now, (item.admitted(now, self.config.max_retries),)))
+            ticket = self._ticket
+            if self._waiters:
+                self._ready.notify_all()
+        self._commit(ticket)
+        return item.id
 
     def push_batch(self, items: Sequence[SyncItem]) -> list[str]:
         """Add items; returns the ids added (duplicates are skipped). Capacity: all or nothing."""
-        return self._push(items, single=False).ids
+        return self._push(items).ids
 
     def push_many(self, items: Sequence[SyncItem]) -> PushBatchResult:
         """Like ``push_batch``, also saying which ids were skipped as duplicates."""
-        return self._push(items, single=False)
+        return self._push(items)
 
-    def _push(self, items: Sequence[SyncItem], single: bool) -> PushBatchResult:
+    def _push(self, items: Sequence[SyncItem]) -> PushBatchResult:
         for item in items:
             if not isinstance(item, SyncItem):
                 raise InvalidParams(f"items: expected SyncItem, got {type(item).__name__}")
         with self._lock:
             now = self._begin_change()
             state = self._state
-            dedup = self.config.enable_deduplication
             accepted: list[SyncItem] = []
             duplicates: list[str] = []
             seen: set[str] = set()
             for item in items:
                 existing = state.items.get(item.id)
                 if item.id in seen or (
-                    existing is not None
-                    and (dedup or existing.status in (ItemStatus.PENDING, ItemStatus.PROCESSING))
+                    existing is not None and (self._dedup or existing.status in LIVE)
                 ):
-                    if single:
-                        raise DuplicateItem(
-                            f"an item with id {item.id!r} already exists", id=item.id
-                        )
                     duplicates.append(item.id)
                     continue
                 seen.add(item.id)
-                accepted.append(self._admit(item, now))
+                accepted.append(item.admitted(now, self.config.max_retries))
             if accepted:
-                if state.live_count + len(accepted) > self.config.max_capacity:
-                    raise CapacityExceeded(
-                        f"the queue holds {state.live_count} of at most "
-                        f"{self.config.max_capacity} items; {len(accepted)} more do not fit",
-                        capacity=self.config.max_capacity,
-                        size=state.live_count,
-                    )
+                self._check_capacity(len(accepted))
                 self._apply(Push(now, tuple(accepted)))
             ticket = self._ticket
             self._wake()
         self._commit(ticket)
         return PushBatchResult([item.id for item in accepted], duplicates)
 
-    def _admit(self, source: SyncItem, now: int) -> SyncItem:
-        """The queue's own copy of a pushed item, with times resolved at push."""
-        item = source.copy()
-        item.status = ItemStatus.PENDING
-        item.attempts = 0
-        item.created_at = item.updated_at = now
-        item.available_at = now + source._delay_ms
-        item.expires_at = None if source._ttl_ms is None else now + source._ttl_ms
-        item.lease_id = item.lease_expires_at = item.last_error = None
-        if item.max_retries is None:
-            item.max_retries = self.config.max_retries
-        item._partition = partition_of(item.id, item.partition_key, self.config.partitions)
-        return item
+    def _check_capacity(self, adding: int) -> None:
+        size = self._state.live_count
+        if size + adding > self.config.max_capacity:
+            raise CapacityExceeded(
+                f"the queue holds {size} of at most {self.config.max_capacity} items; "
+                f"{adding} more do not fit",
+                capacity=self.config.max_capacity,
+                size=size,
+            )
 
     # ------------------------------------------------------------- consumers
 

@@ -61,6 +61,7 @@ SNAPSHOT_VERSION = 1
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
+FINISHED = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
 
 
 class ItemFailed(NamedTuple):
@@ -98,7 +99,8 @@ class QueueState:
         self.metrics = MetricsRecorder(config.throughput_window)
         self.status_counts = dict.fromkeys(ItemStatus, 0)
         self.live_by_priority = [0] * len(Priority)
-        self.ready: list[list[HeapEntry]] = [[] for _ in range(config.partitions)]
+        self._partitions = config.partitions
+        self.ready: list[list[HeapEntry]] = [[] for _ in range(self._partitions)]
         self.delayed: list[HeapEntry] = []
         self.leases: list[HeapEntry] = []
         self.ttl: list[HeapEntry] = []
@@ -107,6 +109,7 @@ class QueueState:
         self.ready_count = 0
         self.delayed_count = 0
         self._token = 0
+        self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = heappush
         # Events (item failed, breaker changed) go here while it is a list; replay leaves it
         # None, so recovering a journal does not announce old news again.
         self.events: list[Event] | None = None
@@ -142,6 +145,7 @@ class QueueState:
                 self._forget(old)
             self.seq += 1
             item._seq = self.seq
+            item._partition = partition_of(item.id, item.partition_key, self._partitions)
             item.status = PENDING
             self.items[item.id] = item
             self.status_counts[PENDING] += 1
@@ -296,7 +300,7 @@ class QueueState:
 
     def _enter_line_or_schedule(self, item: SyncItem, t: int) -> None:
         if item.expires_at is not None:
-            heappush(self.ttl, (item.expires_at, self._next_token(), item))
+            self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
         key = item.partition_key
         if key is not None:
             line = self.lines.get(key)
@@ -312,11 +316,11 @@ class QueueState:
         if item.available_at > t:
             item._where = DELAYED
             self.delayed_count += 1
-            heappush(self.delayed, (item.available_at, token, item))
+            self._push_entry(self.delayed, (item.available_at, token, item))
         else:
             item._where = READY
             self.ready_count += 1
-            heappush(
+            self._push_entry(
                 self.ready[item._partition], ((item.priority << SEQ_BITS) | item._seq, token, item)
             )
 
@@ -524,7 +528,7 @@ class QueueState:
         cls,
         config: QueueConfig,
         snapshot: dict[str, Any],
-        item_records: Iterable[dict[str, Any]] | None = None,
+        item_records: Iterable[list[Any]] | None = None,
     ) -> QueueState:
         """Rebuild a state from ``to_snapshot()``, or from a header and its item records."""
         if snapshot.get("v") != SNAPSHOT_VERSION:
@@ -537,26 +541,51 @@ class QueueState:
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
         partitions = config.partitions
+        # Heaps are filled as plain lists and heapified once at the end: O(n), not O(n log n).
+        # The loop is written for speed (locals, the common case inline): recovering a large
+        # queue is this loop.
+        state._push_entry = list.append
+        items, counts, by_priority = state.items, state.status_counts, state.live_by_priority
+        finished, leases, delayed, ready = state.finished, state.leases, state.delayed, state.ready
+        from_record, last_t = SyncItem.from_record, state.last_t
+        ready_count = delayed_count = 0
         for record in snapshot["items"] if item_records is None else item_records:
-            item = SyncItem.from_record(record)
-            # The partition count may have changed since the snapshot was written.
-            item._partition = partition_of(item.id, item.partition_key, partitions)
-            state.items[item.id] = item
-            state.status_counts[item.status] += 1
+            item = from_record(record)
+            if partitions > 1:  # from the current count, which may differ from the snapshot's
+                item._partition = partition_of(item.id, item.partition_key, partitions)
+            items[item.id] = item
             status = item.status
-            if status.finished:
-                state.finished.append((item.updated_at, item))
+            counts[status] += 1
+            if status in FINISHED:
+                finished.append((item.updated_at, item))
                 continue
-            state.live_by_priority[item.priority] += 1
+            by_priority[item.priority] += 1
             if status is PROCESSING:
                 item._token = token = state._next_token()
                 assert item.lease_expires_at is not None
-                heappush(state.leases, (item.lease_expires_at, token, item))
+                leases.append((item.lease_expires_at, token, item))
                 if item.partition_key is not None:
                     state.lines.setdefault(item.partition_key, deque()).append(item)
+            elif item.partition_key is None and item.expires_at is None:
+                state._token += 1
+                item._token = token = state._token
+                if item.available_at > last_t:
+                    item._where = DELAYED
+                    delayed_count += 1
+                    delayed.append((item.available_at, token, item))
+                else:
+                    item._where = READY
+                    ready_count += 1
+                    key = (item.priority << SEQ_BITS) | item._seq
+                    ready[item._partition].append((key, token, item))
             else:
                 # Schedule as of the snapshot's time; promote() moves what is due by now.
-                state._enter_line_or_schedule(item, state.last_t)
+                state._enter_line_or_schedule(item, last_t)
+        state.ready_count += ready_count
+        state.delayed_count += delayed_count
+        for heap in (*state.ready, state.delayed, state.leases, state.ttl):
+            heapify(heap)
+        state._push_entry = heappush
         # Finished items in the order they finished, for retention.
         state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
         return state
