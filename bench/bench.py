@@ -26,6 +26,12 @@ from sync_queue import QueueConfig, SyncItem, SyncQueue
 PAYLOAD = {"data": "x" * 100}
 
 
+def payload() -> dict[str, str]:
+    """A distinct 100-byte payload (hex of 50 random bytes: it compresses like real data,
+    and memory figures count it, unlike one shared object)."""
+    return {"data": os.urandom(50).hex()}
+
+
 @dataclass
 class Adapter:
     """One queue under test: how to fill it and do the three workloads."""
@@ -44,7 +50,7 @@ def _sq_make() -> SyncQueue:
 
 def _sq_fill(q: SyncQueue, n: int) -> None:
     for start in range(0, n, 10_000):
-        q.push_batch([SyncItem.new(PAYLOAD) for _ in range(min(10_000, n - start))])
+        q.push_batch([SyncItem.new(payload()) for _ in range(min(10_000, n - start))])
 
 
 SYNC_QUEUE = Adapter(
@@ -300,7 +306,7 @@ def storage_section(quick: bool) -> list[str]:
 
     def batch_rate(**overrides: Any) -> float:
         q = fresh("batch", **overrides)
-        batches = [[SyncItem.new(PAYLOAD) for _ in range(1000)] for _ in range(5 if quick else 20)]
+        batches = [[SyncItem.new(payload()) for _ in range(1000)] for _ in range(5 if quick else 20)]
         r = rate(1000 * len(batches), lambda: [q.push_batch(b) for b in batches] and None)
         q.shutdown()
         return r
@@ -352,8 +358,8 @@ def storage_section(quick: bool) -> list[str]:
     for compression in (True, False):
         path = os.path.join(base, f"recover-{compression}")
         q = durable_queue(path, enable_compression=compression)
-        for start in range(0, n_rec, 10_000):
-            q.push_batch([SyncItem.new(PAYLOAD) for _ in range(10_000)])
+        for _ in range(0, n_rec, 10_000):
+            q.push_batch([SyncItem.new(payload()) for _ in range(10_000)])
         q.shutdown()
         journal_bytes = du(path)
         start = time.perf_counter()

@@ -113,7 +113,7 @@ class QueueDispatcher(Dispatcher):
                 "version": __version__,
                 "protocol": PROTOCOL_VERSION,
                 "dataDir": self._data_dir,
-                "durability": None if self._data_dir is None else self.queue.config.durability,
+                "durability": "memory" if self._data_dir is None else self.queue.config.durability,
                 "recovered": self._recovered,
             },
         )

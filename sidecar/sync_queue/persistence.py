@@ -11,7 +11,6 @@ memory), and recovers a queue on open: newest snapshot, then the journal replaye
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import gc
 import itertools
 import logging
