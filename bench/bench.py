@@ -306,7 +306,9 @@ def storage_section(quick: bool) -> list[str]:
 
     def batch_rate(**overrides: Any) -> float:
         q = fresh("batch", **overrides)
-        batches = [[SyncItem.new(payload()) for _ in range(1000)] for _ in range(5 if quick else 20)]
+        batches = [
+            [SyncItem.new(payload()) for _ in range(1000)] for _ in range(5 if quick else 20)
+        ]
         r = rate(1000 * len(batches), lambda: [q.push_batch(b) for b in batches] and None)
         q.shutdown()
         return r
