@@ -1,0 +1,509 @@
+/**
+ * TypeScript bindings for `tauri-plugin-sync-queue`: a durable,
+ * priority-ordered, at-least-once work queue run by a sidecar next to your
+ * Tauri 2 app.
+ *
+ * Every function calls one plugin command (`plugin:sync-queue|<command>`).
+ * Every failure rejects with a {@link SyncQueueError}, whose `kind` tells
+ * `CapacityExceeded` from `ItemNotFound` from a crashed sidecar.
+ *
+ * @example A worker loop
+ * ```ts
+ * import { pop, complete, fail } from 'tauri-plugin-sync-queue-api'
+ *
+ * for (;;) {
+ *   const item = await pop({ timeoutMs: 25_000 })   // long poll
+ *   if (!item) continue
+ *   try {
+ *     await upload(item.payload)
+ *     await complete(item)
+ *   } catch (e) {
+ *     await fail(item, { error: String(e) })
+ *   }
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { invoke, type InvokeArgs } from '@tauri-apps/api/core'
+import { listen, type UnlistenFn } from '@tauri-apps/api/event'
+
+export type { UnlistenFn }
+
+// ---------------------------------------------------------------- models
+
+/** Any JSON value: what an item's payload may be. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** Pop order is by priority, then first in, first out. */
+export type Priority = 'critical' | 'high' | 'normal' | 'low' | 'background'
+
+/** `failed` means retries are exhausted (the dead-letter set). */
+export type Status = 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled'
+
+/** The statuses `purge` accepts. */
+export type FinishedStatus = 'completed' | 'failed' | 'cancelled'
+
+/** An item as the queue reports it. Times are ms since the Unix epoch. */
+export interface Item<P = JsonValue> {
+  id: string
+  payload: P
+  priority: Priority
+  status: Status
+  /** Times the item was handed out by `pop`. */
+  attempts: number
+  maxRetries: number
+  correlationId: string | null
+  metadata: Record<string, string>
+  partitionKey: string | null
+  createdAt: number
+  updatedAt: number
+  /** Earliest time `pop` may hand the item out. */
+  availableAt: number
+  /** While `processing`: when the item returns to `pending` unless completed, failed or extended. */
+  leaseExpiresAt: number | null
+  /** While `processing`: identifies this hand-out. Pass it back to `complete`/`fail`. */
+  leaseId: string | null
+  expiresAt: number | null
+  lastError: string | null
+}
+
+/** What `push` takes: the payload, and optionally the other writable fields. */
+export interface PushItem<P = JsonValue> {
+  /** Required; `null` is a valid payload. */
+  payload: P
+  /** 1–128 characters; generated (time-ordered) when left out. */
+  id?: string
+  /** Default `normal`. */
+  priority?: Priority
+  /** Default 3: the item is handed out at most `maxRetries + 1` times. */
+  maxRetries?: number
+  correlationId?: string
+  metadata?: Record<string, string>
+  /** Items sharing a key are handed out one at a time, in push order. */
+  partitionKey?: string
+  /** Not handed out before this many ms from now. */
+  delayMs?: number
+  /** Cancelled (`lastError: "expired"`) if still pending after this many ms. */
+  ttlMs?: number
+}
+
+export interface PushResult {
+  id: string
+}
+
+export interface PushBatchResult {
+  ids: string[]
+  /** Ids that were already in the queue (or repeated in the batch). */
+  duplicates: string[]
+}
+
+export interface PopOptions {
+  /** Wait up to this long for an item (long poll). Default: answer at once. */
+  timeoutMs?: number
+  /** How long the item stays leased to you. Default: the queue's `lease_timeout`. */
+  leaseMs?: number
+  /** Pop from this partition only. */
+  partition?: number
+}
+
+export interface PopBatchOptions extends PopOptions {
+  /** At most this many items. Default: the queue's `batch_size`. */
+  max?: number
+}
+
+export interface LeaseOptions {
+  /** The `leaseId` from `pop`: makes sure a late consumer cannot touch someone else's attempt. */
+  leaseId?: string
+}
+
+export interface FailOptions extends LeaseOptions {
+  /** What went wrong; kept as the item's `lastError`. */
+  error?: string
+}
+
+export interface FailResult {
+  /** `false`: out of retries, the item is now `failed`. */
+  retry: boolean
+  /** When the retry becomes available. */
+  availableAt?: number
+}
+
+export interface ExtendLeaseResult {
+  leaseExpiresAt: number
+}
+
+export interface ListOptions {
+  status?: Status
+  priority?: Priority
+  /** Default 100, at most 1000. */
+  limit?: number
+  /** The `next` cursor of the previous page. */
+  after?: JsonValue
+}
+
+export interface ListPage<P = JsonValue> {
+  items: Item<P>[]
+  /** Cursor for the next page; `null` on the last one. */
+  next: JsonValue
+}
+
+export interface PurgeResult {
+  removed: number
+}
+
+export type BreakerState = 'closed' | 'open' | 'halfOpen'
+
+export interface Health {
+  /** `false` while the breaker is not closed or storage has failed. */
+  healthy: boolean
+  breaker: BreakerState
+  paused: boolean
+  reason?: string
+}
+
+export interface Stats {
+  totalEnqueued: number
+  totalCompleted: number
+  totalFailed: number
+  currentSize: number
+  /** `null` until something has finished. */
+  successRate: number | null
+  avgWaitMs: number
+  avgProcessingMs: number
+  byStatus: Partial<Record<Status, number>>
+  byPriority: Partial<Record<Priority, number>>
+  throughput: { enqueuePerSec: number; dequeuePerSec: number }
+  /** `bytesOnDisk`, `journalBytes`, `lastSnapshotAt` (empty in memory mode). */
+  storage: Record<string, JsonValue>
+  /** The sidecar may report more. */
+  [extra: string]: unknown
+}
+
+/** Payload of `sync-queue://ready`: the sidecar (re)started and recovered. */
+export interface Ready {
+  version: string
+  protocol: number
+  /** `null` in memory mode. */
+  dataDir: string | null
+  /** `null` in memory mode. */
+  durability: string | null
+  /** Items recovered, by status. */
+  recovered: Partial<Record<Status, number>>
+  [extra: string]: unknown
+}
+
+/** Payload of `sync-queue://items-available`: ready items went from none to some. */
+export interface ItemsAvailable {
+  pending: number
+}
+
+/** Payload of `sync-queue://item-failed`: an item ran out of retries. */
+export interface ItemFailed {
+  id: string
+  attempts: number
+  error: string | null
+}
+
+/** Payload of `sync-queue://breaker-changed`. */
+export interface BreakerChanged {
+  state: BreakerState
+  reason: string | null
+}
+
+/** Payload of `sync-queue://sidecar-exited`: the sidecar process ended. */
+export interface SidecarExited {
+  code: number | null
+  signal: number | null
+  /** The last lines the sidecar wrote to stderr. */
+  stderrTail: string
+  /** Whether the plugin starts it again (false after a requested stop). */
+  restarting: boolean
+  restartInMs: number | null
+}
+
+// ---------------------------------------------------------------- errors
+
+/**
+ * What went wrong. From the queue (with a JSON-RPC `code`): `CapacityExceeded`,
+ * `ItemNotFound`, `ShuttingDown`, `Locked`, `DuplicateItem`, `PersistenceError`,
+ * `EncryptionError`, `CompressionError`, `InvalidState`, `InvalidParams`,
+ * `InvalidRequest`, `MethodNotFound`, `InternalError`. From the plugin
+ * (`code: null`): `SidecarExited`, `Stopped`, `Timeout`, `ReadyTimeout`,
+ * `Spawn`, `Config`, `Protocol`, `Io`, `Json`; and `Ipc` when Tauri refused
+ * the call itself (a missing permission, a bad argument).
+ */
+export type ErrorKind =
+  | 'CapacityExceeded'
+  | 'ItemNotFound'
+  | 'ShuttingDown'
+  | 'Locked'
+  | 'DuplicateItem'
+  | 'PersistenceError'
+  | 'EncryptionError'
+  | 'CompressionError'
+  | 'InvalidState'
+  | 'ParseError'
+  | 'InvalidRequest'
+  | 'MethodNotFound'
+  | 'InvalidParams'
+  | 'InternalError'
+  | 'RpcError'
+  | 'SidecarExited'
+  | 'Stopped'
+  | 'Timeout'
+  | 'ReadyTimeout'
+  | 'Spawn'
+  | 'Config'
+  | 'Protocol'
+  | 'Io'
+  | 'Json'
+  | 'Ipc'
+  // Kinds a newer sidecar may add, without losing completion of the known ones.
+  | (string & {})
+
+/** The error object the plugin rejects with, as it crosses the IPC boundary. */
+export interface SyncQueueErrorData {
+  kind: ErrorKind
+  /** The JSON-RPC error code for errors from the queue; `null` for the plugin's own. */
+  code: number | null
+  message: string
+  /** Details: the queue's `data`, or e.g. `{code, signal, stderrTail}` for `SidecarExited`. */
+  data: unknown
+}
+
+/** Every function of this package rejects with one of these. */
+export class SyncQueueError extends Error implements SyncQueueErrorData {
+  readonly kind: ErrorKind
+  readonly code: number | null
+  readonly data: unknown
+
+  constructor(error: SyncQueueErrorData) {
+    super(error.message)
+    this.name = 'SyncQueueError'
+    this.kind = error.kind
+    this.code = error.code
+    this.data = error.data
+  }
+}
+
+function isErrorData(value: unknown): value is SyncQueueErrorData {
+  if (typeof value !== 'object' || value === null) return false
+  const v = value as Record<string, unknown>
+  return typeof v.kind === 'string' && typeof v.message === 'string'
+}
+
+/**
+ * Whether `error` is a sync-queue error, optionally of the given kind.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await push({ payload })
+ * } catch (e) {
+ *   if (isSyncQueueError(e, 'CapacityExceeded')) showQueueFull()
+ *   else throw e
+ * }
+ * ```
+ */
+export function isSyncQueueError(error: unknown, kind?: ErrorKind): error is SyncQueueError {
+  return error instanceof SyncQueueError && (kind === undefined || error.kind === kind)
+}
+
+function toSyncQueueError(raw: unknown): SyncQueueError {
+  if (raw instanceof SyncQueueError) return raw
+  if (isErrorData(raw)) {
+    return new SyncQueueError({ kind: raw.kind, code: raw.code ?? null, message: raw.message, data: raw.data ?? null })
+  }
+  // Tauri itself refused the call (e.g. not allowed by the capability), with a string.
+  const message = typeof raw === 'string' ? raw : raw instanceof Error ? raw.message : String(raw)
+  return new SyncQueueError({ kind: 'Ipc', code: null, message, data: null })
+}
+
+async function call<T>(command: string, args?: InvokeArgs): Promise<T> {
+  try {
+    return await invoke<T>(`plugin:sync-queue|${command}`, args)
+  } catch (raw) {
+    throw toSyncQueueError(raw)
+  }
+}
+
+/** An item id, or an item from `pop` (whose `leaseId` is then used too). */
+export type ItemRef = string | Pick<Item<unknown>, 'id' | 'leaseId'>
+
+function lease(ref: ItemRef, options?: LeaseOptions): { id: string; leaseId?: string } {
+  if (typeof ref === 'string') return { id: ref, leaseId: options?.leaseId }
+  return { id: ref.id, leaseId: options?.leaseId ?? ref.leaseId ?? undefined }
+}
+
+// -------------------------------------------------------------- commands
+
+/** Checks the sidecar answers. Resolves `true`. */
+export async function ping(): Promise<boolean> {
+  return await call<boolean>('ping')
+}
+
+/**
+ * Adds an item to the queue. Rejects with `CapacityExceeded` when the queue
+ * is full and `DuplicateItem` when an item with that id is still live.
+ *
+ * @example
+ * ```ts
+ * const { id } = await push({ payload: { note: 42 }, priority: 'high' })
+ * ```
+ */
+export async function push<P = JsonValue>(item: PushItem<P>): Promise<PushResult> {
+  return await call<PushResult>('push', { item })
+}
+
+/** Adds several items, all or nothing. */
+export async function pushBatch<P = JsonValue>(items: PushItem<P>[]): Promise<PushBatchResult> {
+  return await call<PushBatchResult>('push_batch', { items })
+}
+
+/**
+ * Hands out the next item, now `processing` under a fresh lease, or `null`
+ * when there is none. With `timeoutMs` it waits that long for one.
+ */
+export async function pop<P = JsonValue>(options?: PopOptions): Promise<Item<P> | null> {
+  return await call<Item<P> | null>('pop', { options })
+}
+
+/** Hands out up to `max` items (possibly none). */
+export async function popBatch<P = JsonValue>(options?: PopBatchOptions): Promise<Item<P>[]> {
+  return await call<Item<P>[]>('pop_batch', { options })
+}
+
+/**
+ * Marks a processing item done. Given the item from `pop`, its `leaseId` is
+ * checked, so a consumer whose lease expired cannot complete another's attempt.
+ */
+export async function complete(item: ItemRef, options?: LeaseOptions): Promise<void> {
+  await call<null>('complete', lease(item, options))
+}
+
+/**
+ * Reports a failed attempt. The item is retried later (`retry: true`) or,
+ * out of retries, becomes `failed` and `sync-queue://item-failed` fires.
+ */
+export async function fail(item: ItemRef, options?: FailOptions): Promise<FailResult> {
+  return await call<FailResult>('fail', { ...lease(item, options), error: options?.error })
+}
+
+/** Cancels a pending or processing item. */
+export async function cancel(id: string): Promise<void> {
+  await call<null>('cancel', { id })
+}
+
+/** Puts a failed or cancelled item back in line, with its attempts reset. */
+export async function requeue(id: string): Promise<void> {
+  await call<null>('requeue', { id })
+}
+
+/** Keeps a processing item leased for `leaseMs` more from now. */
+export async function extendLease(item: ItemRef, leaseMs: number, options?: LeaseOptions): Promise<ExtendLeaseResult> {
+  return await call<ExtendLeaseResult>('extend_lease', { ...lease(item, options), leaseMs })
+}
+
+/** One item by id. Rejects with `ItemNotFound`. */
+export async function get<P = JsonValue>(id: string): Promise<Item<P>> {
+  return await call<Item<P>>('get', { id })
+}
+
+/** A page of items in push order; pass `next` as `after` for the next page. */
+export async function list<P = JsonValue>(options?: ListOptions): Promise<ListPage<P>> {
+  return await call<ListPage<P>>('list', { options })
+}
+
+/**
+ * Removes every item with this finished status. Destructive: needs the
+ * `sync-queue:allow-purge` permission, which `sync-queue:default` lacks.
+ */
+export async function purge(status: FinishedStatus): Promise<PurgeResult> {
+  return await call<PurgeResult>('purge', { status })
+}
+
+/** Queue metrics. */
+export async function stats(): Promise<Stats> {
+  return await call<Stats>('stats')
+}
+
+/** Whether the queue is healthy, the breaker state, whether it is paused. */
+export async function health(): Promise<Health> {
+  return await call<Health>('health')
+}
+
+/** While paused, `pop` hands out nothing. The paused state survives restarts. */
+export async function pause(): Promise<void> {
+  await call<null>('pause')
+}
+
+export async function resume(): Promise<void> {
+  await call<null>('resume')
+}
+
+/** Resolves once everything so far is durable and compacted. */
+export async function flush(): Promise<void> {
+  await call<null>('flush')
+}
+
+/**
+ * Stops the sidecar for the rest of the app's run: it finishes, persists and
+ * exits, and later calls reject with `Stopped`. Needs the
+ * `sync-queue:allow-shutdown` permission, which `sync-queue:default` lacks.
+ */
+export async function shutdown(): Promise<void> {
+  await call<null>('shutdown')
+}
+
+// ---------------------------------------------------------------- events
+
+/** The event names the plugin emits. */
+export const EVENTS = {
+  itemsAvailable: 'sync-queue://items-available',
+  itemFailed: 'sync-queue://item-failed',
+  breakerChanged: 'sync-queue://breaker-changed',
+  ready: 'sync-queue://ready',
+  sidecarExited: 'sync-queue://sidecar-exited',
+} as const
+
+async function on<T>(event: string, callback: (payload: T) => void): Promise<UnlistenFn> {
+  return await listen<T>(event, (e) => callback(e.payload))
+}
+
+/**
+ * Calls `callback` when ready items went from none to some (a push, a delay
+ * or backoff ran out, a lease expired); at most every 100 ms. Resolves to a
+ * function that stops listening.
+ *
+ * @example
+ * ```ts
+ * const unlisten = await onItemsAvailable(({ pending }) => wakeWorkers(pending))
+ * // later
+ * unlisten()
+ * ```
+ */
+export async function onItemsAvailable(callback: (event: ItemsAvailable) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.itemsAvailable, callback)
+}
+
+/** Calls `callback` when an item ran out of retries and is now `failed`. */
+export async function onItemFailed(callback: (event: ItemFailed) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.itemFailed, callback)
+}
+
+/** Calls `callback` when the circuit breaker opens, half-opens or closes. */
+export async function onBreakerChanged(callback: (event: BreakerChanged) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.breakerChanged, callback)
+}
+
+/** Calls `callback` each time the sidecar (re)starts and has recovered its data. */
+export async function onReady(callback: (event: Ready) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.ready, callback)
+}
+
+/** Calls `callback` when the sidecar process ends (a crash, or a stop). */
+export async function onSidecarExited(callback: (event: SidecarExited) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.sidecarExited, callback)
+}

@@ -1,0 +1,9 @@
+import { defineConfig } from 'vitest/config'
+
+// mockIPC installs window.__TAURI_INTERNALS__, so the tests need a DOM.
+export default defineConfig({
+  test: {
+    environment: 'jsdom',
+    include: ['test/**/*.test.ts'],
+  },
+})

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds and tests tauri-plugin-sync-queue: Rust (rustfmt, clippy, unit and
+# IPC tests) and guest-js (npm ci, typecheck, rollup build, vitest).
+#
+# Env:
+#   CARGO_TARGET_DIR            default ~/.cache/sync-queue/cargo-target (outside the clone)
+#   SYNC_QUEUE_SIDECAR_CMD      the real sidecar's command for the `real::` IPC tests
+#                               (default: <checkout>/.venv/bin/python -m sync_queue)
+#   SYNC_QUEUE_PYTHON           the python of that default command
+#   SYNC_QUEUE_REQUIRE_SIDECAR  1: the `real::` tests fail instead of skipping
+#                               when the real sidecar does not start
+#   SKIP_SYSTEM_DEPS            1: do not run install-system-deps.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sync-queue/cargo-target}"
+if [ "${SKIP_SYSTEM_DEPS:-0}" != 1 ]; then
+  bash scripts/install-system-deps.sh
+fi
+
+echo "== rust: fmt, clippy, tests"
+cargo fmt --check
+nice -n 10 cargo clippy --locked --all-targets -- -D warnings
+nice -n 10 cargo test --locked
+
+echo "== guest-js: install, typecheck, build, tests"
+cd guest-js
+npm ci --no-audit --no-fund
+npm run typecheck
+npm run build
+npm test

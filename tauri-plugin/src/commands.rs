@@ -1,0 +1,128 @@
+//! One thin command per protocol method; each delegates to [`SyncQueue`].
+//! Arguments arrive camelCase from JavaScript (`leaseId`, `leaseMs`).
+//! The list must match build.rs `COMMANDS` and guest-js.
+
+use tauri::{command, State};
+
+use crate::{error::Result, models::*, SyncQueue};
+
+#[command]
+pub(crate) async fn ping(queue: State<'_, SyncQueue>) -> Result<bool> {
+    queue.ping().await
+}
+
+#[command]
+pub(crate) async fn push(queue: State<'_, SyncQueue>, item: PushItem) -> Result<PushResult> {
+    queue.push(&item).await
+}
+
+#[command]
+pub(crate) async fn push_batch(
+    queue: State<'_, SyncQueue>,
+    items: Vec<PushItem>,
+) -> Result<PushBatchResult> {
+    queue.push_batch(&items).await
+}
+
+#[command]
+pub(crate) async fn pop(
+    queue: State<'_, SyncQueue>,
+    options: Option<PopOptions>,
+) -> Result<Option<Item>> {
+    queue.pop(&options.unwrap_or_default()).await
+}
+
+#[command]
+pub(crate) async fn pop_batch(
+    queue: State<'_, SyncQueue>,
+    options: Option<PopBatchOptions>,
+) -> Result<Vec<Item>> {
+    queue.pop_batch(&options.unwrap_or_default()).await
+}
+
+#[command]
+pub(crate) async fn complete(
+    queue: State<'_, SyncQueue>,
+    id: String,
+    lease_id: Option<String>,
+) -> Result<()> {
+    queue.complete(&id, lease_id.as_deref()).await
+}
+
+#[command]
+pub(crate) async fn fail(
+    queue: State<'_, SyncQueue>,
+    id: String,
+    error: Option<String>,
+    lease_id: Option<String>,
+) -> Result<FailResult> {
+    queue.fail(&id, error.as_deref(), lease_id.as_deref()).await
+}
+
+#[command]
+pub(crate) async fn cancel(queue: State<'_, SyncQueue>, id: String) -> Result<()> {
+    queue.cancel(&id).await
+}
+
+#[command]
+pub(crate) async fn requeue(queue: State<'_, SyncQueue>, id: String) -> Result<()> {
+    queue.requeue(&id).await
+}
+
+#[command]
+pub(crate) async fn extend_lease(
+    queue: State<'_, SyncQueue>,
+    id: String,
+    lease_ms: u64,
+    lease_id: Option<String>,
+) -> Result<ExtendLeaseResult> {
+    queue.extend_lease(&id, lease_ms, lease_id.as_deref()).await
+}
+
+#[command]
+pub(crate) async fn get(queue: State<'_, SyncQueue>, id: String) -> Result<Item> {
+    queue.get(&id).await
+}
+
+#[command]
+pub(crate) async fn list(
+    queue: State<'_, SyncQueue>,
+    options: Option<ListOptions>,
+) -> Result<ListPage> {
+    queue.list(&options.unwrap_or_default()).await
+}
+
+#[command]
+pub(crate) async fn purge(queue: State<'_, SyncQueue>, status: Status) -> Result<PurgeResult> {
+    queue.purge(status).await
+}
+
+#[command]
+pub(crate) async fn stats(queue: State<'_, SyncQueue>) -> Result<Stats> {
+    queue.stats().await
+}
+
+#[command]
+pub(crate) async fn health(queue: State<'_, SyncQueue>) -> Result<Health> {
+    queue.health().await
+}
+
+#[command]
+pub(crate) async fn pause(queue: State<'_, SyncQueue>) -> Result<()> {
+    queue.pause().await
+}
+
+#[command]
+pub(crate) async fn resume(queue: State<'_, SyncQueue>) -> Result<()> {
+    queue.resume().await
+}
+
+#[command]
+pub(crate) async fn flush(queue: State<'_, SyncQueue>) -> Result<()> {
+    queue.flush().await
+}
+
+#[command]
+pub(crate) async fn shutdown(queue: State<'_, SyncQueue>) -> Result<()> {
+    queue.shutdown().await
+}

@@ -1,0 +1,269 @@
+//! The Rust API: [`SyncQueue`], one typed async method per protocol method.
+//! Tauri commands and Rust code (`app.sync_queue()`) both go through it.
+//! Desktop only: there are no sidecar processes on mobile.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+
+use crate::{
+    config::LaunchSpec,
+    error::{Error, Result},
+    models::*,
+    supervisor::{EventSink, Supervisor},
+};
+
+/// A supervised sync-queue sidecar. Dropping it stops the sidecar.
+pub struct SyncQueue {
+    supervisor: Arc<Supervisor>,
+}
+
+/// Stops the sidecar when dropped. The plugin puts one in the app's resource
+/// table, which Tauri clears in `cleanup_before_exit` (after
+/// `RunEvent::Exit`, and on the exit paths that skip the event loop, such as
+/// the updater's).
+pub(crate) struct ExitGuard(Arc<Supervisor>);
+
+impl tauri::Resource for ExitGuard {}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.stop_blocking(self.0.stop_limit());
+    }
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ById<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_id: Option<&'a str>,
+}
+
+impl SyncQueue {
+    /// Starts a sidecar outside of any Tauri app (tools, benchmarks):
+    /// `spec` says what to run, `events` receives its notifications.
+    /// Inside an app, the plugin does this for you.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        spec: LaunchSpec,
+        events: EventSink,
+    ) -> SyncQueue {
+        SyncQueue {
+            supervisor: Arc::new(Supervisor::start(runtime, spec, events)),
+        }
+    }
+
+    pub(crate) fn exit_guard(&self) -> ExitGuard {
+        ExitGuard(self.supervisor.clone())
+    }
+
+    /// Sends any method with any params and returns the raw result: for
+    /// methods the sidecar added after this plugin was written.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value> {
+        self.supervisor.call(method, params, Duration::ZERO).await
+    }
+
+    async fn typed<P, T>(&self, method: &str, params: &P, extra: Duration) -> Result<T>
+    where
+        P: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let value = self.supervisor.call(method, params, extra).await?;
+        serde_json::from_value(value).map_err(|e| {
+            Error::Protocol(format!(
+                "the result of `{method}` does not match the protocol: {e}"
+            ))
+        })
+    }
+
+    /// Checks the sidecar answers. Returns `true` (the `pong`).
+    pub async fn ping(&self) -> Result<bool> {
+        let v: Value = self.typed("ping", &Empty {}, Duration::ZERO).await?;
+        Ok(v.get("pong").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    /// Adds an item; returns its id.
+    pub async fn push(&self, item: &PushItem) -> Result<PushResult> {
+        self.typed("push", item, Duration::ZERO).await
+    }
+
+    /// Adds items all or nothing.
+    pub async fn push_batch(&self, items: &[PushItem]) -> Result<PushBatchResult> {
+        self.typed("pushBatch", &json!({ "items": items }), Duration::ZERO)
+            .await
+    }
+
+    /// Hands out the next item (now `processing`, with a fresh lease), or
+    /// `None`. With `timeout_ms` it waits that long for one.
+    pub async fn pop(&self, options: &PopOptions) -> Result<Option<Item>> {
+        let wait = Duration::from_millis(options.timeout_ms.unwrap_or(0));
+        self.typed("pop", options, wait).await
+    }
+
+    /// Hands out up to `max` items.
+    pub async fn pop_batch(&self, options: &PopBatchOptions) -> Result<Vec<Item>> {
+        let wait = Duration::from_millis(options.timeout_ms.unwrap_or(0));
+        self.typed("popBatch", options, wait).await
+    }
+
+    /// Marks a processing item done. Pass the `lease_id` from `pop` so a late
+    /// consumer cannot complete someone else's attempt.
+    pub async fn complete(&self, id: &str, lease_id: Option<&str>) -> Result<()> {
+        let _: Value = self
+            .typed("complete", &ById { id, lease_id }, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// Reports a failed attempt; the item is retried later or, out of
+    /// retries, becomes `failed`.
+    pub async fn fail(
+        &self,
+        id: &str,
+        error: Option<&str>,
+        lease_id: Option<&str>,
+    ) -> Result<FailResult> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params<'a> {
+            id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lease_id: Option<&'a str>,
+        }
+        self.typed(
+            "fail",
+            &Params {
+                id,
+                error,
+                lease_id,
+            },
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// Cancels a pending or processing item.
+    pub async fn cancel(&self, id: &str) -> Result<()> {
+        let _: Value = self
+            .typed("cancel", &ById { id, lease_id: None }, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a failed or cancelled item back in line with its attempts reset.
+    pub async fn requeue(&self, id: &str) -> Result<()> {
+        let _: Value = self
+            .typed("requeue", &ById { id, lease_id: None }, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// Extends a processing item's lease to now + `lease_ms`.
+    pub async fn extend_lease(
+        &self,
+        id: &str,
+        lease_ms: u64,
+        lease_id: Option<&str>,
+    ) -> Result<ExtendLeaseResult> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params<'a> {
+            id: &'a str,
+            lease_ms: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lease_id: Option<&'a str>,
+        }
+        self.typed(
+            "extendLease",
+            &Params {
+                id,
+                lease_ms,
+                lease_id,
+            },
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// One item by id.
+    pub async fn get(&self, id: &str) -> Result<Item> {
+        self.typed("get", &ById { id, lease_id: None }, Duration::ZERO)
+            .await
+    }
+
+    /// A page of items in push order.
+    pub async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.typed("list", options, Duration::ZERO).await
+    }
+
+    /// Removes every item with this finished status.
+    pub async fn purge(&self, status: Status) -> Result<PurgeResult> {
+        self.typed("purge", &json!({ "status": status }), Duration::ZERO)
+            .await
+    }
+
+    pub async fn stats(&self) -> Result<Stats> {
+        self.typed("stats", &Empty {}, Duration::ZERO).await
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        self.typed("health", &Empty {}, Duration::ZERO).await
+    }
+
+    /// While paused, `pop` hands out nothing. Durable.
+    pub async fn pause(&self) -> Result<()> {
+        let _: Value = self.typed("pause", &Empty {}, Duration::ZERO).await?;
+        Ok(())
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        let _: Value = self.typed("resume", &Empty {}, Duration::ZERO).await?;
+        Ok(())
+    }
+
+    /// Returns once everything so far is durable and compacted.
+    pub async fn flush(&self) -> Result<()> {
+        let _: Value = self.typed("flush", &Empty {}, Duration::ZERO).await?;
+        Ok(())
+    }
+
+    /// Asks the sidecar to finish its work, persist and exit. It is not
+    /// restarted: later calls fail with `Stopped`.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.supervisor.shutdown_sidecar().await?;
+        Ok(())
+    }
+
+    /// Stops the sidecar process (stdin EOF, then SIGTERM, then SIGKILL to its
+    /// process group) and waits for it. The plugin does this on app exit.
+    pub async fn stop(&self) {
+        self.supervisor.stop().await;
+    }
+
+    /// [`SyncQueue::stop`] from synchronous code outside an async runtime.
+    pub fn stop_blocking(&self) {
+        self.supervisor.stop_blocking(self.supervisor.stop_limit());
+    }
+
+    /// Process id of the running sidecar, if one runs.
+    pub fn sidecar_pid(&self) -> Option<u32> {
+        self.supervisor.pid()
+    }
+
+    /// Whether the sidecar is up and answering.
+    pub fn is_ready(&self) -> bool {
+        self.supervisor.is_ready()
+    }
+
+    /// The last lines the sidecar wrote to stderr (also sent to the `log` crate).
+    pub fn stderr_tail(&self) -> String {
+        self.supervisor.stderr_tail()
+    }
+}

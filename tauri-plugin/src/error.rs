@@ -1,0 +1,231 @@
+//! The plugin's one error type.
+//!
+//! Every error reaches TypeScript as an object `{kind, code, message, data}`
+//! (not the bare string the official plugins send), so an app can tell
+//! `CapacityExceeded` from `ItemNotFound` without parsing messages:
+//!
+//! - errors the sidecar answered with keep their JSON-RPC `code`, and their
+//!   `kind` is the sidecar's `data.kind` (PROTOCOL.md §5), or the name of the
+//!   standard JSON-RPC code (`InvalidParams`, `MethodNotFound`, …);
+//! - errors raised on this side (the sidecar died, a call timed out, …) have
+//!   `code: null` and a `kind` of their own, listed in [`Error::kind`].
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{ser::SerializeStruct, Serialize, Serializer};
+use serde_json::{json, Value};
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A JSON-RPC error object as the sidecar sent it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// How a sidecar process ended: what `sync-queue://sidecar-exited` carries and
+/// what every call that was in flight at that moment fails with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitInfo {
+    /// Exit code, when the process exited by itself.
+    pub code: Option<i32>,
+    /// Signal number, when a signal ended it (unix).
+    pub signal: Option<i32>,
+    /// The last lines the sidecar wrote to stderr, oldest first.
+    pub stderr_tail: String,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit status {code}")?,
+            (None, Some(signal)) => write!(f, "killed by signal {signal}")?,
+            (None, None) => write!(f, "unknown exit status")?,
+        }
+        if !self.stderr_tail.is_empty() {
+            write!(f, "; stderr ends with:\n{}", self.stderr_tail)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The sidecar answered the call with an error object.
+    #[error("{}", .0.message)]
+    Rpc(RpcError),
+    /// The sidecar process ended while the call was in flight, or before it
+    /// became ready.
+    #[error("the sync-queue sidecar stopped unexpectedly ({0})")]
+    SidecarExited(ExitInfo),
+    /// The sidecar was stopped on purpose (app exit or `shutdown`), so it takes
+    /// no more calls.
+    #[error("the sync-queue sidecar has been stopped and takes no more calls")]
+    Stopped,
+    /// No reply within the call's time limit. The request may still be applied
+    /// by the sidecar; its late reply is dropped.
+    #[error("`{method}` got no reply from the sync-queue sidecar within {} ms", .timeout.as_millis())]
+    Timeout { method: String, timeout: Duration },
+    /// The sidecar did not announce `ready` in time after it was started.
+    #[error("the sync-queue sidecar did not become ready within {} ms", .0.as_millis())]
+    ReadyTimeout(Duration),
+    /// The sidecar program could not be started at all.
+    #[error("could not start the sync-queue sidecar `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The plugin configuration is unusable.
+    #[error("invalid sync-queue plugin configuration: {0}")]
+    Config(String),
+    /// The sidecar sent something this plugin cannot understand as a reply.
+    #[error("unexpected reply from the sync-queue sidecar: {0}")]
+    Protocol(String),
+    /// Reading or writing the sidecar's pipes failed.
+    #[error("talking to the sync-queue sidecar failed: {0}")]
+    Io(#[source] Arc<std::io::Error>),
+    /// A value could not be encoded or decoded as JSON.
+    #[error(transparent)]
+    Json(Arc<serde_json::Error>),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Json(Arc::new(e))
+    }
+}
+
+impl Error {
+    /// The kind TypeScript sees. For sidecar errors this is `data.kind`, e.g.
+    /// `CapacityExceeded`, `ItemNotFound`, `InvalidState`; for the standard
+    /// JSON-RPC codes `ParseError`, `InvalidRequest`, `MethodNotFound`,
+    /// `InvalidParams`, `InternalError` (or `RpcError` for any other code).
+    /// Local kinds: `SidecarExited`, `Stopped`, `Timeout`, `ReadyTimeout`,
+    /// `Spawn`, `Config`, `Protocol`, `Io`, `Json`.
+    pub fn kind(&self) -> &str {
+        match self {
+            Error::Rpc(e) => e
+                .data
+                .as_ref()
+                .and_then(|d| d.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or(match e.code {
+                    -32700 => "ParseError",
+                    -32600 => "InvalidRequest",
+                    -32601 => "MethodNotFound",
+                    -32602 => "InvalidParams",
+                    -32603 => "InternalError",
+                    _ => "RpcError",
+                }),
+            Error::SidecarExited(_) => "SidecarExited",
+            Error::Stopped => "Stopped",
+            Error::Timeout { .. } => "Timeout",
+            Error::ReadyTimeout(_) => "ReadyTimeout",
+            Error::Spawn { .. } => "Spawn",
+            Error::Config(_) => "Config",
+            Error::Protocol(_) => "Protocol",
+            Error::Io(_) => "Io",
+            Error::Json(_) => "Json",
+        }
+    }
+
+    /// The JSON-RPC error code, for errors the sidecar sent.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Error::Rpc(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// Structured details: the sidecar's `data`, or what this side knows.
+    pub fn data(&self) -> Option<Value> {
+        match self {
+            Error::Rpc(e) => e.data.clone(),
+            Error::SidecarExited(info) => serde_json::to_value(info).ok(),
+            Error::Timeout { method, timeout } => {
+                Some(json!({ "method": method, "timeoutMs": timeout.as_millis() as u64 }))
+            }
+            Error::ReadyTimeout(t) => Some(json!({ "timeoutMs": t.as_millis() as u64 })),
+            Error::Spawn { program, .. } => Some(json!({ "program": program })),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Error {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Error", 4)?;
+        st.serialize_field("kind", self.kind())?;
+        st.serialize_field("code", &self.code())?;
+        st.serialize_field("message", &self.to_string())?;
+        st.serialize_field("data", &self.data())?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_errors_keep_kind_and_code() {
+        let e = Error::Rpc(RpcError {
+            code: -32001,
+            message: "the queue is full (10 items)".into(),
+            data: Some(json!({"kind": "CapacityExceeded", "max": 10})),
+        });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({
+                "kind": "CapacityExceeded",
+                "code": -32001,
+                "message": "the queue is full (10 items)",
+                "data": {"kind": "CapacityExceeded", "max": 10}
+            })
+        );
+    }
+
+    #[test]
+    fn standard_codes_get_a_kind() {
+        let e = Error::Rpc(RpcError {
+            code: -32602,
+            message: "bad".into(),
+            data: None,
+        });
+        assert_eq!(e.kind(), "InvalidParams");
+        let e = Error::Rpc(RpcError {
+            code: -1,
+            message: "?".into(),
+            data: None,
+        });
+        assert_eq!(e.kind(), "RpcError");
+    }
+
+    #[test]
+    fn local_errors_have_null_code_and_useful_data() {
+        let e = Error::SidecarExited(ExitInfo {
+            code: None,
+            signal: Some(9),
+            stderr_tail: "Traceback…".into(),
+        });
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "SidecarExited");
+        assert_eq!(v["code"], Value::Null);
+        assert_eq!(v["data"]["signal"], 9);
+        assert_eq!(v["data"]["stderrTail"], "Traceback…");
+        assert!(v["message"].as_str().unwrap().contains("signal 9"));
+        assert!(v["message"].as_str().unwrap().contains("Traceback…"));
+    }
+}

@@ -1,0 +1,335 @@
+//! The wire types of PROTOCOL.md §3–§6, in Rust. Field names are camelCase on
+//! the wire and in TypeScript (guest-js/src/index.ts mirrors this file).
+//!
+//! Optional request fields are left out of the JSON when `None`: the sidecar
+//! refuses unknown params, and an absent field means "use the default".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Priority {
+    Critical,
+    High,
+    Normal,
+    Low,
+    Background,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Status {
+    Pending,
+    Processing,
+    Completed,
+    /// Retries exhausted: the dead-letter set.
+    Failed,
+    Cancelled,
+}
+
+/// An item as the sidecar reports it (§3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    pub id: String,
+    pub payload: Value,
+    pub priority: Priority,
+    pub status: Status,
+    pub attempts: u32,
+    pub max_retries: u32,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub partition_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub available_at: i64,
+    #[serde(default)]
+    pub lease_expires_at: Option<i64>,
+    #[serde(default)]
+    pub lease_id: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// The writable fields of an item: what `push` takes (§3).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushItem {
+    /// Any JSON; `null` is a valid payload, but the field is required.
+    pub payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+impl PushItem {
+    /// An item with this payload and every other field left to the sidecar.
+    pub fn new(payload: impl Into<Value>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushResult {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushBatchResult {
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub duplicates: Vec<String>,
+}
+
+/// Options of `pop`. With `timeout_ms` > 0 the call waits that long for an
+/// item (long poll); the plugin adds it to the call's own time limit.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PopOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+}
+
+/// Options of `popBatch`; `max` defaults to the queue's `batch_size`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PopBatchOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailResult {
+    /// `false`: the item ran out of retries and is now `failed`.
+    pub retry: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendLeaseResult {
+    pub lease_expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// Defaults to 100, at most 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage {
+    pub items: Vec<Item>,
+    /// Opaque cursor for the next page, `None` on the last one.
+    #[serde(default)]
+    pub next: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurgeResult {
+    pub removed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub healthy: bool,
+    pub breaker: BreakerState,
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Throughput {
+    pub enqueue_per_sec: f64,
+    pub dequeue_per_sec: f64,
+}
+
+/// Queue metrics (§6). The protocol names a minimum; fields the sidecar adds
+/// are kept in `extra` and passed on to TypeScript unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub total_enqueued: u64,
+    pub total_completed: u64,
+    pub total_failed: u64,
+    pub current_size: u64,
+    /// `None` until something has finished.
+    pub success_rate: Option<f64>,
+    pub avg_wait_ms: f64,
+    pub avg_processing_ms: f64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_priority: BTreeMap<String, u64>,
+    pub throughput: Throughput,
+    #[serde(default)]
+    pub storage: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `ready` notification's params (§2), forwarded as `sync-queue://ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    pub version: String,
+    pub protocol: u32,
+    #[serde(default)]
+    pub data_dir: Option<String>,
+    /// `None` in memory mode.
+    #[serde(default)]
+    pub durability: Option<String>,
+    #[serde(default)]
+    pub recovered: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `sync-queue://items-available`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemsAvailable {
+    pub pending: u64,
+}
+
+/// `sync-queue://item-failed`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemFailed {
+    pub id: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// `sync-queue://breaker-changed`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerChanged {
+    pub state: BreakerState,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `sync-queue://sidecar-exited`: the sidecar process ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarExited {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr_tail: String,
+    /// Whether the plugin will start it again (false after a requested stop).
+    pub restarting: bool,
+    /// Delay before the restart, when `restarting`.
+    pub restart_in_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn push_item_omits_unset_fields_and_keeps_null_payload() {
+        let item = PushItem {
+            priority: Some(Priority::High),
+            ..PushItem::new(Value::Null)
+        };
+        assert_eq!(
+            serde_json::to_value(&item).unwrap(),
+            json!({"payload": null, "priority": "high"})
+        );
+    }
+
+    #[test]
+    fn push_item_requires_payload() {
+        assert!(serde_json::from_value::<PushItem>(json!({"id": "a"})).is_err());
+        let item: PushItem =
+            serde_json::from_value(json!({"payload": null, "delayMs": 5})).unwrap();
+        assert_eq!(item.delay_ms, Some(5));
+    }
+
+    #[test]
+    fn item_round_trips_camel_case() {
+        let wire = json!({
+            "id": "a", "payload": {"x": 1}, "priority": "normal", "status": "processing",
+            "attempts": 1, "maxRetries": 3, "correlationId": null, "metadata": {"k": "v"},
+            "partitionKey": null, "createdAt": 1, "updatedAt": 2, "availableAt": 1,
+            "leaseExpiresAt": 30001, "leaseId": "L1", "expiresAt": null, "lastError": null
+        });
+        let item: Item = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(item.lease_id.as_deref(), Some("L1"));
+        assert_eq!(serde_json::to_value(&item).unwrap(), wire);
+    }
+
+    #[test]
+    fn stats_keeps_unknown_fields() {
+        let wire = json!({
+            "totalEnqueued": 1, "totalCompleted": 0, "totalFailed": 0, "currentSize": 1,
+            "successRate": null, "avgWaitMs": 0.5, "avgProcessingMs": 0.0,
+            "byStatus": {"pending": 1}, "byPriority": {"normal": 1},
+            "throughput": {"enqueuePerSec": 1.0, "dequeuePerSec": 0.0},
+            "storage": {}, "totalRetries": 0
+        });
+        let stats: Stats = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(stats.extra["totalRetries"], 0);
+        assert_eq!(serde_json::to_value(&stats).unwrap(), wire);
+    }
+}

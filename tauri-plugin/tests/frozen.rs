@@ -1,0 +1,180 @@
+//! The frozen sidecar (PyInstaller onefile, from packaging/build.py) through
+//! the plugin, as an app ships it. The binary is `SYNC_QUEUE_FROZEN_SIDECAR`,
+//! else `<checkout>/dist/sync-queue-sidecar-<target triple>`; without one the
+//! tests print `SKIPPED` and pass (`SYNC_QUEUE_REQUIRE_SIDECAR=1`: fail).
+//!
+//! A onefile sidecar is two processes (the launcher and Python) and unpacks
+//! itself into `$TMPDIR/_MEI…`: the tests give it a private TMPDIR to check
+//! that a stop leaves neither a process nor that directory behind.
+
+mod common;
+
+use std::{path::PathBuf, time::Duration};
+
+use common::{app_with, collect, invoke, process_exists, repo_root};
+use serde_json::{json, Value};
+use tauri_plugin_sync_queue::{Builder, Sidecar, SyncQueueExt};
+
+fn frozen_sidecar(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("SYNC_QUEUE_FROZEN_SIDECAR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let name = format!(
+                "sync-queue-sidecar-{}{}",
+                env!("SYNC_QUEUE_TARGET_TRIPLE"),
+                std::env::consts::EXE_SUFFIX
+            );
+            repo_root().join("dist").join(name)
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "no frozen sidecar at {} (build it with packaging/build.py)",
+        path.display()
+    );
+    if std::env::var("SYNC_QUEUE_REQUIRE_SIDECAR").is_ok_and(|v| v == "1") {
+        panic!("{test}: {why}");
+    }
+    let line = format!("SKIPPED {test}: {why}\n");
+    // SAFETY: writes a buffer we own to fd 2 (libtest captures print macros).
+    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    None
+}
+
+fn private_tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sync-queue-frozen-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn plugin(binary: PathBuf, tmp: &std::path::Path) -> Builder {
+    Builder::new()
+        .sidecar(Sidecar::Path(binary))
+        .env("TMPDIR", tmp.display().to_string())
+        .in_memory()
+        .ready_timeout(Duration::from_secs(60))
+        .call_timeout(Duration::from_secs(30))
+        .stop_timeout(Duration::from_secs(5))
+        .restart_delay(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// The processes of a process group (Linux).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+fn mei_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn frozen_sidecar_round_trip_and_clean_exit() {
+    let Some(binary) = frozen_sidecar("frozen_sidecar_round_trip_and_clean_exit") else {
+        return;
+    };
+    let tmp = private_tmp("exit");
+    let (app, w) = app_with(plugin(binary, &tmp));
+    let id =
+        invoke(&w, "push", json!({"item": {"payload": {"frozen": true}}})).unwrap()["id"].clone();
+    let item = invoke(&w, "pop", json!({})).unwrap();
+    assert_eq!(item["id"], id);
+    assert_eq!(
+        invoke(
+            &w,
+            "complete",
+            json!({"id": id, "leaseId": item["leaseId"]})
+        ),
+        Ok(Value::Null)
+    );
+
+    let pgid = app.sync_queue().sidecar_pid().unwrap();
+    let members = group_members(pgid);
+    assert!(
+        !mei_dirs(&tmp).is_empty(),
+        "a onefile build unpacks into TMPDIR"
+    );
+    assert_eq!(members.len(), 2, "launcher + Python: {members:?}");
+
+    app.cleanup_before_exit(); // what app exit runs
+    for pid in &members {
+        assert!(
+            !process_exists(*pid),
+            "process {pid} of the sidecar outlived the app"
+        );
+    }
+    assert_eq!(
+        mei_dirs(&tmp),
+        Vec::<String>::new(),
+        "the onefile temp dir leaked"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn frozen_sidecar_killed_leaves_no_orphan_and_comes_back() {
+    let Some(binary) = frozen_sidecar("frozen_sidecar_killed_leaves_no_orphan_and_comes_back")
+    else {
+        return;
+    };
+    let tmp = private_tmp("kill");
+    let (app, w) = app_with(plugin(binary, &tmp));
+    let exited = collect(&app, "sync-queue://sidecar-exited");
+    invoke(&w, "ping", json!({})).unwrap();
+    let pgid = app.sync_queue().sidecar_pid().unwrap();
+    let members = group_members(pgid);
+    assert_eq!(members.len(), 2, "launcher + Python: {members:?}");
+
+    // SIGKILL to the launcher only: its Python child would be orphaned, but
+    // the plugin ends the rest of the group.
+    // SAFETY: signals the sidecar this test started.
+    assert_eq!(unsafe { libc::kill(pgid as libc::pid_t, libc::SIGKILL) }, 0);
+    // Until the plugin has seen the launcher die, the orphaned Python child
+    // may still answer on the pipes; the event says the cleanup is done.
+    let event = exited
+        .recv_timeout(Duration::from_secs(30))
+        .expect("sync-queue://sidecar-exited");
+    assert_eq!(event["signal"], 9);
+    assert_eq!(
+        invoke(&w, "ping", json!({})),
+        Ok(json!(true)),
+        "it comes back"
+    );
+    for pid in &members {
+        assert!(
+            !process_exists(*pid),
+            "process {pid} of the killed sidecar is still running"
+        );
+    }
+    drop(app);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
