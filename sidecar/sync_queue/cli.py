@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -203,7 +203,7 @@ def _fail(status: int, message: str) -> int:
     return status
 
 
-def serve(config: QueueConfig) -> int:
+def serve(config: QueueConfig) -> NoReturn:
     from .methods import QueueDispatcher
     from .queue import SyncQueue
     from .server import StdioServer, claim_stdio
@@ -215,10 +215,17 @@ def serve(config: QueueConfig) -> int:
     data_dir = None if config.persistence_path is None else str(config.persistence_path)
     dispatcher = QueueDispatcher(queue, data_dir=data_dir, recovered=counts)
     try:
-        return StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd).run()
+        status = StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd, owns_process=True).run()
     finally:
         if not queue.is_shut_down:
             queue.shutdown()
+    # Everything is persisted and every reply written. Leave now: the interpreter's own
+    # teardown (freeing a large queue) takes a while, and during it Python has already put
+    # the default signal handlers back, so a second SIGTERM would kill the process by the
+    # signal instead of exiting with 128 + n at once.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _require_dir(config: QueueConfig) -> Path:

@@ -92,6 +92,7 @@ class StdioServer:
         max_batch_members: int = DEFAULT_MAX_BATCH_MEMBERS,
         read_size: int = DEFAULT_READ_SIZE,
         handle_signals: bool = True,
+        owns_process: bool = False,
     ) -> None:
         self._dispatcher = dispatcher
         self._in_fd = in_fd
@@ -102,6 +103,7 @@ class StdioServer:
         }
         self._read_size = read_size
         self._handle_signals = handle_signals
+        self._owns_process = owns_process  # the process ends when run() returns (the CLI)
         self._stop_reason: str | None = None
         self._signalled = False
         self._output_broken = False
@@ -137,7 +139,13 @@ class StdioServer:
             return self._finish()
         finally:
             self._stop_reading()
-            self._restore_signal_handlers(old_handlers)
+            if self._owns_process and old_handlers:
+                # The process ends right after run() returns (the CLI exits with os._exit);
+                # until then a signal must still end it at once with 128 + n.
+                for signum in old_handlers:
+                    signal.signal(signum, self._on_late_signal)
+            else:
+                self._restore_signal_handlers(old_handlers)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -179,6 +187,9 @@ class StdioServer:
     def _restore_signal_handlers(self, old_handlers: dict[int, Any]) -> None:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
+
+    def _on_late_signal(self, signum: int, frame: FrameType | None) -> None:
+        os._exit(128 + signum)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._signalled:

@@ -465,42 +465,47 @@ class QueueState:
     # ----------------------------------------------------------- maintenance
 
     def compact_indexes(self, force: bool = False) -> bool:
-        """Rebuild the heaps when stale entries outnumber live ones (amortised O(1)).
+        """Rebuild a heap once its stale entries outnumber its live ones (amortised O(1)).
 
-        ``heap_cleanup_threshold`` is the slack: heaps are left alone until they hold that many
-        entries beyond twice the live ones.
+        Each heap is judged on its own, so a heap of a million ready items is not rebuilt
+        because the small lease heap has collected stale entries. ``heap_cleanup_threshold``
+        is the slack: a heap is left alone until it holds that many entries beyond twice its
+        live ones.
         """
         slack = self.config.heap_cleanup_threshold
-        live_scheduled = self.ready_count + self.delayed_count
-        heap_entries = sum(len(h) for h in self.ready) + len(self.delayed)
-        processing = self.status_counts[PROCESSING]
-        bloated = (
-            heap_entries > 2 * live_scheduled + slack
-            or len(self.leases) > 2 * processing + slack
-            or len(self.ttl) > 2 * self.status_counts[PENDING] + slack
-        )
-        if not (force or bloated):
-            return False
-        for heap in self.ready:
-            heap[:] = [e for e in heap if e[2]._where == READY and e[2]._token == e[1]]
-            heapify(heap)
-        self.delayed[:] = [
-            e for e in self.delayed if e[2]._where == DELAYED and e[2]._token == e[1]
-        ]
-        heapify(self.delayed)
-        self.leases[:] = [
-            e for e in self.leases if e[2].status is PROCESSING and e[2]._token == e[1]
-        ]
-        heapify(self.leases)
-        self.ttl[:] = [
-            e
-            for e in self.ttl
-            if e[2].status is PENDING
-            and e[2].expires_at == e[0]
-            and self.items.get(e[2].id) is e[2]
-        ]
-        heapify(self.ttl)
-        return True
+
+        def bloated(entries: int, live: int) -> bool:
+            return force or entries > 2 * live + slack
+
+        rebuilt = False
+        if bloated(sum(len(h) for h in self.ready), self.ready_count):
+            for heap in self.ready:
+                heap[:] = [e for e in heap if e[2]._where == READY and e[2]._token == e[1]]
+                heapify(heap)
+            rebuilt = True
+        if bloated(len(self.delayed), self.delayed_count):
+            self.delayed[:] = [
+                e for e in self.delayed if e[2]._where == DELAYED and e[2]._token == e[1]
+            ]
+            heapify(self.delayed)
+            rebuilt = True
+        if bloated(len(self.leases), self.status_counts[PROCESSING]):
+            self.leases[:] = [
+                e for e in self.leases if e[2].status is PROCESSING and e[2]._token == e[1]
+            ]
+            heapify(self.leases)
+            rebuilt = True
+        if bloated(len(self.ttl), self.status_counts[PENDING]):
+            self.ttl[:] = [
+                e
+                for e in self.ttl
+                if e[2].status is PENDING
+                and e[2].expires_at == e[0]
+                and self.items.get(e[2].id) is e[2]
+            ]
+            heapify(self.ttl)
+            rebuilt = True
+        return rebuilt
 
     # -------------------------------------------------------------- snapshots
 
