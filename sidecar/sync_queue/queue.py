@@ -583,6 +583,8 @@ class SyncQueue:
         """Items that were processing when the process died go back through the retry
         policy: their attempt counted (a poison item that kills the process every time
         ends up ``failed`` instead of crashing it forever)."""
+        if not self._state.status_counts[ItemStatus.PROCESSING]:
+            return
         with self._lock:
             now = self._now()
             for item in [i for i in self._state.iter_items() if i.status is ItemStatus.PROCESSING]:
