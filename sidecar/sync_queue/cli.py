@@ -63,8 +63,12 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes. A subcommand's copy has no defaults (SUPPRESS), so
+    an option given before the subcommand (``--memory inspect``) is not reset by it."""
+    common = argparse.ArgumentParser(
+        add_help=False, argument_default=None if defaults else argparse.SUPPRESS
+    )
     where = common.add_mutually_exclusive_group()
     where.add_argument(
         "--data-dir",
@@ -90,10 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--log-level",
-        default="info",
         choices=["debug", "info", "warning", "error"],
         help="stderr log level (default: info)",
+        default="info" if defaults else argparse.SUPPRESS,
     )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common, sub_common = _common_options(defaults=True), _common_options(defaults=False)
     parser = argparse.ArgumentParser(
         prog="sync-queue-sidecar",
         description="A persistent work queue speaking JSON-RPC 2.0 over stdin/stdout "
@@ -104,9 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sync-queue {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", parents=[common], help="serve the protocol on stdio (default)")
+    sub.add_parser("serve", parents=[sub_common], help="serve the protocol on stdio (default)")
     inspect = sub.add_parser(
-        "inspect", parents=[common], help="counts, sizes and a listing of a data directory's items"
+        "inspect",
+        parents=[sub_common],
+        help="counts, sizes and a listing of a data directory's items",
     )
     inspect.add_argument(
         "--status",
@@ -116,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--limit", type=int, default=50, help="items to list (default 50)")
     inspect.add_argument("--json", action="store_true", help="one JSON object on stdout")
     verify = sub.add_parser(
-        "verify", parents=[common], help="check every file of a data directory; changes nothing"
+        "verify", parents=[sub_common], help="check every file of a data directory; changes nothing"
     )
     verify.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser

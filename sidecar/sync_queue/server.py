@@ -32,6 +32,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any, Final
 
@@ -52,6 +53,9 @@ EXIT_CLOSE_FAILED: Final = 1
 # Larger than a pipe's buffer (64 KiB on Linux), so one read takes all that is waiting.
 DEFAULT_READ_SIZE: Final = 1024 * 1024
 _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+# Only a frozen onefile build has a launcher that forwards signals (see _forwarded_copy).
+# Forwarding takes microseconds; the window leaves room for a loaded machine.
+DUPLICATE_SIGNAL_WINDOW_S: Final = 0.2 if getattr(sys, "frozen", False) else 0.0
 
 
 def claim_stdio() -> tuple[int, int]:
@@ -105,7 +109,7 @@ class StdioServer:
         self._handle_signals = handle_signals
         self._owns_process = owns_process  # the process ends when run() returns (the CLI)
         self._stop_reason: str | None = None
-        self._signalled = False
+        self._signalled: tuple[int, float] | None = None  # the first stop signal, and when
         self._output_broken = False
         self._wake_pending = False
         self._reading_with_thread = False
@@ -189,13 +193,29 @@ class StdioServer:
             signal.signal(signum, handler)
 
     def _on_late_signal(self, signum: int, frame: FrameType | None) -> None:
-        os._exit(128 + signum)
+        if not self._forwarded_copy(signum):
+            os._exit(128 + signum)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._signalled:
+        if self._signalled is not None:
+            if self._forwarded_copy(signum):
+                return
             os._exit(128 + signum)
-        self._signalled = True
+        self._signalled = (signum, time.monotonic())
         self._loop.call_soon_threadsafe(self.stop, f"signal {signal.Signals(signum).name}")
+
+    def _forwarded_copy(self, signum: int) -> bool:
+        """Is this the same stop signal again, forwarded by a onefile launcher?
+
+        A PyInstaller onefile bootloader forwards every signal it gets to its Python child,
+        so a signal to the whole process group (``killpg``, as the Tauri plugin stops it, or
+        Ctrl-C in a terminal) reaches this process twice, a moment apart. That is one stop
+        request, not the second one that means "exit at once".
+        """
+        if self._signalled is None or not DUPLICATE_SIGNAL_WINDOW_S:
+            return False
+        first, at = self._signalled
+        return signum == first and time.monotonic() - at < DUPLICATE_SIGNAL_WINDOW_S
 
     # -- reading ----------------------------------------------------------------------
 
