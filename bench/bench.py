@@ -412,6 +412,24 @@ def storage_section(quick: bool) -> list[str]:
     return lines
 
 
+def _sidecar_section(quick: bool) -> list[str]:
+    """Issue 4: the sidecar over a real pipe (bench/sidecar_bench.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from sidecar_bench import sidecar_section
+
+    return ["### The sidecar over a pipe", "", *sidecar_section(quick)]
+
+
+def _startup_section(quick: bool) -> list[str]:
+    """Issue 5: start-up of the frozen builds (packaging/bench_startup.py; needs the builds)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "packaging"))
+    from bench_startup import startup_section
+
+    lines: list[str] = startup_section(quick)
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
@@ -426,7 +444,12 @@ def main() -> int:
         f"# sync-queue benchmark — Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} cores\n"
     )
-    sections = {"engine": engine_section, "storage": storage_section}
+    sections = {
+        "engine": engine_section,
+        "storage": storage_section,
+        "sidecar": _sidecar_section,
+        "startup": _startup_section,
+    }
     for name in args.only or list(sections):
         for line in sections[name](args.quick):
             print(line)
