@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from floors import fsync_floor
+
 from sync_queue import QueueConfig, SyncItem, SyncQueue
 
 PAYLOAD = {"data": "x" * 100}
@@ -213,24 +215,6 @@ def engine_section(quick: bool) -> list[str]:
 
 
 # ---------------------------------------------------------------- storage (issue 3)
-
-
-def fsync_floor(directory: str, n: int) -> float:
-    """The machine's own limit: appends of one small record, each followed by fdatasync."""
-    path = os.path.join(directory, "fsync-floor")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    record = b"x" * 120
-    try:
-        os.write(fd, record)
-        os.fdatasync(fd)
-        start = time.perf_counter()
-        for _ in range(n):
-            os.write(fd, record)
-            os.fdatasync(fd)
-        return n / (time.perf_counter() - start)
-    finally:
-        os.close(fd)
-        os.unlink(path)
 
 
 def durable_queue(directory: str, **overrides: Any) -> SyncQueue:

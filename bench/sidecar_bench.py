@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from floors import fsync_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = {"data": "x" * 100}
@@ -166,24 +167,6 @@ def pipelined(proc: Proc, data: bytes, expected: int) -> float:
 def percentile(times: list[float], q: float) -> float:
     ordered = sorted(times)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def fsync_floor(directory: str, n: int) -> float:
-    """Appends of one small record, each followed by fdatasync: per second."""
-    path = os.path.join(directory, "fsync-floor")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    record = b"x" * 120
-    try:
-        os.write(fd, record)
-        os.fdatasync(fd)
-        start = time.perf_counter()
-        for _ in range(n):
-            os.write(fd, record)
-            os.fdatasync(fd)
-        return n / (time.perf_counter() - start)
-    finally:
-        os.close(fd)
-        os.unlink(path)
 
 
 def persist_queue_puts(directory: str, n: int, seconds: float) -> float | None:
