@@ -401,7 +401,8 @@ def _sidecar_section(quick: bool) -> list[str]:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from sidecar_bench import sidecar_section
 
-    return ["### The sidecar over a pipe", "", *sidecar_section(quick)]
+    lines: list[str] = sidecar_section(quick)
+    return lines
 
 
 def _startup_section(quick: bool) -> list[str]:
