@@ -1,6 +1,6 @@
 //! One thin command per protocol method; each delegates to [`SyncQueue`].
 //! Arguments arrive camelCase from JavaScript (`leaseId`, `leaseMs`).
-//! The list must match build.rs `COMMANDS` and guest-js.
+//! The list must match `COMMANDS` in command_names.rs and guest-js.
 
 use tauri::{command, State};
 

@@ -31,27 +31,7 @@ use tauri::{
     App, Listener, WebviewWindow, WebviewWindowBuilder,
 };
 
-pub const COMMANDS: &[&str] = &[
-    "ping",
-    "push",
-    "push_batch",
-    "pop",
-    "pop_batch",
-    "complete",
-    "fail",
-    "cancel",
-    "requeue",
-    "extend_lease",
-    "get",
-    "list",
-    "purge",
-    "stats",
-    "health",
-    "pause",
-    "resume",
-    "flush",
-    "shutdown",
-];
+include!("../../command_names.rs");
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
