@@ -456,8 +456,7 @@ class SyncQueue:
     # ----------------------------------------------------------------- reads
 
     def get(self, id: str) -> SyncItem:
-        with self._lock:
-            self._advance_if_open()
+        with self._reading():
             return self._item(id).copy()
 
     def list(
@@ -480,8 +479,7 @@ class SyncQueue:
             )
         after_seq = _parse_cursor(after)
         page: list[SyncItem] = []
-        with self._lock:
-            self._advance_if_open()
+        with self._reading():
             last_seq = 0
             more = False
             for item in self._items_after(after_seq):
@@ -506,8 +504,7 @@ class SyncQueue:
         yield from items
 
     def metrics(self) -> Metrics:
-        with self._lock:
-            self._advance_if_open()
+        with self._reading():
             metrics = self._state.metrics_at(self._now())
         if self._persistence is not None:
             metrics.storage.update(self._persistence.stats())
@@ -518,8 +515,7 @@ class SyncQueue:
             return self._state.metrics.throughput(self._now())
 
     def health(self) -> Health:
-        with self._lock:
-            self._advance_if_open()
+        with self._reading():
             breaker = self._state.breaker.state
             paused = self._state.paused
             failure = self._storage_failure()
@@ -535,8 +531,7 @@ class SyncQueue:
 
     def ready_count(self) -> int:
         """Items that ``pop`` could hand out right now (0 while paused or the breaker is open)."""
-        with self._lock:
-            self._advance_if_open()
+        with self._reading():
             state = self._state
             if state.paused or state.breaker.may_hand_out() == 0:
                 return 0
@@ -676,9 +671,16 @@ class SyncQueue:
             return self._persistence.failure
         return None
 
-    def _advance_if_open(self) -> None:
-        if not self._closed and self._storage_failure() is None:
-            self._advance(self._now())
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The lock for a read, after catching up with time (which may change the queue:
+        a lease ran out, an item expired); events that raised go out after the lock."""
+        with self._lock:
+            if not self._closed and self._storage_failure() is None:
+                self._advance(self._now())
+            yield
+        if self._state.events:
+            self._deliver_events()
 
     def _advance(self, now: int) -> None:
         """Turn whatever became due by ``now`` into operation records.
@@ -712,15 +714,12 @@ class SyncQueue:
         if journal is not None:
             # Recorded first: if the journal refuses the record, nothing was applied.
             self._ticket = journal.append(op)
-        result = self._state.apply(op)
-        if self._state.events:
-            self._deliver_events()
-        return result
+        return self._state.apply(op)
 
     def _deliver_events(self) -> None:
         events = self._state.events
         assert events is not None
-        self._state.events = []
+        self._state.events = []  # another thread's event lands in the new list, not lost
         if self._on_event is not None:
             for event in events:
                 try:
@@ -729,13 +728,16 @@ class SyncQueue:
                     log.exception("on_event listener failed")
 
     def _commit(self, ticket: int) -> None:
-        if self._journal is None or not ticket:
-            return
-        deferred = getattr(self._deferred, "ticket", None)
-        if deferred is not None:
-            self._deferred.ticket = max(deferred, ticket)
-            return
-        self._commit_now(ticket)
+        """After a change, outside the lock: make it durable (or leave that to the deferred
+        commit), then deliver the events it raised, so a listener may call the queue."""
+        if self._journal is not None and ticket:
+            deferred = getattr(self._deferred, "ticket", None)
+            if deferred is not None:
+                self._deferred.ticket = max(deferred, ticket)
+            else:
+                self._commit_now(ticket)
+        if self._state.events:
+            self._deliver_events()
 
     def _commit_now(self, ticket: int) -> None:
         journal = self._journal

@@ -676,3 +676,31 @@ def test_config_presets() -> None:
     secure = QueueConfig.high_security(key)
     assert secure.enable_encryption and secure.encryption_key == key
     assert key.hex() not in repr(secure)
+
+
+def test_a_listener_may_call_the_queue(make_queue: MakeQueue) -> None:
+    """Events are delivered after the queue's lock is released: no deadlock."""
+    seen: list[int] = []
+    q: SyncQueue = make_queue(QueueConfig(max_retries=0, breaker_failure_threshold=1))
+    q.set_on_event(lambda event: seen.append(q.metrics().total_failed))
+    item_id = q.push(item(1))
+    assert q.pop() is not None
+    q.mark_failed(item_id, "x")  # raises ItemFailed and BreakerChanged("open")
+    assert seen == [1, 1]
+
+
+def test_events_raised_by_time_passing_reach_the_listener_on_a_read(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    events: list[object] = []
+    q = make_queue(
+        QueueConfig(breaker_failure_threshold=1, breaker_cooldown=5, max_retries=3),
+        on_event=events.append,
+    )
+    q.push(item(1))
+    popped = q.pop()
+    assert popped is not None
+    q.mark_failed(popped.id, "x")
+    clock.advance(5_000)
+    q.health()  # a read catches up with time: the breaker half-opens
+    assert events[-1] == BreakerChanged("halfOpen", "cool-down ended; letting one probe through")
