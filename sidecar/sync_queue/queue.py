@@ -8,7 +8,8 @@ Each public method follows one pattern, under one lock:
    retention are dropped, an open breaker whose cool-down ended half-opens);
 3. validate the request against the state; bad input raises and changes nothing;
 4. build the operation record, with every random or time-dependent choice made here;
-5. apply it through ``QueueState.apply`` and hand it to the journal, if there is one.
+5. hand it to the journal, if there is one (a record the journal refuses is never applied),
+   then apply it through ``QueueState.apply``.
 
 After the lock is released the journal commits (so concurrent callers share one fsync) and
 events are delivered to ``on_event``. The engine itself (``state.py``) does no I/O.
