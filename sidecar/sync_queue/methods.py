@@ -55,6 +55,7 @@ POP = {
 }
 POP_BATCH = {**POP, "max": Param(int, minimum=1)}
 NONE: dict[str, Param] = {}
+READ_ONLY = frozenset({"ping", "get", "list", "stats", "health"})
 
 
 @dataclass
@@ -80,6 +81,8 @@ class QueueDispatcher(Dispatcher):
         self._ready_before = 0
         self._last_notified = -NOTIFY_WINDOW_S
         self._held_back = False
+        self._changed = True  # a call that may change the queue ran since the last tick
+        self._next_tick = 0.0  # monotonic time when time alone makes a tick worthwhile
         self._methods: dict[str, Callable[[dict[str, Any], CallInfo], Any]] = {
             "ping": self._ping,
             "push": self._push,
@@ -129,6 +132,8 @@ class QueueDispatcher(Dispatcher):
         handler = self._methods.get(method)
         if handler is None:
             raise MethodNotFound(f"no method named {method!r} (see PROTOCOL.md §4)", method=method)
+        if method not in READ_ONLY:
+            self._changed = True
         result = handler(params, call)
         if self._waiters:
             self._serve_waiters()
@@ -137,11 +142,23 @@ class QueueDispatcher(Dispatcher):
         return result
 
     def tick(self) -> float | None:
+        # The server ticks after every read. When no call could have changed the queue and
+        # nothing is due yet, there is nothing to look at (a ping costs no queue work).
+        now = time.monotonic()
+        if not self._changed and now < self._next_tick:
+            return self._next_tick - now
+        self._changed = False
+        delay = self._tick()
+        self._next_tick = time.monotonic() + delay
+        return delay
+
+    def _tick(self) -> float:
         queue = self.queue
         until_maintenance = queue.tick()
         if self._waiters:
             self._serve_waiters()
-        ready = queue.ready_count()  # first: it applies what became due, and its events
+        # First: polling applies what became due (and raises its events).
+        ready, wakeup, queue_now = queue.poll()
         if self._events:
             self._send_events()
         now = time.monotonic()
@@ -153,9 +170,8 @@ class QueueDispatcher(Dispatcher):
         waits = [until_maintenance]
         if self._held_back:
             waits.append(self._last_notified + NOTIFY_WINDOW_S - now)
-        wakeup = queue.next_wakeup()
         if wakeup is not None:
-            waits.append((wakeup - time.time() * 1000) / 1000)
+            waits.append((wakeup - queue_now) / 1000)
         return max(0.001, min(waits))
 
     def commit(self) -> None:

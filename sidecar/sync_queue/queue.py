@@ -538,6 +538,17 @@ class SyncQueue:
                 return 0
             return state.ready_now(self._now())
 
+    def poll(self) -> tuple[int, int | None, int]:
+        """``ready_count()``, ``next_wakeup()`` and the queue's time (ms), under one lock:
+        what an owner with its own timers (the stdio server) looks at after each read."""
+        with self._reading():
+            state = self._state
+            now = self._now()
+            ready = 0
+            if not (state.paused or state.breaker.may_hand_out() == 0):
+                ready = state.ready_now(now)
+            return ready, state.next_wakeup(), now
+
     def next_wakeup(self) -> int | None:
         """When something next becomes due (ms), for callers that keep their own timers."""
         with self._lock:
