@@ -421,7 +421,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "storage"],
+        choices=["engine", "storage", "sidecar", "startup"],
         help="run only this section (repeatable)",
     )
     args = parser.parse_args()
