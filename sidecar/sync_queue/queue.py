@@ -179,9 +179,7 @@ class SyncQueue:
             raise InvalidParams(f"item: expected SyncItem, got {type(item).__name__}")
         with self._lock:
             now = self._begin_change()
-            state = self._state
-            existing = state.items.get(item.id)
-            if existing is not None and (self._dedup or existing.status in LIVE):
+            if self._taken(item.id):
                 raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
             self._check_capacity(1)
             self._apply(Push(now, (item.admitted(now, self.config.max_retries),)))
@@ -205,15 +203,11 @@ class SyncQueue:
                 raise InvalidParams(f"items: expected SyncItem, got {type(item).__name__}")
         with self._lock:
             now = self._begin_change()
-            state = self._state
             accepted: list[SyncItem] = []
             duplicates: list[str] = []
             seen: set[str] = set()
             for item in items:
-                existing = state.items.get(item.id)
-                if item.id in seen or (
-                    existing is not None and (self._dedup or existing.status in LIVE)
-                ):
+                if item.id in seen or self._taken(item.id):
                     duplicates.append(item.id)
                     continue
                 seen.add(item.id)
@@ -225,6 +219,12 @@ class SyncQueue:
             self._wake()
         self._commit(ticket)
         return PushBatchResult([item.id for item in accepted], duplicates)
+
+    def _taken(self, item_id: str) -> bool:
+        """Is this id refused as a duplicate? With deduplication every retained item counts;
+        without it, only live ones (a finished item's id may be reused)."""
+        existing = self._state.items.get(item_id)
+        return existing is not None and (self._dedup or existing.status in LIVE)
 
     def _check_capacity(self, adding: int) -> None:
         size = self._state.live_count
@@ -532,11 +532,7 @@ class SyncQueue:
 
     def ready_count(self) -> int:
         """Items that ``pop`` could hand out right now (0 while paused or the breaker is open)."""
-        with self._reading():
-            state = self._state
-            if state.paused or state.breaker.may_hand_out() == 0:
-                return 0
-            return state.ready_now(self._now())
+        return self.poll()[0]
 
     def poll(self) -> tuple[int, int | None, int]:
         """``ready_count()``, ``next_wakeup()`` and the queue's time (ms), under one lock:
