@@ -220,9 +220,17 @@ class QueueDispatcher(Dispatcher):
                 continue
             if not queue.ready_count():
                 return
-            items = queue.pop_batch(
-                waiter.n or 1, lease=_lease(waiter.lease_ms), partition=waiter.partition
-            )
+            try:
+                items = queue.pop_batch(
+                    waiter.n or 1, lease=_lease(waiter.lease_ms), partition=waiter.partition
+                )
+            except PersistenceError as exc:
+                # Fail-stopped: no pop succeeds again. Answer the waiters with that, not
+                # the call that is serving them (a read must still be answered).
+                for other in waiters:
+                    other.waiting.fail(exc)
+                waiters.clear()
+                return
             if not items:
                 continue  # e.g. nothing ready in its partition: later waiters may be served
             waiters.remove(waiter)

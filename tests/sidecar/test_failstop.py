@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from sync_queue.state import partition_of
+
 from .conftest import Spawn
 from .harness import Sidecar, request, sidecar_argv
 
@@ -38,7 +40,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
 
 
-def _push_until_refused(sidecar: Sidecar) -> tuple[list[str], list[dict[str, Any]]]:
+def _push_until_refused(sidecar: Sidecar, **params: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """Push one item per cycle, each in a batch with reads of it, until a push is refused.
     Returns the acknowledged ids and the failing batch's replies."""
     acked: list[str] = []
@@ -46,7 +48,7 @@ def _push_until_refused(sidecar: Sidecar) -> tuple[list[str], list[dict[str, Any
         item = f"item-{n:04d}"
         replies = sidecar.batch(
             [
-                request("push", f"push-{n}", {"id": item, "payload": PAYLOAD}),
+                request("push", f"push-{n}", {"id": item, "payload": PAYLOAD, **params}),
                 request("get", f"get-{n}", {"id": item}),
                 request("stats", f"stats-{n}"),
                 request("ping", f"ping-{n}"),
@@ -103,6 +105,26 @@ def test_write_failure_refuses_the_group_and_exits_1(spawn: Spawn, tmp_path: Pat
     )
     _check_fail_stop(spawn, sidecar, data_dir)
     assert "File too large" in sidecar.stderr
+
+
+def test_a_waiting_pop_does_not_break_reads_after_a_failure(spawn: Spawn, tmp_path: Path) -> None:
+    """A long poll on an empty partition is still waiting when storage fails while items
+    are ready elsewhere: it gets the ``PersistenceError``; reads are still answered."""
+    data_dir = tmp_path / "data"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**CONFIG, "enable_partitioning": True, "partition_count": 2}))
+    key = next(f"k{n}" for n in range(100) if partition_of("item-0000", f"k{n}", 2) == 0)
+    assert all(partition_of(f"item-{n:04d}", key, 2) == 0 for n in range(500))  # by key
+    sidecar = spawn("--data-dir", data_dir, "--config", config, preexec_fn=_limit_file_size)
+    waiting = sidecar.request("pop", {"partition": 1, "timeoutMs": 60_000})
+    acked, replies = _push_until_refused(sidecar, partitionKey=key)
+    assert replies[1]["error"]["data"]["kind"] == "ItemNotFound", replies[1]
+    assert replies[2]["result"]["currentSize"] == len(acked), replies[2]
+    assert sidecar.result("stats")["currentSize"] == len(acked)
+    assert sidecar.reply(waiting)["error"]["data"]["kind"] == "PersistenceError"
+    assert [i["id"] for i in sidecar.result("list", {"limit": 1000})["items"]] == acked
+    sidecar.close_stdin()
+    assert sidecar.wait_exit() == 1
 
 
 def _strace_works() -> bool:

@@ -40,8 +40,14 @@ segment_max_bytes, compact_after_bytes, fold, clock, io) -> Store``
     lock: the first caller becomes the leader and writes everything buffered so far as
     one block with one ``write`` and (in "always") one fsync; the others wait and return
     when the leader's group covers their ticket (group commit). If the write or fsync
-    fails, every waiter of that group gets ``PersistenceError`` and so does every later
-    ``append``/``commit``/``write_snapshot`` until the store is closed and reopened.
+    fails, the block is cut off the file (and the cut fsync'd), every waiter of that group
+    gets ``PersistenceError`` and so does every later ``append``/``commit``/
+    ``write_snapshot`` until the store is closed and reopened.
+
+``store.read_durable() -> Recovery``
+    Only after a fail-stop: the directory read back like an open does, through the last
+    record written before the failure (the refused group excluded), so the engine can make
+    its live state what a reopen recovers. Waits for an in-flight leader and compaction.
 
 ``store.write_snapshot(blob, through=None) -> None``
     Durably installs ``blob`` as the state including every record up to ticket
