@@ -2,9 +2,10 @@
 reads in the failing cycle are answered normally (from the state the failure left), what
 the sidecar shows afterwards is what a restart recovers, and stdin EOF then exits 1.
 
-The write failure is real: the process runs under ``RLIMIT_FSIZE``, so the journal write
-that would grow the segment past the limit fails with ``EFBIG`` (Python ignores
-``SIGXFSZ``). The fsync failure uses ``strace``'s fault injection, as the issue reproduced it.
+The write failure is real: once ready, the process gets an ``RLIMIT_FSIZE``, so the
+journal write that would grow the segment past the limit fails with ``EFBIG`` (Python
+ignores ``SIGXFSZ``). The fsync failure uses ``strace``'s fault injection, as the issue
+reproduced it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import resource
 import shlex
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 from sync_queue.state import partition_of
 
 from .conftest import Spawn
-from .harness import Sidecar, request, sidecar_argv
+from .harness import Sidecar, descendants, request, sidecar_argv
 
 CONFIG = {"persistence_interval": 3600}  # no compaction: the segment keeps growing
 PAYLOAD = "x" * 1000
@@ -35,9 +35,13 @@ def _config(data_dir: Path) -> Path:
     return path
 
 
-def _limit_file_size() -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+def _limit_file_size(sidecar: Sidecar) -> None:
+    """From now on no file of the sidecar may grow past 48 KiB: a write that would fails
+    with EFBIG (Python ignores SIGXFSZ). Set once it is ready, on every process of it, so a
+    onefile launcher has extracted itself already."""
+    limit = 48 * 1024
+    for pid in (sidecar.pid, *descendants(sidecar.pid)):
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def _push_until_refused(sidecar: Sidecar, **params: Any) -> tuple[list[str], list[dict[str, Any]]]:
@@ -96,13 +100,8 @@ def _check_fail_stop(spawn: Spawn, sidecar: Sidecar, data_dir: Path) -> None:
 
 def test_write_failure_refuses_the_group_and_exits_1(spawn: Spawn, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    sidecar = spawn(
-        "--data-dir",
-        data_dir,
-        "--config",
-        _config(data_dir),
-        preexec_fn=_limit_file_size,
-    )
+    sidecar = spawn("--data-dir", data_dir, "--config", _config(data_dir))
+    _limit_file_size(sidecar)
     _check_fail_stop(spawn, sidecar, data_dir)
     assert "File too large" in sidecar.stderr
 
@@ -115,7 +114,8 @@ def test_a_waiting_pop_does_not_break_reads_after_a_failure(spawn: Spawn, tmp_pa
     config.write_text(json.dumps({**CONFIG, "enable_partitioning": True, "partition_count": 2}))
     key = next(f"k{n}" for n in range(100) if partition_of("item-0000", f"k{n}", 2) == 0)
     assert all(partition_of(f"item-{n:04d}", key, 2) == 0 for n in range(500))  # by key
-    sidecar = spawn("--data-dir", data_dir, "--config", config, preexec_fn=_limit_file_size)
+    sidecar = spawn("--data-dir", data_dir, "--config", config)
+    _limit_file_size(sidecar)
     waiting = sidecar.request("pop", {"partition": 1, "timeoutMs": 60_000})
     acked, replies = _push_until_refused(sidecar, partitionKey=key)
     assert replies[1]["error"]["data"]["kind"] == "ItemNotFound", replies[1]
