@@ -80,7 +80,7 @@ class RpcSession:
         # Successful replies of read-only calls this cycle, with their calls: if the commit
         # fails they are answered again, from the state the failure leaves (see
         # ``Dispatcher.read_only_methods``).
-        self._read_only: frozenset[str] = dispatcher.read_only_methods
+        self._read_only: frozenset[str] = getattr(dispatcher, "read_only_methods", frozenset())
         self._reads: list[tuple[dict[str, Any], str, dict[str, Any], CallInfo]] = []
         # Waiting calls by deadline: (deadline, tie-breaker, waiting); answered ones are
         # dropped lazily when they reach the top.
