@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .breaker import BreakerChanged
-from .errors import InvalidParams
+from .errors import InvalidParams, PersistenceError
 from .item import MAX_ID_LENGTH, ItemStatus, Priority, SyncItem
 from .metrics import Metrics
 from .protocol import ANY, CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
@@ -68,6 +68,8 @@ class _Waiter:
 
 class QueueDispatcher(Dispatcher):
     """Serves one ``SyncQueue`` over the protocol."""
+
+    read_only_methods = READ_ONLY
 
     def __init__(
         self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, int]
@@ -179,6 +181,10 @@ class QueueDispatcher(Dispatcher):
 
     def close(self) -> None:
         self.queue.shutdown()
+        failure = self.queue.storage_failure
+        if failure is not None:
+            # Changes were refused since the failure: the way out says so (exit 1).
+            raise PersistenceError(f"the queue could not be persisted: {failure}")
 
     # -- notifications --
 
@@ -214,9 +220,17 @@ class QueueDispatcher(Dispatcher):
                 continue
             if not queue.ready_count():
                 return
-            items = queue.pop_batch(
-                waiter.n or 1, lease=_lease(waiter.lease_ms), partition=waiter.partition
-            )
+            try:
+                items = queue.pop_batch(
+                    waiter.n or 1, lease=_lease(waiter.lease_ms), partition=waiter.partition
+                )
+            except PersistenceError as exc:
+                # Fail-stopped: no pop succeeds again. Answer the waiters with that, not
+                # the call that is serving them (a read must still be answered).
+                for other in waiters:
+                    other.waiting.fail(exc)
+                waiters.clear()
+                return
             if not items:
                 continue  # e.g. nothing ready in its partition: later waiters may be served
             waiters.remove(waiter)

@@ -28,6 +28,7 @@ from .errors import InvalidParams, PersistenceError, QueueError
 from .ops import Op, decode_op, encode_op
 from .state import QueueState
 from .storage import Store
+from .storage.fileio import FileIO
 
 __all__ = ["StoreJournal", "StorePersistence", "decode_state", "encode_state", "open_store"]
 
@@ -208,6 +209,16 @@ class StorePersistence:
         finally:
             self.store.close()
 
+    def durable_state(self) -> QueueState:
+        """After a fail-stop: the state a reopen will recover, rebuilt from the directory
+        (newest snapshot, then the journal through the last group written before the
+        failure); the queue swaps it in so no refused change stays visible."""
+        recovery = self.store.read_durable()
+        with bulk_allocation():
+            state = decode_state(self.config, recovery.snapshot)
+            replay(state, recovery.records())
+        return state
+
     def stats(self) -> dict[str, Any]:
         s = self.store.stats()
         return {
@@ -221,7 +232,9 @@ class StorePersistence:
         return self.store.failure
 
 
-def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
+def open_store(
+    config: QueueConfig, io: FileIO | None = None
+) -> tuple[QueueState, StorePersistence]:
     """Open (or create) the data directory, recover the state, and return both.
 
     Raises ``Locked`` if another process owns the directory, and ``PersistenceError``,
@@ -237,6 +250,7 @@ def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
         key=key,
         fsync_interval=config.persistence_interval,
         fold=make_fold(config),
+        io=io,
     )
     try:
         recovery = store.take_recovery()

@@ -63,6 +63,7 @@ from .state import Event, QueueState
 
 if TYPE_CHECKING:
     from .persistence import StorePersistence
+    from .storage.fileio import FileIO
 
 __all__ = ["FailResult", "Health", "Journal", "Page", "PushBatchResult", "SyncQueue"]
 
@@ -125,6 +126,7 @@ class SyncQueue:
         journal: Journal | None = None,
         state: QueueState | None = None,
         maintenance_thread: bool = True,
+        file_io: FileIO | None = None,
     ) -> None:
         self.config = config = config if config is not None else QueueConfig()
         self._clock = clock or SystemClock()
@@ -132,7 +134,8 @@ class SyncQueue:
         if state is None and journal is None and config.persistence_path is not None:
             from .persistence import open_store  # storage is only loaded when used
 
-            state, self._persistence = open_store(config)
+            # file_io: the storage's I/O seam, for tests that inject failing writes.
+            state, self._persistence = open_store(config, file_io)
             journal = self._persistence.journal
         self._state = state if state is not None else QueueState(config)
         self._state.events = []
@@ -150,6 +153,10 @@ class SyncQueue:
         self._calls = 0
         self._closed = False
         self._fail_stop: PersistenceError | None = None
+        # After a fail-stop the state is rebuilt once from what is durable (_roll_back).
+        self._rollback_lock = threading.Lock()
+        self._rolled_back = False
+        self._state_lost: str | None = None  # why that rebuild failed: reads refused
         self._ticket = 0  # the journal ticket of the last record this thread of calls made
         self._deferred = threading.local()
         self._stop = threading.Event()
@@ -599,6 +606,11 @@ class SyncQueue:
     def is_shut_down(self) -> bool:
         return self._closed
 
+    @property
+    def storage_failure(self) -> str | None:
+        """Why storage failed (every change is refused until the queue is reopened), or None."""
+        return self._storage_failure()
+
     def defer_commits(self) -> None:
         """From now on this thread's changes are not committed one by one: they are made
         durable by ``commit_deferred`` (the stdio server calls it once per read batch, before
@@ -642,6 +654,10 @@ class SyncQueue:
                 self.run_maintenance()
         next_due = self._next_cleanup
         if self._persistence is not None:
+            if not self._rolled_back and self._persistence.failure is not None:
+                # Failed with no commit of ours to see it (the periodic fsync): records
+                # applied since the last write are not durable and never will be.
+                self._roll_back()
             if now >= self._next_persist:
                 self._next_persist = now + self._persistence.interval
                 with contextlib.suppress(QueueError):
@@ -684,6 +700,8 @@ class SyncQueue:
         """The lock for a read, after catching up with time (which may change the queue:
         a lease ran out, an item expired); events that raised go out after the lock."""
         with self._lock:
+            if self._state_lost is not None:
+                raise PersistenceError(self._state_lost)
             if not self._closed and self._storage_failure() is None:
                 self._advance(self._now())
             yield
@@ -754,7 +772,39 @@ class SyncQueue:
             journal.commit(ticket)
         except PersistenceError as exc:
             self._fail_stop = exc
+            self._roll_back()  # before the error reaches anyone: no later read sees the group
             raise
+
+    def _roll_back(self) -> None:
+        """The journal failed: every record after its last good write is refused (its
+        callers get ``PersistenceError``), yet those changes were applied in memory. Replace
+        the state with the one rebuilt from the directory (what a reopen recovers), once;
+        callers of the failed group wait here, so no read after their error shows it."""
+        persistence = self._persistence
+        if persistence is None or persistence.journal is None:
+            return
+        with self._rollback_lock:
+            if self._rolled_back:
+                return
+            try:
+                state: QueueState | None = persistence.durable_state()
+            except Exception as exc:
+                # Serving the refused changes would be a lie: refuse reads as well.
+                reason = exc.message if isinstance(exc, QueueError) else repr(exc)
+                log.error("cannot rebuild the durable state after a storage failure: %s", reason)
+                state = None
+                lost = (
+                    "storage failed and the durable state could not be read back "
+                    f"({reason}); reopen the queue"
+                )
+            with self._lock:
+                if state is None:
+                    self._state_lost = lost
+                else:
+                    state.events = []
+                    self._state = state
+                self._rolled_back = True
+                self._ready.notify_all()  # waiting pops look at the rebuilt state
 
     def _wake(self) -> None:
         if self._waiters:

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from storage_helpers import FaultyIO, fold_json, state_of
 
-from sync_queue.errors import PersistenceError
+from sync_queue.errors import InvalidParams, PersistenceError
 from sync_queue.storage import EncryptionService, Store
 
 KEY = EncryptionService.generate_key()
@@ -160,7 +160,7 @@ def test_full_disk_tmpfs(tmp_path):
 
 CHILD = r"""
 import os, resource, signal, sys
-from sync_queue.errors import PersistenceError
+from sync_queue.errors import InvalidParams, PersistenceError
 from sync_queue.storage import Store
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # get EFBIG instead of being killed
 s = Store.open(sys.argv[1], segment_max_bytes=1 << 20)
@@ -189,3 +189,59 @@ def test_file_size_limit_in_subprocess(tmp_path):
     assert errs and ("too large" in errs[0] or str(errno.EFBIG) in errs[0]), out[-3:]
     assert len(acked) > 10
     assert reopen_records(d) == acked
+
+
+# "periodic" group commits do not fsync: its fsync failure is the periodic test above.
+@pytest.mark.parametrize(
+    ("durability", "what"), [("always", "fsync"), ("always", "write"), ("periodic", "write")]
+)
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+def test_read_durable_equals_what_a_reopen_recovers(tmp_path, what, durability, key):
+    """After a failed group, ``read_durable`` (what the queue rebuilds its live state from)
+    holds every acknowledged record and no refused one, exactly as a reopen does, also
+    across a snapshot and several segments."""
+    d = str(tmp_path / "q")
+    io = FaultyIO()
+    s = Store.open(d, io=io, key=key, durability=durability, fold=fold_json, segment_max_bytes=4096)
+    acked = []
+    for i in range(40):
+        rec = b"ok-%03d-" % i + b"x" * 200
+        s.commit(s.append([rec]))
+        acked.append(rec)
+        if i == 20:
+            s.compact()
+    with pytest.raises(InvalidParams):
+        s.read_durable()  # only for a failed store
+    if what == "fsync":
+        io.fail_fsync_at = io.fsyncs + 1
+    else:
+        io.fail_write_at = io.writes + 1
+    with pytest.raises(PersistenceError):
+        s.commit(s.append([b"doomed-1", b"doomed-2"]))
+    io.fail_fsync_at = io.fail_write_at = None
+    live = state_of(s.read_durable())
+    assert live == acked
+    s.close()
+    assert reopen_records(d, key) == live
+
+
+def test_read_durable_leaves_out_a_group_whose_cut_failed(tmp_path):
+    """If even the truncation of the refused block fails, the refused records stay in the
+    file; the live state still leaves them out (they were answered with an error)."""
+
+    class NoTruncate(FaultyIO):
+        def ftruncate(self, fd: int, size: int) -> None:
+            if self.fail_fsync_at is not None:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            super().ftruncate(fd, size)
+
+    d = str(tmp_path / "q")
+    io = NoTruncate()
+    s = Store.open(d, io=io)
+    s.commit(s.append([b"a"]))
+    io.fail_fsync_at = io.fsyncs + 1
+    with pytest.raises(PersistenceError):
+        s.commit(s.append([b"refused"]))
+    assert state_of(s.read_durable()) == [b"a"]
+    io.fail_fsync_at = None
+    s.close()

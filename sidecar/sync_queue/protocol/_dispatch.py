@@ -132,6 +132,10 @@ class ServerLink(Protocol):
 class Dispatcher(Protocol):
     """The method table, as the server sees it. Subclass it to inherit the no-op hooks."""
 
+    # Methods that change nothing. If a cycle's commit fails, their replies are not
+    # failed with it: the server calls them again and sends the new answer.
+    read_only_methods: frozenset[str] = frozenset()
+
     def attach(self, link: ServerLink) -> None:
         """Called once, before any other method: keep ``link`` to notify and wake."""
 
@@ -158,8 +162,9 @@ class Dispatcher(Protocol):
         """Make everything applied since the last commit durable (one fsync for the whole
         cycle). Called once per cycle, before any of its replies are written; cheap when
         nothing changed. If it raises a ``QueueError`` (``PersistenceError``), every
-        successful reply of the cycle is replaced by that error; error replies and
-        notifications go out unchanged."""
+        successful reply of the cycle is replaced by that error, except those of
+        ``read_only_methods``, which are handled again; error replies and notifications go
+        out unchanged."""
         return None
 
     def close(self) -> None:

@@ -77,6 +77,11 @@ class RpcSession:
         self._clock = clock
         self._on_wake = on_wake
         self._output: list[_Output] = []
+        # Successful replies of read-only calls this cycle, with their calls: if the commit
+        # fails they are answered again, from the state the failure leaves (see
+        # ``Dispatcher.read_only_methods``).
+        self._read_only: frozenset[str] = getattr(dispatcher, "read_only_methods", frozenset())
+        self._reads: list[tuple[dict[str, Any], str, dict[str, Any], CallInfo]] = []
         # Waiting calls by deadline: (deadline, tie-breaker, waiting); answered ones are
         # dropped lazily when they reach the top.
         self._deadlines: list[tuple[float, int, Waiting]] = []
@@ -145,6 +150,7 @@ class RpcSession:
         """Everything produced so far, as bytes, without a commit: for output that must
         not wait for one (after the final ``close()``)."""
         output, self._output = self._output, []
+        self._reads.clear()
         return encode_output(output)
 
     def next_deadline(self) -> float | None:
@@ -195,7 +201,10 @@ class RpcSession:
                     if type(result) is Waiting:
                         self._wait(message.id, result)
                     else:
-                        output.append({"jsonrpc": "2.0", "id": message.id, "result": result})
+                        reply = {"jsonrpc": "2.0", "id": message.id, "result": result}
+                        output.append(reply)
+                        if message.method in self._read_only:
+                            self._reads.append((reply, message.method, message.params, PLAIN_CALL))
                 elif message is not None:
                     self._apply(message)
         finally:
@@ -253,7 +262,12 @@ class RpcSession:
             else:
                 self._wait(request_id, result)
                 return None
-        return None if call.is_notification else result_reply(request_id, result)
+        if call.is_notification:
+            return None
+        reply = result_reply(request_id, result)
+        if method in self._read_only:
+            self._reads.append((reply, method, params, call))
+        return reply
 
     def _wait(self, request_id: Id, waiting: Waiting) -> None:
         deadline = self._clock() + max(waiting.timeout, 0.0)
@@ -294,13 +308,25 @@ class RpcSession:
         )
 
     def _fail_results(self, error: dict[str, Any]) -> None:
-        """The commit failed: no successful reply of this cycle may claim success."""
-        for entry in self._output:
+        """The commit failed: no successful reply of this cycle may claim success. A read
+        is answered again instead, from the state the failure left (which no longer shows
+        the refused changes it may have seen)."""
+        reads = {id(reply): (method, params, call) for reply, method, params, call in self._reads}
+        for entry in list(self._output):
             replies = entry if isinstance(entry, list) else [entry]
             for reply in replies:
-                if "result" in reply:
-                    del reply["result"]
+                if "result" not in reply:
+                    continue
+                read = reads.get(id(reply))
+                if read is not None:
+                    try:
+                        reply["result"] = self._handle(*read)
+                        continue
+                    except Exception as exc:
+                        reply["error"] = error_object(exc)
+                else:
                     reply["error"] = error
+                del reply["result"]
 
 
 _SHUTTING_DOWN: Final = error_object(

@@ -293,12 +293,21 @@ class SegmentWriter:
         self.size += len(data)
         self.count += count
 
-    def rollback(self, size: int) -> None:
-        """Best-effort removal of an unacknowledged tail, so a reopen in this boot does not
-        replay a group whose caller was told it failed. Never retried, never synced: the
-        file is abandoned after this, and recovery copes with whatever remains."""
-        with contextlib.suppress(OSError):
+    def rollback(self, size: int) -> OSError | None:
+        """Remove an unacknowledged tail, so a reopen does not replay a group whose callers
+        were told it failed (bytes that reached the page cache before an fsync failed are
+        still in the file). The cut is synced so it outlives a crash; never retried: the
+        file is abandoned after this. Returns the error if the cut may not have held."""
+        try:
             self.io.ftruncate(self.fd, size)
+        except OSError as e:
+            return e
+        self.size = min(self.size, size)
+        try:
+            self.io.fsync(self.fd)
+        except OSError as e:
+            return e
+        return None
 
     def sync(self) -> None:
         self.io.fsync(self.fd)

@@ -40,8 +40,14 @@ segment_max_bytes, compact_after_bytes, fold, clock, io) -> Store``
     lock: the first caller becomes the leader and writes everything buffered so far as
     one block with one ``write`` and (in "always") one fsync; the others wait and return
     when the leader's group covers their ticket (group commit). If the write or fsync
-    fails, every waiter of that group gets ``PersistenceError`` and so does every later
-    ``append``/``commit``/``write_snapshot`` until the store is closed and reopened.
+    fails, the block is cut off the file (and the cut fsync'd), every waiter of that group
+    gets ``PersistenceError`` and so does every later ``append``/``commit``/
+    ``write_snapshot`` until the store is closed and reopened.
+
+``store.read_durable() -> Recovery``
+    Only after a fail-stop: the directory read back like an open does, through the last
+    record written before the failure (the refused group excluded), so the engine can make
+    its live state what a reopen recovers. Waits for an in-flight leader and compaction.
 
 ``store.write_snapshot(blob, through=None) -> None``
     Durably installs ``blob`` as the state including every record up to ticket
@@ -79,6 +85,7 @@ reordering.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -390,7 +397,16 @@ class Store:
                 writer.sync()
         except BaseException as e:
             error = e
-            writer.rollback(size_before)
+            cut = writer.rollback(size_before)
+            if cut is not None:
+                # Nothing more can be done with a disk that refuses even this; a reopen
+                # may then replay the refused group (see docs/storage.md).
+                log.critical(
+                    "could not cut the refused group off %s at offset %d: %s",
+                    writer.name,
+                    size_before,
+                    cut,
+                )
         rotate = error is None and writer.size >= self._segment_max
         with self._cond:
             if error is not None:
@@ -493,6 +509,28 @@ class Store:
     def failure(self) -> str | None:
         """Why the store is fail-stopped (for ``health``), or None."""
         return self._failure
+
+    def read_durable(self) -> Recovery:
+        """After a fail-stop: what the directory holds for every record written before the
+        failure (the refused group excluded), read back from disk like an open does, so
+        the caller can make its live state equal what a reopen will recover."""
+        with self._snap_lock:  # no compaction swaps files under the read
+            with self._cond:
+                if self._failure is None:
+                    raise InvalidParams("read_durable is only for a fail-stopped store")
+                while self._busy:  # a leader that was writing when the store failed
+                    self._cond.wait()
+                through = self._done_seq
+            plan = load_directory(self._io, self.path, enc=self._enc, compression=self._compression)
+        rec = plan.recovery
+        if not rec.snapshot_seq <= through <= rec.last_seq:
+            raise PersistenceError(
+                f"the data directory {self.path} holds records {rec.snapshot_seq} to "
+                f"{rec.last_seq}, but {through} were written before the journal failed"
+            )
+        # Records past `through` are on disk only if cutting the refused group failed.
+        kept = list(itertools.islice(rec.records(), through - rec.snapshot_seq))
+        return Recovery(rec.snapshot, rec.snapshot_seq, through, rec.torn_tail, [kept])
 
     # ---- periodic fsync ---------------------------------------------------------------
 
