@@ -224,7 +224,9 @@ class StorePersistence:
 def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
     """Open (or create) the data directory, recover the state, and return both.
 
-    Raises ``Locked`` if another process owns the directory, and ``PersistenceError``,
+    Raises ``Locked`` if another process still owns the directory after
+    ``config.lock_timeout``, ``DataDirUnusable`` if it cannot be used at all, and
+    ``PersistenceError``,
     ``EncryptionError`` or ``CompressionError`` (naming file and offset) if what is on disk
     cannot be read; in every such case nothing on disk is changed.
     """
@@ -237,6 +239,7 @@ def open_store(config: QueueConfig) -> tuple[QueueState, StorePersistence]:
         key=key,
         fsync_interval=config.persistence_interval,
         fold=make_fold(config),
+        lock_timeout=config.lock_timeout,
     )
     try:
         recovery = store.take_recovery()

@@ -115,7 +115,9 @@ def test_wire_delay_and_ttl_are_exact(delay_ms: int, ttl_ms: int) -> None:
     clock = ManualClock()
     d = dispatcher(clock)
     try:
-        d.handle("push", {"payload": 1, "id": "a", "delayMs": delay_ms, "ttlMs": ttl_ms}, PLAIN_CALL)
+        d.handle(
+            "push", {"payload": 1, "id": "a", "delayMs": delay_ms, "ttlMs": ttl_ms}, PLAIN_CALL
+        )
         item = d.handle("get", {"id": "a"}, PLAIN_CALL)
         assert item["availableAt"] - item["createdAt"] == delay_ms
         assert item["expiresAt"] - item["createdAt"] == ttl_ms
