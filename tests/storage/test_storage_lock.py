@@ -111,7 +111,7 @@ def test_open_waits_for_another_process_to_release_the_lock(tmp_path):
         logger.setLevel(old_level)
         if holder.poll() is None:
             release(holder)
-    assert any("held by another process" in m for m in handler.seen), handler.seen
+    assert any("held by another store" in m for m in handler.seen), handler.seen
     s.commit(s.append([b"x"]))
     s.close()
 

@@ -98,7 +98,7 @@ class DirLock:
                     ) from e
             if not waiting:
                 waiting = True
-                log.info("%s is held by another process: waiting up to %.0f ms", path, left * 1000)
+                log.info("%s is held by another store: waiting up to %.0f ms", path, left * 1000)
             time.sleep(min(_POLL_S, left))
 
     def release(self) -> None:
