@@ -15,6 +15,7 @@ from .config import QueueConfig
 from .errors import (
     CapacityExceeded,
     CompressionError,
+    DataDirUnusable,
     DuplicateItem,
     EncryptionError,
     InvalidParams,
@@ -37,6 +38,7 @@ __all__ = [
     "CapacityExceeded",
     "Clock",
     "CompressionError",
+    "DataDirUnusable",
     "DuplicateItem",
     "EncryptionError",
     "FailResult",

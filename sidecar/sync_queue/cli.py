@@ -7,6 +7,8 @@ Exit codes (also in ``--help`` and the README):
     2   bad command line, config file or key
     3   the data directory is owned by another process (``Locked``)
     4   the data on disk cannot be read (corrupt, wrong or missing key); nothing was changed
+    5   the data directory cannot be used (cannot be created, read or written: permissions,
+        read-only file system, I/O error; or unsafe: a LOCK symlink); nothing was changed
     128 + n   stopped at once by a second signal n (the journal is still consistent)
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import gc
 import logging
 import os
@@ -26,25 +29,38 @@ import orjson
 
 from . import __version__
 from .config import KEY_BYTES, QueueConfig
+from .durations import MAX_DURATION_MS
 from .errors import (
     CompressionError,
+    DataDirUnusable,
     EncryptionError,
     InvalidParams,
     Locked,
     PersistenceError,
 )
 
-__all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_LOCKED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BAD_DATA",
+    "EXIT_DATA_DIR",
+    "EXIT_FAILED",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_BAD_DATA = 4
+EXIT_DATA_DIR = 5
 
 APP_NAME = "sync-queue"
 KEY_ENV = "SYNC_QUEUE_KEY"
 DATA_DIR_ENV = "SYNC_QUEUE_DATA_DIR"
+LOCK_TIMEOUT_ENV = "SYNC_QUEUE_LOCK_TIMEOUT_MS"
+DEFAULT_LOCK_TIMEOUT_MS = 2000
 
 log = logging.getLogger("sync_queue")
 
@@ -112,8 +128,12 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"sync-queue {__version__}")
+    _lock_timeout_option(parser, defaults=True)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", parents=[sub_common], help="serve the protocol on stdio (default)")
+    serve = sub.add_parser(
+        "serve", parents=[sub_common], help="serve the protocol on stdio (default)"
+    )
+    _lock_timeout_option(serve, defaults=False)
     inspect = sub.add_parser(
         "inspect",
         parents=[sub_common],
@@ -131,6 +151,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
+
+
+def _lock_timeout_option(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=_lock_timeout_ms,
+        metavar="MS",
+        default=None if defaults else argparse.SUPPRESS,
+        help="serve: how long to wait for another process to release the data directory "
+        f"before exiting 3 (default: ${LOCK_TIMEOUT_ENV}, else lock_timeout in --config, "
+        f"else {DEFAULT_LOCK_TIMEOUT_MS})",
+    )
+
+
+def _lock_timeout_ms(text: str) -> int:
+    try:
+        ms = int(text)
+    except ValueError:
+        ms = -1
+    if not 0 <= ms <= MAX_DURATION_MS:
+        raise argparse.ArgumentTypeError(
+            f"expected whole milliseconds from 0 to {MAX_DURATION_MS}, got {text!r}"
+        )
+    return ms
 
 
 def read_key(key_file: Path | None) -> bytes | None:
@@ -175,6 +219,11 @@ def build_config(args: argparse.Namespace) -> QueueConfig:
         key = read_key(args.key_file)
         if key is not None:
             config = config.replace(enable_encryption=True, encryption_key=key)
+        lock_ms = getattr(args, "lock_timeout", None)
+        if lock_ms is None and LOCK_TIMEOUT_ENV in os.environ and "lock_timeout" not in values:
+            lock_ms = _lock_timeout_from_env(os.environ[LOCK_TIMEOUT_ENV])
+        if lock_ms is not None:
+            config = config.replace(lock_timeout=lock_ms / 1000)
         if args.memory:
             config = config.replace(persistence_path=None)
         elif args.data_dir is not None or config.persistence_path is None:
@@ -185,7 +234,40 @@ def build_config(args: argparse.Namespace) -> QueueConfig:
         raise UsageError(f"config{source}: {exc.message}") from None
 
 
+def _lock_timeout_from_env(text: str) -> int:
+    try:
+        return _lock_timeout_ms(text.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"${LOCK_TIMEOUT_ENV}: {exc}") from None
+
+
+def open_std_streams() -> None:
+    """Give a closed fd 0, 1 or 2 (``2>&-``) /dev/null, before anything else is opened.
+
+    Otherwise the next file opened (the lock, a journal segment) would get that number,
+    and whatever writes to "stderr" would write into it. Python leaves ``sys.stderr`` (or
+    ``sys.stdout``) ``None`` for a closed descriptor; it gets a stream on /dev/null, so
+    logging and the last flush work and the exit status stays what the table says.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # These streams live as long as the process (and leave the descriptors open).
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(  # noqa: SIM115
+            2, "w", buffering=1, errors="backslashreplace", closefd=False
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
+    open_std_streams()
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -204,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_USAGE, str(exc))
     except Locked as exc:
         return _fail(EXIT_LOCKED, f"Locked: {exc.message}")
+    except DataDirUnusable as exc:
+        return _fail(EXIT_DATA_DIR, f"{exc.kind}: {exc.message}")
     except (PersistenceError, EncryptionError, CompressionError) as exc:
         return _fail(EXIT_BAD_DATA, f"{exc.kind}: {exc.message}")
     except KeyboardInterrupt:
@@ -211,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(status: int, message: str) -> int:
-    print(f"sync-queue-sidecar: {message}", file=sys.stderr)
+    # A stderr nobody reads any more (a broken pipe) must not turn the status into 1.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"sync-queue-sidecar: {message}", file=sys.stderr, flush=True)
     return status
 
 
@@ -239,7 +325,8 @@ def serve(config: QueueConfig) -> NoReturn:
     # the default signal handlers back, so a second SIGTERM would kill the process by the
     # signal instead of exiting with 128 + n at once.
     logging.shutdown()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):  # a stderr nobody reads: same status
+        sys.stderr.flush()
     os._exit(status)
 
 

@@ -30,6 +30,7 @@ _DURATIONS = (
     "lease_timeout",
     "breaker_cooldown",
     "throughput_window",
+    "lock_timeout",
 )
 # (field, smallest allowed value)
 _COUNTS = (
@@ -69,6 +70,10 @@ class QueueConfig:
     breaker_cooldown: float = 30.0
     durability: Durability = "always"
     throughput_window: float = 60.0  # the sliding window of `throughput()`
+    # How long opening waits for another process to release the data directory before it
+    # gives up with `Locked` (a restart right after the previous owner died or while it is
+    # still stopping then succeeds).
+    lock_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         for name in _DURATIONS:

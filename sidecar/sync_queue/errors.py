@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 __all__ = [
     "CapacityExceeded",
     "CompressionError",
+    "DataDirUnusable",
     "DuplicateItem",
     "EncryptionError",
     "InvalidParams",
@@ -72,6 +73,13 @@ class DuplicateItem(QueueError):
 
 class PersistenceError(QueueError):
     code = -32006
+
+
+class DataDirUnusable(PersistenceError):
+    """The data directory cannot be used at all: it cannot be created, opened, listed, read
+    or written (permissions, a read-only file system, an I/O error), or it is unsafe (a
+    ``LOCK`` symlink, a mode that cannot be restricted to its owner). Nothing in it was
+    found corrupt, and nothing was changed. The sidecar exits 5 on it, not 4."""
 
 
 class EncryptionError(QueueError):

@@ -19,6 +19,7 @@ from .errors import InvalidParams
 __all__ = ["ItemStatus", "Priority", "SyncItem", "new_id"]
 
 MAX_ID_LENGTH = 128
+MAX_RETRIES_LIMIT = 2**53 - 1  # I-JSON's largest exact integer (PROTOCOL.md §1)
 
 
 class Priority(IntEnum):
@@ -203,9 +204,14 @@ class SyncItem:
         return self
 
     def with_max_retries(self, max_retries: int) -> SyncItem:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        if (
+            isinstance(max_retries, bool)
+            or not isinstance(max_retries, int)
+            or not 0 <= max_retries <= MAX_RETRIES_LIMIT
+        ):
             raise InvalidParams(
-                f"max_retries: expected an integer >= 0, got {max_retries!r}", field="maxRetries"
+                f"max_retries: expected an integer 0-{MAX_RETRIES_LIMIT}, got {max_retries!r}",
+                field="maxRetries",
             )
         self.max_retries = max_retries
         return self

@@ -13,12 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from . import __version__
 from .breaker import BreakerChanged
+from .durations import MAX_DURATION_MS
 from .errors import InvalidParams, PersistenceError
-from .item import MAX_ID_LENGTH, ItemStatus, Priority, SyncItem
+from .item import MAX_ID_LENGTH, MAX_RETRIES_LIMIT, ItemStatus, Priority, SyncItem
 from .metrics import Metrics
 from .protocol import ANY, CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
 from .protocol import check_params as check
@@ -36,21 +38,24 @@ MAX_POP_BATCH = 1000
 _PRIORITIES = tuple(p.wire for p in Priority)
 _STATUSES = tuple(s.value for s in ItemStatus)
 _ID = Param(str, required=True)
+# Every ``…Ms`` duration: at most MAX_DURATION_MS (100 years), so a huge value is refused
+# here, naming its field, instead of failing later where the journal stores it.
+_MS = MAX_DURATION_MS
 
 PUSH = {
     "payload": Param(ANY, required=True),
     "id": Param(str),
     "priority": Param(str, choices=_PRIORITIES),
-    "maxRetries": Param(int, minimum=0),
+    "maxRetries": Param(int, minimum=0, maximum=MAX_RETRIES_LIMIT),
     "correlationId": Param(str, nullable=True),
     "metadata": Param(dict),
     "partitionKey": Param(str, nullable=True),
-    "delayMs": Param(int, minimum=0),
-    "ttlMs": Param(int, minimum=1),
+    "delayMs": Param(int, minimum=0, maximum=_MS),
+    "ttlMs": Param(int, minimum=1, maximum=_MS),
 }
 POP = {
-    "timeoutMs": Param(int, minimum=0),
-    "leaseMs": Param(int, minimum=1),
+    "timeoutMs": Param(int, minimum=0, maximum=_MS),
+    "leaseMs": Param(int, minimum=1, maximum=_MS),
     "partition": Param(int, minimum=0),
 }
 POP_BATCH = {**POP, "max": Param(int, minimum=1)}
@@ -273,6 +278,7 @@ class QueueDispatcher(Dispatcher):
 
     def _pop(self, params: dict[str, Any], call: CallInfo) -> Any:
         check("pop", params, POP)
+        self._check_partition("pop", params)
         if call.is_notification:
             return None  # nothing is handed out that nobody would receive
         lease_ms, partition = params.get("leaseMs"), params.get("partition")
@@ -285,6 +291,7 @@ class QueueDispatcher(Dispatcher):
 
     def _pop_batch(self, params: dict[str, Any], call: CallInfo) -> Any:
         check("popBatch", params, POP_BATCH)
+        self._check_partition("popBatch", params)
         if call.is_notification:
             return []
         n = params.get("max", self.queue.config.batch_size)
@@ -297,6 +304,18 @@ class QueueDispatcher(Dispatcher):
             if items:
                 return [i.to_dict() for i in items]
         return self._wait(call, params.get("timeoutMs", 0), n, lease_ms, partition)
+
+    def _check_partition(self, method: str, params: dict[str, Any]) -> None:
+        """Refused now, naming the field: a waiting pop is only handed to the queue later,
+        where a bad partition would fail whichever call happened to serve it."""
+        partition = params.get("partition")
+        count = self.queue.config.partitions
+        if partition is not None and partition >= count:
+            hint = "" if self.queue.config.enable_partitioning else " (partitioning is off)"
+            raise InvalidParams(
+                f'{method}: "partition" must be at most {count - 1}{hint}, got {partition}',
+                field="partition",
+            )
 
     def _complete(self, params: dict[str, Any], call: CallInfo) -> Any:
         check("complete", params, {"id": _ID, "leaseId": Param(str)})
@@ -326,10 +345,14 @@ class QueueDispatcher(Dispatcher):
         check(
             "extendLease",
             params,
-            {"id": _ID, "leaseMs": Param(int, required=True, minimum=1), "leaseId": Param(str)},
+            {
+                "id": _ID,
+                "leaseMs": Param(int, required=True, minimum=1, maximum=_MS),
+                "leaseId": Param(str),
+            },
         )
         expires = self.queue.extend_lease(
-            params["id"], params["leaseMs"] / 1000, params.get("leaseId")
+            params["id"], timedelta(milliseconds=params["leaseMs"]), params.get("leaseId")
         )
         return {"leaseExpiresAt": expires}
 
@@ -389,8 +412,9 @@ class QueueDispatcher(Dispatcher):
         return {}
 
 
-def _lease(lease_ms: int | None) -> float | None:
-    return None if lease_ms is None else lease_ms / 1000
+def _lease(lease_ms: int | None) -> timedelta | None:
+    # A timedelta holds integers: the queue gets exactly lease_ms back (see durations.py).
+    return None if lease_ms is None else timedelta(milliseconds=lease_ms)
 
 
 def item_from_params(where: str, params: Any, index: int | None = None) -> SyncItem:

@@ -237,7 +237,9 @@ def open_store(
 ) -> tuple[QueueState, StorePersistence]:
     """Open (or create) the data directory, recover the state, and return both.
 
-    Raises ``Locked`` if another process owns the directory, and ``PersistenceError``,
+    Raises ``Locked`` if another process still owns the directory after
+    ``config.lock_timeout``, ``DataDirUnusable`` if it cannot be used at all, and
+    ``PersistenceError``,
     ``EncryptionError`` or ``CompressionError`` (naming file and offset) if what is on disk
     cannot be read; in every such case nothing on disk is changed.
     """
@@ -251,6 +253,7 @@ def open_store(
         fsync_interval=config.persistence_interval,
         fold=make_fold(config),
         io=io,
+        lock_timeout=config.lock_timeout,
     )
     try:
         recovery = store.take_recovery()

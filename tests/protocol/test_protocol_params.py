@@ -10,8 +10,8 @@ from sync_queue.errors import InvalidParams
 from sync_queue.protocol import ANY, Param, check_params
 
 POP = {
-    "timeoutMs": Param(int, minimum=0),
-    "ratio": Param(float),
+    "timeoutMs": Param(int, minimum=0, maximum=3_155_760_000_000),
+    "ratio": Param(float, maximum=0.5),
     "partition": Param(str, nullable=True),
     "priority": Param(str, choices=("high", "low")),
     "payload": Param(ANY),
@@ -24,7 +24,8 @@ POP = {
     "params",
     [
         {"id": "a"},
-        {"id": "a", "timeoutMs": 0, "ratio": 1, "partition": None, "payload": None},
+        {"id": "a", "timeoutMs": 0, "ratio": 0, "partition": None, "payload": None},
+        {"id": "a", "timeoutMs": 3_155_760_000_000, "ratio": 0.5},
         {"id": "a", "ratio": 0.5, "priority": "low", "metadata": {}, "payload": [1, {}]},
     ],
 )
@@ -55,6 +56,12 @@ def test_check_params_accepts(params: dict[str, Any]) -> None:
             'pop: "timeoutMs" must be an integer, got a number (1.5)',
         ),
         ({"id": "a", "timeoutMs": -1}, "timeoutMs", 'pop: "timeoutMs" must be at least 0, got -1'),
+        (
+            {"id": "a", "timeoutMs": 2**64 - 1},
+            "timeoutMs",
+            'pop: "timeoutMs" must be at most 3155760000000, got 18446744073709551615',
+        ),
+        ({"id": "a", "ratio": 0.75}, "ratio", 'pop: "ratio" must be at most 0.5, got 0.75'),
         ({"id": "a", "ratio": "1"}, "ratio", 'pop: "ratio" must be a number, got a string ("1")'),
         (
             {"id": "a", "metadata": []},

@@ -440,6 +440,61 @@ def test_extend_lease(mem: Sidecar) -> None:
     assert_error(mem.error("extendLease", id="a", leaseMs=10), -32009, "InvalidState")
 
 
+# Values that came out 1 ms too long when leaseMs went through seconds as a float.
+ROUNDED_UP_BEFORE = [2007, 2011, 64001, 64004, 1_999_999]
+HUGE = 2**64 - 1
+
+
+def test_lease_ms_on_the_wire_is_the_lease_given(mem: Sidecar) -> None:
+    """Exact to the millisecond for pop, popBatch and extendLease (issue 9 §5)."""
+    mem.result("pushBatch", items=[{"id": f"i{n}", "payload": n} for n in range(15)])
+    for n in ROUNDED_UP_BEFORE:
+        item = pop(mem, leaseMs=n)
+        assert item["leaseExpiresAt"] - item["updatedAt"] == n
+        [batch_item] = mem.result("popBatch", max=1, leaseMs=n)
+        assert batch_item["leaseExpiresAt"] - batch_item["updatedAt"] == n
+        held = pop(mem, leaseMs=600_000)  # stays current while it is extended
+        result = mem.result("extendLease", id=held["id"], leaseMs=n)
+        assert result["leaseExpiresAt"] - mem.result("get", id=held["id"])["updatedAt"] == n
+
+
+def test_huge_values_are_refused_naming_their_field(disk: Sidecar) -> None:
+    """2^64 - 1 used to be refused as a bad "payload" (the journal could not store it)."""
+    disk.result("push", id="x", payload=0)
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("push", {"payload": 1, "delayMs": HUGE}, "delayMs"),
+        ("push", {"payload": 1, "ttlMs": HUGE}, "ttlMs"),
+        ("push", {"payload": 1, "maxRetries": HUGE}, "maxRetries"),
+        ("pushBatch", {"items": [{"payload": 1}, {"payload": 1, "ttlMs": HUGE}]}, "ttlMs"),
+        ("pop", {"leaseMs": HUGE}, "leaseMs"),
+        ("pop", {"timeoutMs": HUGE}, "timeoutMs"),
+        ("pop", {"partition": HUGE}, "partition"),
+        ("popBatch", {"leaseMs": HUGE}, "leaseMs"),
+        ("popBatch", {"timeoutMs": HUGE}, "timeoutMs"),
+        ("popBatch", {"partition": 1}, "partition"),
+        ("extendLease", {"id": "x", "leaseMs": HUGE}, "leaseMs"),
+    ]
+    for method, params, field in cases:
+        error = disk.error(method, params)
+        assert error["code"] == -32602 and error["data"]["field"] == field, (method, error)
+        assert f'"{field}"' in error["message"], error
+    # Refused means unchanged: still the one pending item.
+    assert [(i["id"], i["status"]) for i in list_all(disk)] == [("x", "pending")]
+
+
+def test_a_bad_partition_is_refused_even_while_pops_wait(mem: Sidecar) -> None:
+    """A waiting pop is served later: its bad partition used to fail whichever call served
+    it (a push that had been applied got an InvalidParams)."""
+    waiting = mem.request("pop", {"timeoutMs": 20_000})
+    mem.sync()
+    error = mem.error("pop", timeoutMs=20_000, partition=3)
+    assert error["data"]["field"] == "partition" and "pop" in error["message"], error
+    assert mem.result("push", id="a", payload=1) == {"id": "a"}
+    assert mem.reply(waiting)["result"]["id"] == "a"
+    assert mem.result("push", id="b", payload=2) == {"id": "b"}
+    assert mem.result("stats")["currentSize"] == 2
+
+
 # -- get, list, purge ----------------------------------------------------------------------
 
 

@@ -49,14 +49,15 @@ class Param:
     """What one param may hold.
 
     ``kind``: ``int`` (not a bool), ``float`` (any number), ``str``, ``bool``, ``dict``,
-    ``list`` or :data:`ANY`. ``nullable`` allows ``null``; ``minimum`` bounds a number;
-    ``choices`` lists the allowed values.
+    ``list`` or :data:`ANY`. ``nullable`` allows ``null``; ``minimum`` and ``maximum`` bound
+    a number; ``choices`` lists the allowed values.
     """
 
     kind: type | _AnyJson
     required: bool = False
     nullable: bool = False
     minimum: float | None = None
+    maximum: float | None = None
     choices: Collection[Any] | None = None
 
 
@@ -99,11 +100,21 @@ def _check_value(method: str, name: str, value: Any, param: Param) -> None:
         raise InvalidParams(
             f'{method}: "{name}" must be at least {param.minimum:g}, got {value}', field=name
         )
+    if param.maximum is not None and type(value) in (int, float) and value > param.maximum:
+        raise InvalidParams(
+            f'{method}: "{name}" must be at most {_number(param.maximum)}, got {value}',
+            field=name,
+        )
     if param.choices is not None and value not in param.choices:
         allowed = ", ".join(f'"{c}"' if isinstance(c, str) else str(c) for c in param.choices)
         raise InvalidParams(
             f'{method}: "{name}" must be one of {allowed}, got {_describe(value)}', field=name
         )
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: ``3155760000000``, not ``3.15576e+12``."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _is_kind(value: Any, kind: Any) -> bool:

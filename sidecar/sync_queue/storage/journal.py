@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sync_queue.errors import PersistenceError
+from sync_queue.errors import DataDirUnusable, PersistenceError
 from sync_queue.storage.blocks import (
     decode_payload,
     encode_block,
@@ -85,7 +85,7 @@ def read_segment(
     try:
         data = io.read_file(path)
     except OSError as e:
-        raise PersistenceError(f"cannot read journal segment {path}: {e.strerror or e}") from e
+        raise DataDirUnusable(f"cannot read journal segment {path}: {e.strerror or e}") from e
     size = len(data)
     try:
         header, cipher = open_header(

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sync_queue.errors import PersistenceError
+from sync_queue.errors import DataDirUnusable, PersistenceError
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO
 from sync_queue.storage.format import KIND_JOURNAL, KIND_SNAPSHOT, parse_name, segment_name
@@ -68,7 +68,7 @@ def list_directory(io: FileIO, dirpath: str) -> Listing:
     try:
         names = io.listdir(dirpath)
     except OSError as e:
-        raise PersistenceError(f"cannot list data directory {dirpath}: {e.strerror or e}") from e
+        raise DataDirUnusable(f"cannot list data directory {dirpath}: {e.strerror or e}") from e
     snaps: list[tuple[int, str]] = []
     segs: list[tuple[int, str]] = []
     temps: list[str] = []

@@ -15,7 +15,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from sync_queue.errors import PersistenceError
+from sync_queue.errors import DataDirUnusable, PersistenceError
 from sync_queue.storage.blocks import decode_payload, encode_block, open_header, scan_blocks
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO, write_all
@@ -130,7 +130,7 @@ def read_snapshot(
     try:
         data = io.read_file(path)
     except OSError as e:
-        raise PersistenceError(f"cannot read snapshot {path}: {e.strerror or e}") from e
+        raise DataDirUnusable(f"cannot read snapshot {path}: {e.strerror or e}") from e
     try:
         header, cipher = open_header(
             data, path=path, kind=KIND_SNAPSHOT, seq=last_seq, enc=enc, purpose=PURPOSE

@@ -15,14 +15,18 @@ Usage (the engine's side)::
 API and threading
 -----------------
 ``Store.open(path, *, durability, compression_level, key, fsync_interval,
-segment_max_bytes, compact_after_bytes, fold, clock, io) -> Store``
-    Creates ``path`` (mode 0700) if missing, takes the exclusive directory lock
-    (:class:`Locked` if anyone holds it, even this process), recovers, and only then
+segment_max_bytes, compact_after_bytes, fold, clock, io, lock_timeout) -> Store``
+    Creates ``path`` and any missing parent (mode 0700) if missing, restricts an existing
+    ``path`` that group or others may use to 0700 (logged), takes the exclusive directory
+    lock (:class:`Locked` if anyone still holds it after ``lock_timeout`` seconds, even
+    this process; default 0: at once), recovers, and only then
     changes anything: truncates a torn tail (logged), removes leftovers of an interrupted
     compaction or snapshot write. Any refusal (corruption in the middle, wrong/missing key,
     unreadable file, damaged snapshot, a gap in sequence numbers) raises
     ``PersistenceError`` / ``EncryptionError`` / ``CompressionError`` naming file and offset,
-    with nothing on disk changed.
+    with nothing on disk changed. A directory that cannot be used at all (not creatable,
+    not readable or writable, a ``LOCK`` symlink) raises ``DataDirUnusable`` (a
+    ``PersistenceError``) naming the path.
 
 ``store.take_recovery() -> Recovery``
     The recovered snapshot blob and the records after it (``Recovery.records()``), once;
@@ -88,13 +92,15 @@ import contextlib
 import itertools
 import logging
 import os
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sync_queue.errors import InvalidParams, PersistenceError, QueueError
+from sync_queue.errors import DataDirUnusable, InvalidParams, PersistenceError, QueueError
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO
 from sync_queue.storage.journal import SegmentWriter, iter_segment_records
@@ -162,6 +168,7 @@ class Store:
         fold: Fold | None = None,
         clock: Callable[[], int] = _now_ms,
         io: FileIO | None = None,
+        lock_timeout: float = 0.0,
     ) -> Store:
         if durability not in _DURABILITIES:
             raise InvalidParams(f"durability must be one of {', '.join(_DURABILITIES)}")
@@ -175,7 +182,7 @@ class Store:
         enc = EncryptionService(key) if key is not None else None
         dirpath = os.path.abspath(os.fspath(path))
         _ensure_dir(dirpath)
-        lock = DirLock.acquire(dirpath)
+        lock = DirLock.acquire(dirpath, timeout=lock_timeout)
         assert lock is not None
         self = object.__new__(cls)
         try:
@@ -192,6 +199,12 @@ class Store:
                 clock,
                 io or FileIO(),
             )
+        except OSError as e:  # opening or creating the journal segment to append to
+            lock.release()
+            raise DataDirUnusable(
+                f"cannot open the journal in {dirpath} for writing: "
+                f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}"
+            ) from e
         except BaseException:
             lock.release()
             raise
@@ -318,12 +331,20 @@ class Store:
                     t.reason,
                 )
             for name in plan.delete:
-                io.unlink(os.path.join(self.path, name))
+                path = os.path.join(self.path, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    # We only ever write files: a directory under one of our names (e.g. a
+                    # stray snapshot-*.tmp/) is not ours to delete. Left alone, like any
+                    # other name that is not ours.
+                    log.warning("%s is a directory, not a file this store wrote: left alone", path)
+                    continue
+                io.unlink(path)
             if plan.delete:
                 io.fsync_dir(self.path)
         except OSError as e:
-            raise PersistenceError(
-                f"cannot repair data directory {self.path} after recovery: {e.strerror or e}"
+            where = f"{e.filename}: " if e.filename else ""
+            raise DataDirUnusable(
+                f"cannot repair data directory {self.path} after recovery: {where}{e.strerror or e}"
             ) from e
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -791,14 +812,42 @@ class Store:
 
 
 def _ensure_dir(dirpath: str) -> None:
-    """Create the data directory 0700 (only the owner may read queue contents)."""
+    """Create the data directory, and any missing parent, 0700 (only the owner may read
+    queue contents); restrict an existing one that group or others may use to 0700."""
     try:
         if not os.path.isdir(dirpath):
             if os.path.exists(dirpath):
-                raise PersistenceError(
-                    f"the data directory {dirpath} exists but is not a directory"
+                raise DataDirUnusable(f"the data directory {dirpath} exists but is not a directory")
+            _make_dirs(dirpath)
+        elif sys.platform != "win32":  # Windows has no such mode bits (ACLs instead)
+            mode = stat.S_IMODE(os.stat(dirpath).st_mode)
+            if mode & 0o077:
+                # A world-writable directory lets anyone replace the journal or plant a LOCK
+                # symlink; a readable one shows the item ids. Tightened, not refused: the
+                # owner asked for this directory.
+                os.chmod(dirpath, 0o700)
+                log.warning(
+                    "data directory %s had mode %04o (other users could use it): changed to 0700",
+                    dirpath,
+                    mode,
                 )
-            os.makedirs(dirpath, mode=0o700, exist_ok=True)
-            os.chmod(dirpath, 0o700)  # makedirs' mode is filtered by the umask
     except OSError as e:
-        raise PersistenceError(f"cannot create data directory {dirpath}: {e.strerror or e}") from e
+        raise DataDirUnusable(
+            f"cannot create or restrict the data directory {dirpath} to mode 0700: "
+            f"{e.filename or dirpath}: {e.strerror or e}"
+        ) from e
+
+
+def _make_dirs(path: str) -> None:
+    """``os.makedirs`` creates missing parents with mode 0777 minus the umask (0777 under
+    umask 000): each directory made here is created 0700 and set to it explicitly."""
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        _make_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if os.path.isdir(path):
+            return  # made by someone else meanwhile: not ours to change
+        raise
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask

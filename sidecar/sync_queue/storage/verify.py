@@ -101,11 +101,12 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
     for name in listing.temps:
         path = os.path.join(dirpath, name)
         report.files.append(FileReport(name, "temp", _size(path), status="leftover"))
-        report.problems.append(
-            Problem(
-                path, None, "leftover of an interrupted snapshot write (deleted on open)", "warning"
-            )
+        what = (
+            "a directory, not a file the store wrote (left alone on open)"
+            if os.path.isdir(path)
+            else "leftover of an interrupted snapshot write (deleted on open)"
         )
+        report.problems.append(Problem(path, None, what, "warning"))
     for seq, name in listing.snapshots:
         path = os.path.join(dirpath, name)
         fr = FileReport(name, "snapshot", _size(path), last_seq=seq)
