@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import orjson
@@ -170,7 +171,8 @@ class StorePersistence:
     - ``tick``: called by the queue's maintenance thread every ``interval`` seconds: in
       ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
       the journal modes it asks the store for a background compaction if the journal grew.
-    - ``flush``: everything so far durable and compacted.
+    - ``flush``: everything so far durable and compacted; ``flush_async`` the same without
+      waiting (the fold runs in the store's background thread).
     - ``close``: a last snapshot (``"snapshot"`` mode) or commit, then release the directory.
     """
 
@@ -194,12 +196,35 @@ class StorePersistence:
             self.store.compact(wait=False)
 
     def flush(self, encode_live: Callable[[], bytes]) -> None:
-        with self._lock:
-            if self.journal is None:
-                self.store.write_snapshot(encode_live())
+        self.flush_async(encode_live).result()
+
+    def flush_async(self, encode_live: Callable[[], bytes]) -> Future[None]:
+        """A future that completes when everything appended so far is in a snapshot.
+
+        In ``"snapshot"`` mode the snapshot of the live state is written before this
+        returns (it needs the queue's lock throughout); in the journal modes the store's
+        background thread folds the journal, so the caller's thread is free meanwhile.
+        """
+        if self.journal is None:
+            done: Future[None] = Future()
+            try:
+                with self._lock:
+                    self.store.write_snapshot(encode_live())
+            except QueueError as e:
+                done.set_exception(e)
             else:
-                self.store.compact(wait=True)
-                self._compacted_through = self.store.stats().last_seq
+                done.set_result(None)
+            return done
+        through = self.store.stats().last_seq
+        future = self.store.compact_soon()
+
+        def compacted(f: Future[None]) -> None:
+            if f.exception() is None:
+                with self._lock:
+                    self._compacted_through = max(self._compacted_through, through)
+
+        future.add_done_callback(compacted)
+        return future
 
     def close(self, encode_live: Callable[[], bytes]) -> None:
         try:
