@@ -94,3 +94,33 @@ def test_flush_async_in_memory_is_done_at_once() -> None:
     q = SyncQueue(QueueConfig(), maintenance_thread=False)
     assert q.flush_async().done()
     q.shutdown()
+
+
+def test_the_folds_small_steps_build_the_same_state() -> None:
+    """The cooperative decode (heaps built by pushes) equals the plain one (heapify), and
+    releasing a state a slice at a time leaves nothing in it."""
+    import heapq
+
+    from sync_queue.persistence import decode_state, encode_state, release_yielding
+
+    config = QueueConfig(max_capacity=100_000)
+    q = SyncQueue(config, maintenance_thread=False)
+    priorities = ("low", "normal", "high", "critical")
+    q.push_batch([SyncItem.new({"n": n}, priorities[n % 4]) for n in range(5_000)])
+    delayed = [SyncItem.new({"late": n}) for n in range(500)]
+    for n, item in enumerate(delayed):
+        item._delay_ms = 60_000 + n
+    q.push_batch(delayed)
+    for _ in range(300):
+        q.pop()
+    blob = encode_state(q._state, cooperative=True)
+    assert blob == encode_state(q._state)
+    plain, stepped = decode_state(config, blob), decode_state(config, blob, cooperative=True)
+    assert stepped.fingerprint() == plain.fingerprint()
+    for heap in (*stepped.ready, stepped.delayed, stepped.leases, stepped.ttl):
+        assert all(heap[(k - 1) // 2] <= heap[k] for k in range(1, len(heap)))
+    drain = [heapq.heappop(stepped.ready[0])[2].id for _ in range(len(stepped.ready[0]))]
+    assert drain == [heapq.heappop(plain.ready[0])[2].id for _ in range(len(plain.ready[0]))]
+    release_yielding(stepped)
+    assert not stepped.items and not stepped.delayed and not stepped.leases
+    q.shutdown()
