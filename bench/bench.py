@@ -405,6 +405,15 @@ def _sidecar_section(quick: bool) -> list[str]:
     return lines
 
 
+def _compaction_section(quick: bool) -> list[str]:
+    """Issue 9 §4: pings while the sidecar compacts 1 M items (bench/compaction_bench.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from compaction_bench import compaction_section
+
+    lines: list[str] = compaction_section(quick)
+    return lines
+
+
 def _startup_section(quick: bool) -> list[str]:
     """Issue 5: start-up of the frozen builds (packaging/bench_startup.py; needs the builds)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -421,7 +430,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "storage", "sidecar", "startup"],
+        choices=["engine", "storage", "sidecar", "compaction", "startup"],
         help="run only this section (repeatable)",
     )
     args = parser.parse_args()
@@ -433,6 +442,7 @@ def main() -> int:
         "engine": engine_section,
         "storage": storage_section,
         "sidecar": _sidecar_section,
+        "compaction": _compaction_section,
         "startup": _startup_section,
     }
     for name in args.only or list(sections):

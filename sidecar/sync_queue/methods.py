@@ -9,9 +9,11 @@ maintenance, long polls and notifications, so every event reaches the wire in or
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from . import __version__
 from .breaker import BreakerChanged
 from .durations import MAX_DURATION_MS
-from .errors import InvalidParams, PersistenceError
+from .errors import InvalidParams, PersistenceError, ShuttingDown
 from .item import MAX_ID_LENGTH, MAX_RETRIES_LIMIT, ItemStatus, Priority, SyncItem
 from .metrics import Metrics
 from .protocol import ANY, CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
@@ -61,6 +63,11 @@ POP = {
 POP_BATCH = {**POP, "max": Param(int, minimum=1)}
 NONE: dict[str, Param] = {}
 READ_ONLY = frozenset({"ping", "get", "list", "stats", "health"})
+# A flush still folding when the server stops: what was acknowledged is durable anyway.
+_FLUSH_CUT_SHORT = ShuttingDown(
+    "the sidecar stopped before the flush's compaction finished; every change acknowledged "
+    "before it is durable, but may not be compacted into a snapshot"
+)
 
 
 @dataclass
@@ -84,6 +91,7 @@ class QueueDispatcher(Dispatcher):
         self._recovered = recovered
         self._link: ServerLink | None = None
         self._waiters: deque[_Waiter] = deque()
+        self._flushes: deque[tuple[Future[None], Waiting]] = deque()
         self._events: list[Event] = []
         self._ready_before = 0
         self._last_notified = -NOTIFY_WINDOW_S
@@ -151,6 +159,8 @@ class QueueDispatcher(Dispatcher):
     def tick(self) -> float | None:
         # The server ticks after every read. When no call could have changed the queue and
         # nothing is due yet, there is nothing to look at (a ping costs no queue work).
+        if self._flushes:
+            self._answer_flushes()
         now = time.monotonic()
         if not self._changed and now < self._next_tick:
             return self._next_tick - now
@@ -212,6 +222,19 @@ class QueueDispatcher(Dispatcher):
                 )
             elif isinstance(event, BreakerChanged):
                 self._link.notify("breakerChanged", {"state": event.state, "reason": event.reason})
+
+    # -- flushes --
+
+    def _answer_flushes(self) -> None:
+        """Answer the flushes whose compaction is done, in the order they were asked."""
+        flushes = self._flushes
+        while flushes and flushes[0][0].done():
+            future, waiting = flushes.popleft()
+            error = future.exception()
+            if error is None:
+                waiting.resolve({})
+            else:
+                waiting.fail(error)
 
     # -- long polls --
 
@@ -408,8 +431,23 @@ class QueueDispatcher(Dispatcher):
     def _flush(self, params: dict[str, Any], call: CallInfo) -> Any:
         check("flush", params, NONE)
         self.queue.commit_deferred()  # this cycle's changes first, then the snapshot
-        self.queue.flush()
-        return {}
+        if call.in_batch:
+            # A batch's replies leave as one array, so this one cannot wait: it blocks.
+            self.queue.flush()
+            return {}
+        # The store's thread folds the journal while this thread keeps serving; tick()
+        # answers when it is done (the future's callback wakes the server).
+        future = self.queue.flush_async()
+        if future.done():
+            future.result()  # raises the error, if any
+            return {}
+        assert self._link is not None
+        future.add_done_callback(lambda _: self._link.wake())  # type: ignore[union-attr]
+        if call.is_notification:
+            return None
+        waiting = Waiting(empty=None, timeout=math.inf, expired=_FLUSH_CUT_SHORT)
+        self._flushes.append((future, waiting))
+        return waiting
 
 
 def _lease(lease_ms: int | None) -> timedelta | None:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
+import io
 import itertools
 import logging
 import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import orjson
@@ -77,27 +81,85 @@ ITEMS_PER_LINE = 256
 def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
     """A snapshot blob: a header line, then the item records, ``ITEMS_PER_LINE`` a line.
 
-    Small ``orjson`` calls rather than one over the whole state: a single C call holds the
-    GIL for its whole run, and over a large state that would stall the queue's threads while
-    compaction folds in the background. (One call per item costs more in call overhead.)
+    Small ``orjson`` calls rather than one over the whole state, each line written as it is
+    made (no list of every record, no ``join`` at the end): a single C call holds the GIL
+    for its whole run, and over a large state that would stall the queue's threads while
+    compaction folds in the background. ``BytesIO.getvalue()`` hands over its buffer
+    without a copy. (One call per item costs more in call overhead.)
     """
-    records = [item.to_record() for item in yielding(state.iter_items(), cooperative)]
-    lines = [orjson.dumps(state.snapshot_header())]
-    lines += [
-        orjson.dumps(records[n : n + ITEMS_PER_LINE])
-        for n in yielding(range(0, len(records), ITEMS_PER_LINE), cooperative, every=1)
-    ]
-    return b"\n".join(lines)
+    out = io.BytesIO()
+    out.write(orjson.dumps(state.snapshot_header()))
+    chunk: list[Any] = []
+    for item in yielding(state.iter_items(), cooperative, every=ITEMS_PER_LINE):
+        chunk.append(item.to_record())
+        if len(chunk) == ITEMS_PER_LINE:
+            out.write(b"\n" + orjson.dumps(chunk))
+            chunk = []
+    if chunk:
+        out.write(b"\n" + orjson.dumps(chunk))
+    return out.getvalue()
+
+
+def _lines(blob: bytes) -> Iterator[memoryview]:
+    """The lines of ``blob`` as views: ``split`` would copy the whole blob in one call."""
+    view = memoryview(blob)
+    start, size = 0, len(blob)
+    while True:
+        end = blob.find(b"\n", start)
+        if end < 0:
+            yield view[start:size]
+            return
+        yield view[start:end]
+        start = end + 1
+
+
+def build_heap_yielding(heap: list[Any]) -> None:
+    """``heapify`` in small steps: pushed one by one (O(1) each for entries that arrive
+    nearly in order, as a snapshot's do), letting other threads run in between."""
+    entries = heap.copy()
+    heap.clear()
+    for entry in yielding(entries, True, every=4096):
+        heapq.heappush(heap, entry)
+
+
+def release_yielding(state: QueueState) -> None:
+    """Free a whole state a slice at a time, letting other threads run in between.
+
+    Dropping the last reference to a large state frees every item in one go, which holds
+    the GIL for as long as it takes (a third of a second for a million items). The indexes
+    go first, then the items themselves.
+    """
+    containers: list[Any] = []
+    for value in vars(state).values():
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            containers += value  # the ready heaps, one per partition
+        if isinstance(value, (list, dict, deque)):
+            containers.append(value)
+    containers.sort(key=lambda container: container is state.items)
+    for container in containers:
+        while container:
+            if isinstance(container, list):
+                del container[-1024:]
+            else:
+                pop = container.popitem if isinstance(container, dict) else container.pop
+                for _ in range(min(len(container), 1024)):
+                    pop()
+            time.sleep(0)
 
 
 def decode_state(config: QueueConfig, blob: bytes | None, cooperative: bool = False) -> QueueState:
     if blob is None:
         return QueueState(config)
     try:
-        lines = blob.split(b"\n")
-        header = orjson.loads(lines[0])
-        chunks = map(orjson.loads, yielding(lines[1:], cooperative, every=1))
-        state = QueueState.from_snapshot(config, header, itertools.chain.from_iterable(chunks))
+        lines = _lines(blob)
+        header = orjson.loads(next(lines))
+        chunks = map(orjson.loads, yielding(lines, cooperative, every=1))
+        state = QueueState.from_snapshot(
+            config,
+            header,
+            itertools.chain.from_iterable(chunks),
+            build_heap=build_heap_yielding if cooperative else heapq.heapify,
+        )
         if header.get("count") != len(state.items):
             raise ValueError(
                 f"the header says {header.get('count')} items, "
@@ -141,7 +203,9 @@ def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], 
         with bulk_allocation():
             state = decode_state(config, previous, cooperative=True)
             replay(state, records, cooperative=True)
-            return encode_state(state, cooperative=True)
+            blob = encode_state(state, cooperative=True)
+            release_yielding(state)
+            return blob
 
     return fold
 
@@ -171,7 +235,8 @@ class StorePersistence:
     - ``tick``: called by the queue's maintenance thread every ``interval`` seconds: in
       ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
       the journal modes it asks the store for a background compaction if the journal grew.
-    - ``flush``: everything so far durable and compacted.
+    - ``flush``: everything so far durable and compacted; ``flush_async`` the same without
+      waiting (the fold runs in the store's background thread).
     - ``close``: a last snapshot (``"snapshot"`` mode) or commit, then release the directory.
     """
 
@@ -195,12 +260,35 @@ class StorePersistence:
             self.store.compact(wait=False)
 
     def flush(self, encode_live: Callable[[], bytes]) -> None:
-        with self._lock:
-            if self.journal is None:
-                self.store.write_snapshot(encode_live())
+        self.flush_async(encode_live).result()
+
+    def flush_async(self, encode_live: Callable[[], bytes]) -> Future[None]:
+        """A future that completes when everything appended so far is in a snapshot.
+
+        In ``"snapshot"`` mode the snapshot of the live state is written before this
+        returns (it needs the queue's lock throughout); in the journal modes the store's
+        background thread folds the journal, so the caller's thread is free meanwhile.
+        """
+        if self.journal is None:
+            done: Future[None] = Future()
+            try:
+                with self._lock:
+                    self.store.write_snapshot(encode_live())
+            except QueueError as e:
+                done.set_exception(e)
             else:
-                self.store.compact(wait=True)
-                self._compacted_through = self.store.stats().last_seq
+                done.set_result(None)
+            return done
+        through = self.store.stats().last_seq
+        future = self.store.compact_soon()
+
+        def compacted(f: Future[None]) -> None:
+            if f.exception() is None:
+                with self._lock:
+                    self._compacted_through = max(self._compacted_through, through)
+
+        future.add_done_callback(compacted)
+        return future
 
     def close(self, encode_live: Callable[[], bytes]) -> None:
         try:

@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -566,8 +567,17 @@ class SyncQueue:
 
     def flush(self) -> None:
         """Everything so far is durable and compacted into a snapshot on return."""
-        if self._persistence is not None:
-            self._persistence.flush(self._encode_live)
+        self.flush_async().result()
+
+    def flush_async(self) -> Future[None]:
+        """``flush`` without waiting: the future completes when what ``flush`` promises
+        holds for everything committed before this call (or fails with the error). The
+        journal is folded in the store's background thread, never in the caller's."""
+        if self._persistence is None:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._persistence.flush_async(self._encode_live)
 
     def shutdown(self) -> None:
         """Stop taking changes, wake waiting pops (they return nothing), stop maintenance,

@@ -534,8 +534,12 @@ class QueueState:
         config: QueueConfig,
         snapshot: dict[str, Any],
         item_records: Iterable[list[Any]] | None = None,
+        build_heap: Callable[[list[HeapEntry]], None] = heapify,
     ) -> QueueState:
-        """Rebuild a state from ``to_snapshot()``, or from a header and its item records."""
+        """Rebuild a state from ``to_snapshot()``, or from a header and its item records.
+
+        ``build_heap`` turns each filled index into a heap (compaction passes one that lets
+        other threads run: one ``heapify`` call holds the GIL for its whole run)."""
         if snapshot.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {snapshot.get('v')!r}")
         state = cls(config)
@@ -589,7 +593,7 @@ class QueueState:
         state.ready_count += ready_count
         state.delayed_count += delayed_count
         for heap in (*state.ready, state.delayed, state.leases, state.ttl):
-            heapify(heap)
+            build_heap(heap)
         state._push_entry = heappush
         # Finished items in the order they finished, for retention.
         state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))

@@ -12,6 +12,8 @@ operation in a thousand over the limit, and none over a second.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -54,4 +56,71 @@ def test_background_compaction_never_stalls_an_operation(tmp_path: Path) -> None
     q.shutdown()
     q = SyncQueue(config, maintenance_thread=False)
     assert len(q) == 20_000
+    q.shutdown()
+
+
+def test_flush_async_folds_in_the_background_and_keeps_concurrent_changes(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    config = QueueConfig(persistence_path=data, max_capacity=1_000_000)
+    q = SyncQueue(config, maintenance_thread=False)
+    for _ in range(10):
+        q.push_batch([SyncItem.new({"pad": "x" * 100}) for _ in range(2_000)])
+    before = {item.id for item in q._state.iter_items()}
+    future = q.flush_async()
+    during = []
+    while not future.done():  # this thread is free while the store's thread folds
+        during.append(q.push(SyncItem.new({"pad": "during"})))
+    future.result()
+    assert during, "the fold finished before the first push: nothing ran concurrently"
+    # Flushed means folded: the snapshot alone holds everything from before the flush.
+    snapshots = [n for n in os.listdir(data) if n.endswith(".snap")]
+    assert len(snapshots) == 1
+    alone = tmp_path / "snapshot-only"
+    alone.mkdir(mode=0o700)
+    shutil.copy(data / snapshots[0], alone / snapshots[0])
+    copy = SyncQueue(config.replace(persistence_path=alone), maintenance_thread=False)
+    assert before <= {item.id for item in copy._state.iter_items()}
+    copy.shutdown()
+    q.flush()  # the blocking form: the same path, waited for
+    q.shutdown()
+    q = SyncQueue(config, maintenance_thread=False)
+    assert {item.id for item in q._state.iter_items()} == before | set(during)
+    q.shutdown()
+
+
+def test_flush_async_in_memory_is_done_at_once() -> None:
+    q = SyncQueue(QueueConfig(), maintenance_thread=False)
+    assert q.flush_async().done()
+    q.shutdown()
+
+
+def test_the_folds_small_steps_build_the_same_state() -> None:
+    """The cooperative decode (heaps built by pushes) equals the plain one (heapify), and
+    releasing a state a slice at a time leaves nothing in it."""
+    import heapq
+
+    from sync_queue.persistence import decode_state, encode_state, release_yielding
+
+    config = QueueConfig(max_capacity=100_000)
+    q = SyncQueue(config, maintenance_thread=False)
+    priorities = ("low", "normal", "high", "critical")
+    q.push_batch([SyncItem.new({"n": n}, priorities[n % 4]) for n in range(5_000)])
+    delayed = [SyncItem.new({"late": n}) for n in range(500)]
+    for n, item in enumerate(delayed):
+        item._delay_ms = 60_000 + n
+    q.push_batch(delayed)
+    for _ in range(300):
+        q.pop()
+    blob = encode_state(q._state, cooperative=True)
+    assert blob == encode_state(q._state)
+    plain, stepped = decode_state(config, blob), decode_state(config, blob, cooperative=True)
+    assert stepped.fingerprint() == plain.fingerprint()
+    for heap in (*stepped.ready, stepped.delayed, stepped.leases, stepped.ttl):
+        assert all(heap[(k - 1) // 2] <= heap[k] for k in range(1, len(heap)))
+    drain = [heapq.heappop(stepped.ready[0])[2].id for _ in range(len(stepped.ready[0]))]
+    assert drain == [heapq.heappop(plain.ready[0])[2].id for _ in range(len(plain.ready[0]))]
+    release_yielding(stepped)
+    assert not stepped.items and not stepped.delayed and not stepped.leases
     q.shutdown()

@@ -8,7 +8,14 @@ from typing import Any
 import orjson
 import pytest
 
-from sync_queue.protocol import BATCH_CALL, BATCH_NOTIFICATION, NOTIFICATION, PLAIN_CALL
+from sync_queue.errors import ShuttingDown
+from sync_queue.protocol import (
+    BATCH_CALL,
+    BATCH_NOTIFICATION,
+    NOTIFICATION,
+    PLAIN_CALL,
+    Waiting,
+)
 
 from .rpc_checks import SessionHarness, line, notification, request
 
@@ -325,6 +332,23 @@ def test_stop_answers_waiters_in_the_order_read() -> None:
     h.session.stop()
     out = h.cycle()
     assert [m["id"] for m in out] == ["late", "soon"]
+
+
+def test_a_waiting_with_expired_is_failed_on_timeout_and_on_stop() -> None:
+    # For a call whose empty answer would claim something (a flush that did not finish).
+    h = SessionHarness()
+
+    def slow(params: dict[str, Any], call: Any) -> Any:
+        return Waiting(empty={}, timeout=params["s"], expired=ShuttingDown("cut short"))
+
+    h.dispatcher.rpc_slow = slow  # type: ignore[attr-defined]
+    assert h.send(request("slow", "timed", s=1.0), request("slow", "stopped", s=60.0)) == []
+    h.now += 1.0
+    out = h.cycle()
+    assert [(m["id"], m["error"]["data"]["kind"]) for m in out] == [("timed", "ShuttingDown")]
+    h.session.stop()
+    out = h.cycle()
+    assert [(m["id"], m["error"]["message"]) for m in out] == [("stopped", "cut short")]
 
 
 # -- encoding -----------------------------------------------------------------------

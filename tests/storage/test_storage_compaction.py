@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+import pytest
 from storage_helpers import LONG, fold_json, state_of
 
+from sync_queue.errors import PersistenceError, ShuttingDown
 from sync_queue.storage import Store
 
 
@@ -128,3 +130,82 @@ def test_interrupted_compaction_leftovers(tmp_path):
     s.close()
     assert got == expect and len(got) == 4
     assert len([n for n in os.listdir(d) if n.startswith("snapshot-")]) == 1
+
+
+# -- compact_soon: a compaction the caller can wait for without running it -------------
+
+
+class _GatedFold:
+    """fold_json that waits for ``gate`` (so a test holds a compaction mid-fold) and
+    records the thread it ran in."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, prev: bytes | None, records: Iterator[bytes]) -> bytes:
+        self.threads.append(threading.current_thread())
+        self.started.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        return fold_json(prev, records)
+
+
+def test_compact_soon_folds_in_the_background_and_covers_what_came_before(tmp_path):
+    d = str(tmp_path / "q")
+    fold = _GatedFold()
+    s = Store.open(d, fold=fold, compact_after_bytes=None)
+    s.commit(s.append([b"a", b"b"]))
+    first = s.compact_soon()
+    assert fold.started.wait(5)
+    # Commits go on while the fold runs; a second request comes in meanwhile.
+    s.commit(s.append([b"c"]))
+    second = s.compact_soon()
+    assert not first.done() and not second.done()
+    fold.gate.set()
+    first.result(5)
+    assert s.stats().snapshot_seq >= 2
+    # The second request is served by a compaction that started after it: it covers "c".
+    second.result(5)
+    assert s.stats().snapshot_seq == 3
+    assert fold.threads and threading.current_thread() not in fold.threads
+    s.close()
+    s = Store.open(d)
+    assert state_of(s.take_recovery()) == [b"a", b"b", b"c"]
+    s.close()
+
+
+def test_compact_soon_reports_a_failed_fold(tmp_path):
+    def broken(prev: bytes | None, records: Iterator[bytes]) -> bytes:
+        raise RuntimeError("fold bug")
+
+    s = Store.open(str(tmp_path / "q"), fold=broken, compact_after_bytes=None)
+    s.commit(s.append([b"a"]))
+    future = s.compact_soon()
+    with pytest.raises(PersistenceError, match="fold bug"):
+        future.result(5)
+    s.commit(s.append([b"b"]))  # the store still works
+    s.close()
+
+
+def test_compact_soon_still_waiting_at_close_fails_with_shutting_down(tmp_path):
+    fold = _GatedFold()
+    s = Store.open(str(tmp_path / "q"), fold=fold, compact_after_bytes=None)
+    s.commit(s.append([b"a"]))
+    running = s.compact_soon()
+    assert fold.started.wait(5)
+    s.commit(s.append([b"b"]))
+    waiting = s.compact_soon()  # needs a second compaction, which close() does not run
+    closer = threading.Thread(target=s.close)
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not s._stop.is_set():  # close() has told the thread to stop: no new compaction
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    fold.gate.set()
+    closer.join(10)
+    running.result(5)
+    with pytest.raises(ShuttingDown):
+        waiting.result(5)
+    with pytest.raises(PersistenceError):
+        s.compact_soon()  # closed

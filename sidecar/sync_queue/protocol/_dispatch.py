@@ -62,15 +62,20 @@ class Waiting:
     a waiter that is already answered. Waiters are answered in the order ``resolve`` is
     called, so FIFO resolution gives "waiting pops are served in the order read".
 
+    ``expired``: when set, the server answers with this error instead of ``empty`` on
+    timeout or shutdown (for a call whose empty answer would claim something that did
+    not happen, such as a ``flush``).
+
     Only call it from the server's thread (inside ``handle``/``tick``, or an asyncio task
     on the server's loop).
     """
 
-    __slots__ = ("_answer", "_done", "_error", "_id", "_result", "empty", "timeout")
+    __slots__ = ("_answer", "_done", "_error", "_id", "_result", "empty", "expired", "timeout")
 
-    def __init__(self, *, empty: Any, timeout: float) -> None:
+    def __init__(self, *, empty: Any, timeout: float, expired: BaseException | None = None) -> None:
         self.empty = empty
         self.timeout = timeout
+        self.expired = expired
         self._done = False
         self._result: Any = None
         self._error: BaseException | None = None
@@ -91,6 +96,12 @@ class Waiting:
         return self._settle(None, error)
 
     # -- server side ------------------------------------------------------------------
+
+    def _expire(self) -> bool:
+        """The server's own answer (timeout, shutdown): ``empty``, or ``expired``."""
+        if self.expired is not None:
+            return self._settle(None, self.expired)
+        return self._settle(self.empty, None)
 
     def _settle(self, result: Any, error: BaseException | None) -> bool:
         if self._done:

@@ -124,7 +124,7 @@ class RpcSession:
         try:
             while deadlines and (deadlines[0][2].done or deadlines[0][0] <= now):
                 waiting = heapq.heappop(deadlines)[2]
-                waiting.resolve(waiting.empty)
+                waiting._expire()
             try:
                 delay = self._dispatcher.tick()
             except Exception:
@@ -176,7 +176,7 @@ class RpcSession:
         try:
             # Read order, not deadline order: the sequence number is the read order.
             for _, _, waiting in sorted(self._deadlines, key=lambda entry: entry[1]):
-                waiting.resolve(waiting.empty)
+                waiting._expire()
         finally:
             self._busy = False
         self._deadlines.clear()

@@ -69,6 +69,13 @@ segment_max_bytes, compact_after_bytes, fold, clock, io, lock_timeout) -> Store`
     that thread, concurrently with appends and commits: it must be a pure function of its
     arguments (never touch live engine state). Without ``fold`` there is no compaction.
 
+``store.compact_soon() -> concurrent.futures.Future[None]``
+    Like ``compact(wait=False)``, but the future completes once a compaction that started
+    after this call (so it covers every record appended before it) has installed its
+    snapshot, or fails with that compaction's error (``ShuttingDown`` if the store closes
+    first). The caller's thread never runs the fold: an event loop can wait without
+    blocking.
+
 ``store.stats() -> StoreStats`` and ``store.close()`` (commits what is buffered, makes it
 durable, stops the threads, releases the lock; idempotent).
 
@@ -97,10 +104,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal
 
-from sync_queue.errors import DataDirUnusable, InvalidParams, PersistenceError, QueueError
+from sync_queue.errors import (
+    DataDirUnusable,
+    InvalidParams,
+    PersistenceError,
+    QueueError,
+    ShuttingDown,
+)
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO
 from sync_queue.storage.journal import SegmentWriter, iter_segment_records
@@ -301,6 +315,8 @@ class Store:
         if durability == "periodic":
             self._spawn(self._sync_loop, "sync-queue-fsync")
         self._compact_wake = threading.Event()
+        # Waiting for the next compaction of the background thread (compact_soon); _mu.
+        self._compact_futures: list[Future[None]] = []
         if self._journaling and fold is not None:
             self._spawn(self._compact_loop, "sync-queue-compact")
 
@@ -658,6 +674,18 @@ class Store:
             return
         self._compact_once()
 
+    def compact_soon(self) -> Future[None]:
+        """Ask the background thread to compact; see the module docstring."""
+        future: Future[None] = Future()
+        if not self._journaling or self._fold is None:
+            future.set_result(None)
+            return future
+        with self._mu:
+            self._check_usable()
+            self._compact_futures.append(future)
+        self._compact_wake.set()
+        return future
+
     def _should_compact(self) -> bool:
         """Caller holds _mu."""
         if self._fold is None or self._compact_at is None:
@@ -669,13 +697,20 @@ class Store:
             self._compact_wake.wait()
             self._compact_wake.clear()
             if self._stop.is_set():
-                return
+                return  # close() fails the futures still waiting
+            # Taken before the rotation: this compaction covers what they asked for.
+            with self._mu:
+                futures, self._compact_futures = self._compact_futures, []
             try:
                 self._compact_once()
             except QueueError as e:
                 log.error("background compaction of %s failed: %s", self.path, e.message)
-            except Exception:
+                _settle(futures, e)
+            except Exception as e:
                 log.exception("background compaction of %s failed", self.path)
+                _settle(futures, PersistenceError(f"compaction of {self.path} failed: {e!r}"))
+            else:
+                _settle(futures, None)
 
     def _compact_once(self) -> None:
         fold = self._fold
@@ -787,6 +822,8 @@ class Store:
         with self._mu:
             self._closed = True
             writer, self._writer = self._writer, None
+            unserved, self._compact_futures = self._compact_futures, []
+        _settle(unserved, ShuttingDown(f"the store in {self.path} closed before compacting"))
         if writer is not None:
             with contextlib.suppress(OSError):
                 writer.close()
@@ -809,6 +846,14 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settle(futures: list[Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _ensure_dir(dirpath: str) -> None:
