@@ -15,12 +15,15 @@ Usage (the engine's side)::
 API and threading
 -----------------
 ``Store.open(path, *, durability, compression_level, key, fsync_interval,
-segment_max_bytes, compact_after_bytes, fold, clock, io) -> Store``
+segment_max_bytes, compact_after_bytes, fold, clock, io, check) -> Store``
     Creates ``path`` (mode 0700) if missing, takes the exclusive directory lock
-    (:class:`Locked` if anyone holds it, even this process), recovers, and only then
-    changes anything: truncates a torn tail (logged), removes leftovers of an interrupted
-    compaction or snapshot write. Any refusal (corruption in the middle, wrong/missing key,
-    unreadable file, damaged snapshot, a gap in sequence numbers) raises
+    (:class:`Locked` if anyone holds it, even this process), recovers, calls
+    ``check(recovery)`` (the engine replays and validates the records there; whatever it
+    raises refuses the open), and only then changes anything: truncates a torn tail
+    (logged), moves a damaged last block to a quarantine file first (see
+    :meth:`_quarantine`), removes leftovers of an interrupted compaction or snapshot write.
+    Any refusal (corruption in the middle, wrong/missing key, unreadable file, damaged
+    snapshot, a gap in sequence numbers, a record ``check`` rejects) raises
     ``PersistenceError`` / ``EncryptionError`` / ``CompressionError`` naming file and offset,
     with nothing on disk changed.
 
@@ -89,10 +92,17 @@ from typing import Literal
 
 from sync_queue.errors import InvalidParams, PersistenceError, QueueError
 from sync_queue.storage.codec import Compression, EncryptionService
-from sync_queue.storage.fileio import FileIO
+from sync_queue.storage.fileio import FileIO, write_all
 from sync_queue.storage.journal import SegmentWriter, iter_segment_records
 from sync_queue.storage.lock import DirLock
-from sync_queue.storage.recovery import Plan, Recovery, load_directory
+from sync_queue.storage.recovery import (
+    QUARANTINE_PREFIX,
+    Plan,
+    Quarantined,
+    Recovery,
+    TornTail,
+    load_directory,
+)
 from sync_queue.storage.snapshot import read_snapshot, write_snapshot_file
 
 __all__ = ["Durability", "Fold", "Store", "StoreStats"]
@@ -155,6 +165,7 @@ class Store:
         fold: Fold | None = None,
         clock: Callable[[], int] = _now_ms,
         io: FileIO | None = None,
+        check: Callable[[Recovery], None] | None = None,
     ) -> Store:
         if durability not in _DURABILITIES:
             raise InvalidParams(f"durability must be one of {', '.join(_DURABILITIES)}")
@@ -184,6 +195,7 @@ class Store:
                 fold,
                 clock,
                 io or FileIO(),
+                check,
             )
         except BaseException:
             lock.release()
@@ -203,6 +215,7 @@ class Store:
         fold: Fold | None,
         clock: Callable[[], int],
         io: FileIO,
+        check: Callable[[Recovery], None] | None = None,
     ) -> None:
         self.path = dirpath
         self.durability: Durability = durability
@@ -218,7 +231,10 @@ class Store:
         self._journaling = durability != "snapshot"
 
         plan = load_directory(io, dirpath, enc=enc, compression=compression)
+        if check is not None:
+            check(plan.recovery)
         # From here on we may change the directory: recovery accepted it.
+        self.quarantined: list[Quarantined] = []
         self._apply_plan(plan)
         self._recovery: Recovery | None = plan.recovery
 
@@ -287,6 +303,11 @@ class Store:
     def _apply_plan(self, plan: Plan) -> None:
         io = self._io
         try:
+            torn = plan.recovery.torn_tail
+            if torn is not None and torn.damaged:
+                # Before the truncation (or deletion) below, so the bytes exist somewhere
+                # at every moment; a crash in between quarantines them again next time.
+                self.quarantined.append(self._quarantine(torn))
             if plan.truncate is not None and plan.recovery.torn_tail is not None:
                 t = plan.recovery.torn_tail
                 fd = io.open(t.file, os.O_WRONLY)
@@ -297,8 +318,9 @@ class Store:
                     io.close(fd)
                 plan.truncate.size = t.offset
                 log.warning(
-                    "journal %s had a torn tail (%s): truncated %d bytes at offset %d",
+                    "journal %s had a %s (%s): truncated %d bytes at offset %d",
                     t.file,
+                    "damaged tail, quarantined" if t.damaged else "torn tail",
                     t.reason,
                     t.dropped_bytes,
                     t.offset,
@@ -318,6 +340,51 @@ class Store:
             raise PersistenceError(
                 f"cannot repair data directory {self.path} after recovery: {e.strerror or e}"
             ) from e
+
+    def _quarantine(self, t: TornTail) -> Quarantined:
+        """Copy a damaged last block (and anything after it) to ``quarantine-*.bin``.
+
+        The rule: a crash can only cut an append short (``blocks.is_short_write``); a whole
+        block that fails its CRC or GCM tag was damaged after it was written, and it may
+        have been fsync'd and acknowledged. Its records cannot be read, so the queue goes
+        on without them (refusing to open would stop the app at every start for bytes
+        nobody can repair), but the bytes are kept, durably, before the segment is cut:
+        the file is fsync'd, then the directory. The loss is reported (log, the sidecar's
+        ``ready.recovered.quarantined``) and ``verify`` fails until the file is removed.
+        """
+        io = self._io
+        data = io.read_file(t.file)[t.offset :]
+        ms = self._clock()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
+        stem = os.path.splitext(os.path.basename(t.file))[0]
+        for n in range(1000):
+            suffix = f"-{n}" if n else ""
+            name = f"{QUARANTINE_PREFIX}{stamp}-{stem}-at-{t.offset}{suffix}.bin"
+            path = os.path.join(self.path, name)
+            try:
+                fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            break
+        else:  # pragma: no cover - a thousand files in the same millisecond
+            raise FileExistsError(f"no free quarantine file name in {self.path}")
+        try:
+            write_all(io, fd, data)
+            io.fsync(fd)
+        finally:
+            io.close(fd)
+        io.fsync_dir(self.path)
+        log.error(
+            "journal %s: the last block at offset %d is damaged (%s), not a torn write: its "
+            "records may have been acknowledged and are NOT in the queue; %d bytes moved to "
+            "%s (keep it to investigate, delete it once dealt with)",
+            t.file,
+            t.offset,
+            t.reason,
+            t.dropped_bytes,
+            path,
+        )
+        return Quarantined(path, t.file, t.offset, len(data), t.reason)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
