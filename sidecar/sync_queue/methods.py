@@ -70,7 +70,7 @@ class QueueDispatcher(Dispatcher):
     """Serves one ``SyncQueue`` over the protocol."""
 
     def __init__(
-        self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, int]
+        self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, Any]
     ) -> None:
         self.queue = queue
         self._data_dir = data_dir

@@ -45,6 +45,16 @@ class Quarantined:
     bytes: int
     reason: str
 
+    def to_dict(self) -> dict[str, str | int]:
+        """For the sidecar's ``ready.recovered.quarantined``."""
+        return {
+            "file": self.file,
+            "offset": self.offset,
+            "bytes": self.bytes,
+            "quarantine": self.quarantine,
+            "reason": self.reason,
+        }
+
 
 @dataclass(frozen=True)
 class TornTail:
