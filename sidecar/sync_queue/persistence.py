@@ -123,12 +123,12 @@ def replay(
     records: Iterator[bytes],
     cooperative: bool = False,
     locate: Callable[[int], tuple[str, int] | None] | None = None,
-    first_seq: int = 1,
+    first_seq: int | None = None,
 ) -> int:
     """Apply journal records to ``state``, checking each against it; returns how many.
 
-    Record ``n`` (from 0) has sequence number ``first_seq + n``; ``locate(seq)`` names the
-    file and block offset it came from. A record that is not a valid operation, or not
+    Record ``n`` (from 0) has sequence number ``first_seq + n`` (if known); ``locate(seq)``
+    names the file and block offset it came from. A record that is not a valid operation, or not
     legal in the state it applies to (``QueueState.check``), raises ``PersistenceError``
     naming them: recovery refuses rather than crash or guess.
     """
@@ -138,20 +138,27 @@ def replay(
             op = decode_op(record)
             state.check(op)
         except _BAD_RECORD as exc:
-            raise _bad_record(first_seq + count, locate, "is not a valid operation", exc) from exc
+            raise _bad_record(first_seq, count, locate, "is not a valid operation", exc) from exc
         try:
             state.apply(op)
         except _BAD_RECORD as exc:  # pragma: no cover - check() should have refused it
-            raise _bad_record(first_seq + count, locate, "cannot be applied", exc) from exc
+            raise _bad_record(first_seq, count, locate, "cannot be applied", exc) from exc
         count += 1
     return count
 
 
 def _bad_record(
-    seq: int, locate: Callable[[int], tuple[str, int] | None] | None, what: str, exc: Exception
+    first_seq: int | None,
+    index: int,
+    locate: Callable[[int], tuple[str, int] | None] | None,
+    what: str,
+    exc: Exception,
 ) -> PersistenceError:
-    where = locate(seq) if locate is not None else None
     detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    if first_seq is None:
+        return PersistenceError(f"journal record {index + 1} after the snapshot {what}: {detail}")
+    seq = first_seq + index
+    where = locate(seq) if locate is not None else None
     if where is None:
         return PersistenceError(f"journal record {seq} {what}: {detail}", seq=seq)
     file, offset = where

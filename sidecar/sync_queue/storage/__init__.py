@@ -27,7 +27,9 @@ first seq, count, type, flags). One group commit = one block = one ``write``.
 Sequence numbers start at 1 and continue without gaps across blocks and segments; a
 snapshot named ``N`` includes records 1..N. Recovery: newest snapshot, then journal
 records with seq > N. A bad block at the end of the last segment with no good block
-after it is a torn tail (truncated, logged); anything else is refused.
+after it is a torn tail if it is an append cut short (truncated, logged), or a damaged
+block if it is whole (its bytes are moved to ``quarantine-*.bin`` first, then truncated,
+and reported); anything else is refused.
 """
 
 from sync_queue.storage.codec import EncryptionService
