@@ -289,10 +289,10 @@ class QueueState:
 
     def _check_pop(self, op: Pop) -> None:
         _time("lease_ms", op.lease_ms)
+        if op.lease_ms < 1:
+            raise ValueError("lease_ms 0 is not a lease")
         _time("lease end", op.t + op.lease_ms)
-        if not all(type(i) is str for i in op.ids) or len(set(op.ids)) != len(op.ids):
-            raise ValueError("pop hands out the same item twice")
-        for item_id in op.ids:
+        for item_id in self._distinct(op.ids, "pop"):
             item = self._existing(item_id, (PENDING,), "pop")
             if item._where == BLOCKED:
                 raise ValueError(f"pop of item {item_id!r:.140}, which waits behind its line")
@@ -309,10 +309,16 @@ class QueueState:
     def _check_cancel(self, op: Cancel) -> None:
         self._existing(op.id, (PENDING, PROCESSING), "cancel")
 
-    def _check_each(self, ids: tuple[str, ...], allowed: Iterable[ItemStatus], what: str) -> None:
-        if not all(type(i) is str for i in ids) or len(set(ids)) != len(ids):
+    @staticmethod
+    def _distinct(ids: tuple[str, ...], what: str) -> tuple[str, ...]:
+        if not all(type(i) is str for i in ids):
+            raise ValueError(f"{what}: an id is not a string")
+        if len(set(ids)) != len(ids):
             raise ValueError(f"{what} names the same item twice")
-        for item_id in ids:
+        return ids
+
+    def _check_each(self, ids: tuple[str, ...], allowed: Iterable[ItemStatus], what: str) -> None:
+        for item_id in self._distinct(ids, what):
             self._existing(item_id, allowed, what)
 
     def _check_expire(self, op: Expire) -> None:

@@ -208,3 +208,19 @@ def test_impossible_snapshot_refuses_naming_the_file(
     assert exc.value.data["file"] == os.path.join(tmp_path, snap)
     assert "does not hold a queue state" in exc.value.message
     assert hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("durability", ["always", "periodic", "snapshot"])
+def test_no_mode_rewrites_the_directory_on_an_impossible_record(
+    tmp_path: Path, durability: str
+) -> None:
+    """Whatever the mode (``"snapshot"`` writes a snapshot of what it recovered), the
+    refusal comes before any write: same files, same bytes."""
+    seed(tmp_path, None)
+    store = Store.open(tmp_path)
+    store.commit(store.append([orjson.dumps(IMPOSSIBLE["cancel of an unknown id"])]))
+    store.close()
+    before = hashes(tmp_path)
+    with pytest.raises(PersistenceError, match="cancel of unknown item 'nobody'"):
+        SyncQueue(config(tmp_path, None).replace(durability=durability), maintenance_thread=False)
+    assert hashes(tmp_path) == before
