@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from storage_helpers import LONG, fold_json, hash_dir, state_of
+from storage_helpers import LONG, FaultyIO, fold_json, hash_dir, state_of
 
 from sync_queue.errors import CompressionError, EncryptionError, PersistenceError
 from sync_queue.storage import EncryptionService, Store
@@ -273,3 +273,22 @@ def test_short_writes_are_truncated_without_quarantine(tmp_path, key):
         s.close()
         assert not _quarantine_files(d)
         shutil.rmtree(d)
+
+
+def test_failed_quarantine_write_cuts_nothing(tmp_path):
+    """If the quarantine file cannot be written, the segment is not truncated either (and
+    no partial quarantine file stays): the next open tries again."""
+    d = str(tmp_path / "q")
+    seg, off, data = _two_blocks(d, None)
+    flipped = bytearray(data)
+    flipped[-1] ^= 0x01
+    Path(seg).write_bytes(flipped)
+    before = hash_dir(d)
+    io = FaultyIO()
+    io.fail_write_at = 1  # the quarantine file's write is the first write of the open
+    with pytest.raises(PersistenceError, match="cannot repair"):
+        Store.open(d, io=io)
+    assert hash_dir(d) == before
+    s = Store.open(d)
+    assert [q.offset for q in s.quarantined] == [off]
+    s.close()

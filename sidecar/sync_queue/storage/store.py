@@ -31,6 +31,10 @@ segment_max_bytes, compact_after_bytes, fold, clock, io, check) -> Store``
     The recovered snapshot blob and the records after it (``Recovery.records()``), once;
     the store drops its reference so the memory goes after replay.
 
+``store.quarantined -> list[Quarantined]``
+    The damaged last block this open moved to a quarantine file (file, offset, bytes,
+    quarantine path, reason), or an empty list.
+
 ``store.append(records: Sequence[bytes]) -> int``
     Buffers records and returns a ticket (the sequence number of the last record; with
     no records, the last one assigned). Cheap: no I/O, no encoding. Sequence numbers are
@@ -369,10 +373,16 @@ class Store:
         else:  # pragma: no cover - a thousand files in the same millisecond
             raise FileExistsError(f"no free quarantine file name in {self.path}")
         try:
-            write_all(io, fd, data)
-            io.fsync(fd)
-        finally:
-            io.close(fd)
+            try:
+                write_all(io, fd, data)
+                io.fsync(fd)
+            finally:
+                io.close(fd)
+        except BaseException:
+            # Not kept: the segment is not cut either, so the next open tries again.
+            with contextlib.suppress(OSError):
+                io.unlink(path)
+            raise
         io.fsync_dir(self.path)
         log.error(
             "journal %s: the last block at offset %d is damaged (%s), not a torn write: its "
