@@ -34,7 +34,7 @@ and reported); anything else is refused.
 
 from sync_queue.storage.codec import EncryptionService
 from sync_queue.storage.fileio import FileIO
-from sync_queue.storage.recovery import Recovery, TornTail
+from sync_queue.storage.recovery import Quarantined, Recovery, TornTail
 from sync_queue.storage.store import Durability, Fold, Store, StoreStats
 from sync_queue.storage.verify import FileReport, Problem, VerifyReport, verify
 
@@ -45,6 +45,7 @@ __all__ = [
     "FileReport",
     "Fold",
     "Problem",
+    "Quarantined",
     "Recovery",
     "Store",
     "StoreStats",
