@@ -4,7 +4,9 @@ Rule 1: state changes only in :meth:`QueueState.apply`, one operation record at 
 live queue, journal replay and compaction all call it, so they cannot disagree. Apply trusts
 its input: the facade (``queue.py``) validates a request and decides everything that is not a
 function of the state (the time, jitter, which items a pop hands out) before it makes the
-record. Apply does no I/O and never reads a clock.
+record. Apply does no I/O and never reads a clock. Records read back from disk have no facade
+in front of them: replay and compaction pass each through :meth:`QueueState.check` first, the
+state machine's own legality rules, so an impossible record is refused, never applied.
 
 Rule 2: queries that pick items or find what is due (``select``, ``due_*``) may tidy the
 indexes (pop stale heap entries, move due delayed items to the ready heap) but never change an
