@@ -312,9 +312,11 @@ def serve(config: QueueConfig) -> NoReturn:
     # The recovered items live as long as the process: keep the cyclic GC from walking them
     # again and again (it found nothing to free in them, they hold no cycles).
     gc.freeze()
-    counts = queue.metrics().by_status
+    recovered: dict[str, Any] = dict(queue.metrics().by_status)
+    if queue.quarantined:  # only then: the usual ``recovered`` stays counts by status
+        recovered["quarantined"] = list(queue.quarantined)
     data_dir = None if config.persistence_path is None else str(config.persistence_path)
-    dispatcher = QueueDispatcher(queue, data_dir=data_dir, recovered=counts)
+    dispatcher = QueueDispatcher(queue, data_dir=data_dir, recovered=recovered)
     try:
         status = StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd, owns_process=True).run()
     finally:
@@ -340,7 +342,7 @@ def _require_dir(config: QueueConfig) -> Path:
 
 def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
     """Read a data directory without changing it."""
-    from .persistence import decode_state, replay
+    from .persistence import rebuild
     from .storage.codec import Compression, EncryptionService
     from .storage.fileio import FileIO
     from .storage.lock import DirLock
@@ -356,8 +358,7 @@ def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
             compression=Compression(0),
             enc=EncryptionService(key) if key is not None else None,
         )
-        state = decode_state(config, plan.recovery.snapshot)
-        replay(state, plan.recovery.records())
+        state, _ = rebuild(config, plan.recovery)
     finally:
         if lock is not None:
             lock.release()
@@ -402,6 +403,8 @@ def verify(config: QueueConfig, args: argparse.Namespace) -> int:
     path = _require_dir(config)
     key = config.encryption_key if config.enable_encryption else None
     report = verify_files(path, key)
+    if report.last_seq is not None:  # the files read back: check what they hold too
+        _verify_state(config, path, key, report)
     if args.json:
         sys.stdout.write(
             orjson.dumps(report, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_as_dict).decode()
@@ -416,6 +419,40 @@ def verify(config: QueueConfig, args: argparse.Namespace) -> int:
             sys.stdout.write(f"{p.severity}: {p.file}{where}: {p.message}\n")
         sys.stdout.write("ok\n" if report.ok else "errors found\n")
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _verify_state(config: QueueConfig, path: Path, key: bytes | None, report: Any) -> None:
+    """Replay what recovery would, through the same checks; a refusal is an error."""
+    from .errors import QueueError
+    from .persistence import rebuild
+    from .storage import Problem
+    from .storage.codec import Compression, EncryptionService
+    from .storage.fileio import FileIO
+    from .storage.lock import DirLock
+    from .storage.recovery import load_directory
+
+    lock = DirLock.acquire(str(path), shared=True)
+    try:
+        plan = load_directory(
+            FileIO(),
+            str(path),
+            compression=Compression(0),
+            enc=EncryptionService(key) if key is not None else None,
+        )
+        rebuild(config, plan.recovery)
+    except QueueError as exc:
+        offset = exc.data.get("offset")
+        report.problems.append(
+            Problem(
+                str(exc.data.get("file", path)),
+                offset if isinstance(offset, int) else None,
+                exc.message,
+                "error",
+            )
+        )
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _as_dict(obj: Any) -> Any:

@@ -84,7 +84,7 @@ class QueueDispatcher(Dispatcher):
     read_only_methods = READ_ONLY
 
     def __init__(
-        self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, int]
+        self, queue: SyncQueue, *, data_dir: str | None, recovered: dict[str, Any]
     ) -> None:
         self.queue = queue
         self._data_dir = data_dir

@@ -157,11 +157,30 @@ def encode_op(op: Op) -> bytes:
 
 
 def decode_op(data: bytes) -> Op:
+    """Decode one record; ``ValueError`` (or ``KeyError``/``TypeError``) if it is not one.
+
+    Only the shape is checked here (an object naming a known operation, with exactly its
+    fields; lists where lists belong). The field types and whether the operation can
+    follow the state are ``QueueState.check``'s job, beside the state machine.
+    """
     record = orjson.loads(data)
-    cls = _TYPES[record.pop("op")]
+    if type(record) is not dict:
+        raise ValueError("not a JSON object")
+    name = record.pop("op", None)
+    cls = _TYPES.get(name) if type(name) is str else None
+    if cls is None:
+        raise ValueError(f"unknown operation {name!r:.40}")
     if cls is Push:
-        record["items"] = tuple(SyncItem.from_record(r) for r in record["items"])
+        items = record.get("items")
+        if type(items) is not list:
+            raise ValueError("push: items is not a list")
+        record["items"] = tuple(map(SyncItem.from_record, items))
     elif "ids" in record:
+        if type(record["ids"]) is not list:
+            raise ValueError(f"{name}: ids is not a list")
         record["ids"] = tuple(record["ids"])
-    op: Op = cls(**record)
+    try:
+        op: Op = cls(**record)
+    except TypeError as exc:  # a field missing or unknown
+        raise ValueError(f"{name}: {exc}") from None
     return op

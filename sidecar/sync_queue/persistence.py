@@ -31,7 +31,7 @@ from .config import QueueConfig
 from .errors import InvalidParams, PersistenceError, QueueError
 from .ops import Op, decode_op, encode_op
 from .state import QueueState
-from .storage import Store
+from .storage import Recovery, Store
 from .storage.fileio import FileIO
 
 __all__ = ["StoreJournal", "StorePersistence", "decode_state", "encode_state", "open_store"]
@@ -147,7 +147,9 @@ def release_yielding(state: QueueState) -> None:
             time.sleep(0)
 
 
-def decode_state(config: QueueConfig, blob: bytes | None, cooperative: bool = False) -> QueueState:
+def decode_state(
+    config: QueueConfig, blob: bytes | None, cooperative: bool = False, file: str | None = None
+) -> QueueState:
     if blob is None:
         return QueueState(config)
     try:
@@ -166,23 +168,84 @@ def decode_state(config: QueueConfig, blob: bytes | None, cooperative: bool = Fa
                 f"the snapshot holds {len(state.items)}"
             )
         return state
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PersistenceError(f"the snapshot does not hold a queue state: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        what = f"the snapshot {file}" if file else "the snapshot"
+        raise PersistenceError(
+            f"{what} does not hold a queue state: {exc}; nothing was changed",
+            **({"file": file, "offset": 0} if file else {}),
+        ) from exc
 
 
-def replay(state: QueueState, records: Iterator[bytes], cooperative: bool = False) -> int:
-    """Apply journal records to ``state``; returns how many."""
+# Errors a record that passed its checksum but makes no sense can raise while decoded or
+# applied. apply() itself is only reached after check(), so these are a last resort.
+_BAD_RECORD = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def replay(
+    state: QueueState,
+    records: Iterator[bytes],
+    cooperative: bool = False,
+    locate: Callable[[int], tuple[str, int] | None] | None = None,
+    first_seq: int | None = None,
+) -> int:
+    """Apply journal records to ``state``, checking each against it; returns how many.
+
+    Record ``n`` (from 0) has sequence number ``first_seq + n`` (if known); ``locate(seq)``
+    names the file and block offset it came from. A record that is not a valid operation, or not
+    legal in the state it applies to (``QueueState.check``), raises ``PersistenceError``
+    naming them: recovery refuses rather than crash or guess.
+    """
     count = 0
     for record in yielding(records, cooperative):
         try:
             op = decode_op(record)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PersistenceError(
-                f"journal record {count + 1} after the snapshot is not an operation record: {exc}"
-            ) from exc
-        state.apply(op)
+            state.check(op)
+        except _BAD_RECORD as exc:
+            raise _bad_record(first_seq, count, locate, "is not a valid operation", exc) from exc
+        try:
+            state.apply(op)
+        except _BAD_RECORD as exc:  # pragma: no cover - check() should have refused it
+            raise _bad_record(first_seq, count, locate, "cannot be applied", exc) from exc
         count += 1
     return count
+
+
+def _bad_record(
+    first_seq: int | None,
+    index: int,
+    locate: Callable[[int], tuple[str, int] | None] | None,
+    what: str,
+    exc: Exception,
+) -> PersistenceError:
+    detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    if first_seq is None:
+        return PersistenceError(f"journal record {index + 1} after the snapshot {what}: {detail}")
+    seq = first_seq + index
+    where = locate(seq) if locate is not None else None
+    if where is None:
+        return PersistenceError(f"journal record {seq} {what}: {detail}", seq=seq)
+    file, offset = where
+    return PersistenceError(
+        f"journal segment {file}, block at offset {offset}: record {seq} {what} "
+        f"({detail}); nothing was changed",
+        file=file,
+        offset=offset,
+        seq=seq,
+    )
+
+
+def rebuild(config: QueueConfig, recovery: Recovery) -> tuple[QueueState, int]:
+    """The state a recovery holds: its snapshot, then its records replayed and checked.
+
+    Raises ``PersistenceError`` naming file, offset and sequence number for the first thing
+    that is not a valid queue state or operation. Reads only.
+    """
+    with bulk_allocation():
+        state = decode_state(config, recovery.snapshot, file=recovery.snapshot_file)
+        count = replay(
+            state, recovery.records(), locate=recovery.locate, first_seq=recovery.snapshot_seq + 1
+        )
+    return state, count
 
 
 def background_priority() -> None:
@@ -333,6 +396,7 @@ def open_store(
     """
     assert config.persistence_path is not None
     key = config.encryption_key if config.enable_encryption else None
+    rebuilt: list[tuple[QueueState, int]] = []
     store = Store.open(
         config.persistence_path,
         durability=config.durability,
@@ -342,12 +406,13 @@ def open_store(
         fold=make_fold(config),
         io=io,
         lock_timeout=config.lock_timeout,
+        # Replayed before the store changes anything on disk (a torn tail, leftovers): an
+        # impossible record refuses the open with every file as it was.
+        check=lambda recovery: rebuilt.append(rebuild(config, recovery)),
     )
     try:
         recovery = store.take_recovery()
-        with bulk_allocation():
-            state = decode_state(config, recovery.snapshot)
-            count = replay(state, recovery.records())
+        state, count = rebuilt[0]
         log.info(
             "recovered %d items from %s (snapshot through record %d, %d journal records replayed)",
             len(state.items),

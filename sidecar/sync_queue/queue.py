@@ -613,6 +613,14 @@ class SyncQueue:
         self._commit(ticket)
 
     @property
+    def quarantined(self) -> Sequence[dict[str, Any]]:
+        """What opening set aside: damaged journal blocks moved to quarantine files
+        (``file``, ``offset``, ``bytes``, ``quarantine``, ``reason``); empty if none."""
+        if self._persistence is None:
+            return []
+        return [q.to_dict() for q in self._persistence.store.quarantined]
+
+    @property
     def is_shut_down(self) -> bool:
         return self._closed
 

@@ -4,7 +4,9 @@ Rule 1: state changes only in :meth:`QueueState.apply`, one operation record at 
 live queue, journal replay and compaction all call it, so they cannot disagree. Apply trusts
 its input: the facade (``queue.py``) validates a request and decides everything that is not a
 function of the state (the time, jitter, which items a pop hands out) before it makes the
-record. Apply does no I/O and never reads a clock.
+record. Apply does no I/O and never reads a clock. Records read back from disk have no facade
+in front of them: replay and compaction pass each through :meth:`QueueState.check` first, the
+state machine's own legality rules, so an impossible record is refused, never applied.
 
 Rule 2: queries that pick items or find what is due (``select``, ``due_*``) may tidy the
 indexes (pop stale heap entries, move due delayed items to the ready heap) but never change an
@@ -33,7 +35,7 @@ from typing import Any, NamedTuple
 
 from .breaker import BreakerChanged, CircuitBreaker
 from .config import QueueConfig
-from .item import ItemStatus, Priority, SyncItem
+from .item import MAX_ID_LENGTH, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, MetricsRecorder
 from .ops import (
     BreakerProbe,
@@ -52,12 +54,27 @@ from .ops import (
     SetPaused,
 )
 
-__all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
+__all__ = [
+    "MAX_CLOCK_MS",
+    "MAX_TIME_MS",
+    "Event",
+    "ItemFailed",
+    "QueueState",
+    "check_item",
+    "partition_of",
+]
 
 # Where a pending item is scheduled (SyncItem._where).
 NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
 SNAPSHOT_VERSION = 1
+# Limits of the times in records read back from disk (ms since the epoch). A clock reading
+# (a record's ``t``, an item's createdAt/updatedAt) is at most the end of year 9999, the
+# last time any clock or datetime shows. A time computed from one (a due time, a lease or
+# time-to-live end) may be further out, up to what the journal's JSON integers hold: the
+# live queue accepts long delays, and replay must never refuse what it wrote.
+MAX_CLOCK_MS = 253_402_300_799_999
+MAX_TIME_MS = 2**64 - 1
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
@@ -74,6 +91,87 @@ class ItemFailed(NamedTuple):
 
 Event = ItemFailed | BreakerChanged
 HeapEntry = tuple[int, int, SyncItem]
+
+
+def _time(name: str, value: object, limit: int = MAX_TIME_MS) -> None:
+    if type(value) is not int or not 0 <= value <= limit:
+        raise ValueError(f"{name} {value!r:.40} is out of range (0..{limit} ms)")
+
+
+def _optional(name: str, value: object, kind: type) -> None:
+    if value is not None and type(value) is not kind:
+        raise ValueError(f"{name}: expected {kind.__name__} or null, got {value!r:.40}")
+
+
+def check_item(item: SyncItem) -> None:
+    """Raise ``ValueError`` if an item record read from disk cannot be a queue item.
+
+    One expression for the common (valid) case: replaying a journal of a million pushes
+    runs this a million times. Only a failure goes through :func:`_explain_item`.
+    """
+    i = item
+    s = i.status
+    if not (
+        type(i.id) is str
+        and 0 < len(i.id) <= MAX_ID_LENGTH
+        and type(i.created_at) is int
+        and 0 <= i.created_at <= MAX_CLOCK_MS
+        and type(i.updated_at) is int
+        and 0 <= i.updated_at <= MAX_CLOCK_MS
+        and type(i.available_at) is int
+        and 0 <= i.available_at <= MAX_TIME_MS
+        and (
+            i.expires_at is None or (type(i.expires_at) is int and 0 <= i.expires_at <= MAX_TIME_MS)
+        )
+        and type(i.attempts) is int
+        and i.attempts >= 0
+        and (i.max_retries is None or (type(i.max_retries) is int and i.max_retries >= 0))
+        and (i.correlation_id is None or type(i.correlation_id) is str)
+        and (i.partition_key is None or type(i.partition_key) is str)
+        and (i.last_error is None or type(i.last_error) is str)
+        and type(i.metadata) is dict
+        and type(i._seq) is int
+        and type(i._handed_at) is int
+        and (
+            (s is not PROCESSING and i.lease_id is None and i.lease_expires_at is None)
+            or (
+                s is PROCESSING
+                and type(i.lease_id) is str
+                and type(i.lease_expires_at) is int
+                and 0 <= i.lease_expires_at <= MAX_TIME_MS
+            )
+        )
+    ):
+        _explain_item(item)
+        raise ValueError(f"item {item.id!r:.140} is not a valid item")  # pragma: no cover
+
+
+def _explain_item(item: SyncItem) -> None:
+    """Raise the ``ValueError`` that says what is wrong with ``item``."""
+    if type(item.id) is not str or not 1 <= len(item.id) <= MAX_ID_LENGTH:
+        raise ValueError(f"item id {item.id!r:.140} is not a string of 1..{MAX_ID_LENGTH}")
+    where = f"item {item.id!r:.140}"
+    _time(f"{where}: created_at", item.created_at, MAX_CLOCK_MS)
+    _time(f"{where}: updated_at", item.updated_at, MAX_CLOCK_MS)
+    _time(f"{where}: available_at", item.available_at)
+    for name in ("lease_expires_at", "expires_at"):
+        if getattr(item, name) is not None:
+            _time(f"{where}: {name}", getattr(item, name))
+    if type(item.attempts) is not int or item.attempts < 0:
+        raise ValueError(f"{where}: attempts {item.attempts!r:.40}")
+    if item.max_retries is not None and (type(item.max_retries) is not int or item.max_retries < 0):
+        raise ValueError(f"{where}: maxRetries {item.max_retries!r:.40}")
+    for name in ("correlation_id", "partition_key", "lease_id", "last_error"):
+        _optional(f"{where}: {name}", getattr(item, name), str)
+    if type(item.metadata) is not dict:
+        raise ValueError(f"{where}: metadata is not an object")
+    if type(item._seq) is not int or type(item._handed_at) is not int:
+        raise ValueError(f"{where}: bookkeeping fields are not integers")
+    processing = item.status is PROCESSING
+    if processing != (item.lease_expires_at is not None) or processing != (
+        item.lease_id is not None
+    ):
+        raise ValueError(f"{where}: {item.status.value} with a lease that does not match")
 
 
 def partition_of(item_id: str, partition_key: str | None, partitions: int) -> int:
@@ -128,6 +226,21 @@ class QueueState:
             SetPaused: self._set_paused,
             BreakerProbe: self._breaker_probe,
         }
+        self._checkers: dict[type[Any], Callable[[Any], None]] = {
+            Push: self._check_push,
+            Pop: self._check_pop,
+            Complete: self._check_complete,
+            Fail: self._check_fail,
+            LeaseExpired: self._check_fail,
+            Cancel: self._check_cancel,
+            Expire: self._check_expire,
+            Requeue: self._check_requeue,
+            ExtendLease: self._check_extend_lease,
+            Purge: self._check_purge,
+            Drop: self._check_drop,
+            SetPaused: self._check_set_paused,
+            BreakerProbe: self._check_nothing,
+        }
 
     # ------------------------------------------------------------------ apply
 
@@ -136,6 +249,105 @@ class QueueState:
         if op.t > self.last_t:
             self.last_t = op.t
         return self._appliers[type(op)](op)
+
+    # ------------------------------------------------------------------ check
+
+    def check(self, op: Op) -> None:
+        """Raise ``ValueError`` naming the problem if ``op`` cannot follow this state.
+
+        For records read back from disk (journal replay, compaction): their checksum says
+        they are what was written, not that they make sense. Without this, an impossible
+        record (``cancel`` of an unknown id, ``complete`` of a pending item, a duplicate
+        push) crashes replay with a ``KeyError`` or is applied silently into a state the
+        live queue could never reach. The live queue checks each request before it builds
+        a record (``queue.py``, which also holds what only a request knows: lease ids,
+        capacity, deduplication), so the live path does not pay for this; the legality
+        rules here are the state machine's own, those every record it applies must obey.
+        """
+        t = op.t
+        if type(t) is not int or not 0 <= t <= MAX_CLOCK_MS:
+            _time("t", t, MAX_CLOCK_MS)
+        self._checkers[type(op)](op)
+
+    def _existing(self, item_id: str, allowed: Iterable[ItemStatus], what: str) -> SyncItem:
+        item = self.items.get(item_id) if type(item_id) is str else None
+        if item is None:
+            raise ValueError(f"{what} of unknown item {item_id!r:.140}")
+        if item.status not in allowed:
+            raise ValueError(f"{what} of item {item_id!r:.140}, which is {item.status.value}")
+        return item
+
+    def _check_push(self, op: Push) -> None:
+        items = self.items
+        seen: set[str] = set()
+        for item in op.items:
+            check_item(item)
+            if item.status is not PENDING:
+                raise ValueError(f"push of item {item.id!r:.140} that is not a new pending item")
+            old = items.get(item.id)
+            if (old is not None and old.status not in FINISHED) or item.id in seen:
+                raise ValueError(f"duplicate push of item {item.id!r:.140}")
+            seen.add(item.id)
+
+    def _check_pop(self, op: Pop) -> None:
+        _time("lease_ms", op.lease_ms)
+        if op.lease_ms < 1:
+            raise ValueError("lease_ms 0 is not a lease")
+        _time("lease end", op.t + op.lease_ms)
+        for item_id in self._distinct(op.ids, "pop"):
+            item = self._existing(item_id, (PENDING,), "pop")
+            if item._where == BLOCKED:
+                raise ValueError(f"pop of item {item_id!r:.140}, which waits behind its line")
+
+    def _check_complete(self, op: Complete) -> None:
+        self._existing(op.id, (PROCESSING,), "complete")
+
+    def _check_fail(self, op: Fail | LeaseExpired) -> None:
+        _time("retry_at", op.retry_at)
+        if not (op.error is None or type(op.error) is str):
+            raise ValueError(f"error {op.error!r:.40} is not a string")
+        self._existing(op.id, (PROCESSING,), "fail")
+
+    def _check_cancel(self, op: Cancel) -> None:
+        self._existing(op.id, (PENDING, PROCESSING), "cancel")
+
+    @staticmethod
+    def _distinct(ids: tuple[str, ...], what: str) -> tuple[str, ...]:
+        if not all(type(i) is str for i in ids):
+            raise ValueError(f"{what}: an id is not a string")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{what} names the same item twice")
+        return ids
+
+    def _check_each(self, ids: tuple[str, ...], allowed: Iterable[ItemStatus], what: str) -> None:
+        for item_id in self._distinct(ids, what):
+            self._existing(item_id, allowed, what)
+
+    def _check_expire(self, op: Expire) -> None:
+        self._check_each(op.ids, (PENDING,), "expire")
+
+    def _check_requeue(self, op: Requeue) -> None:
+        self._existing(op.id, (ItemStatus.FAILED, ItemStatus.CANCELLED), "requeue")
+
+    def _check_extend_lease(self, op: ExtendLease) -> None:
+        _time("expires_at", op.expires_at)
+        self._existing(op.id, (PROCESSING,), "extendLease")
+
+    def _check_purge(self, op: Purge) -> None:
+        if type(op.status) is not str or op.status not in {s.value for s in FINISHED}:
+            raise ValueError(f"purge of status {op.status!r:.40}")
+
+    def _check_drop(self, op: Drop) -> None:
+        self._check_each(op.ids, FINISHED, "drop")
+
+    def _check_set_paused(self, op: SetPaused) -> None:
+        if type(op.paused) is not bool:
+            raise ValueError(f"paused {op.paused!r:.40} is not a boolean")
+
+    def _check_nothing(self, op: Op) -> None:
+        pass
+
+    # ------------------------------------------------------------------ appliers
 
     def _push(self, op: Push) -> None:
         t = op.t
@@ -547,6 +759,15 @@ class QueueState:
         state.leases_issued = snapshot["leasesIssued"]
         state.last_t = snapshot["lastT"]
         state.paused = snapshot["paused"]
+        # A snapshot passed its checksum; still refuse one no queue could have written.
+        # (Per item only what would otherwise crash or corrupt the indexes: a full
+        # check_item per item would slow the recovery of a million items by a quarter.)
+        for name in ("seq", "leasesIssued"):
+            if type(snapshot[name]) is not int or snapshot[name] < 0:
+                raise ValueError(f"header field {name} is {snapshot[name]!r:.40}")
+        _time("header field lastT", state.last_t, MAX_CLOCK_MS)
+        if type(state.paused) is not bool:
+            raise ValueError("header field paused is not a boolean")
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
         partitions = config.partitions
@@ -570,8 +791,9 @@ class QueueState:
                 continue
             by_priority[item.priority] += 1
             if status is PROCESSING:
+                check_item(item)  # few items are processing; their lease must be whole
                 item._token = token = state._next_token()
-                assert item.lease_expires_at is not None
+                assert item.lease_expires_at is not None  # for mypy: check_item made sure
                 leases.append((item.lease_expires_at, token, item))
                 if item.partition_key is not None:
                     state.lines.setdefault(item.partition_key, deque()).append(item)

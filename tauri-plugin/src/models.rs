@@ -238,9 +238,38 @@ pub struct Ready {
     #[serde(default)]
     pub durability: Option<String>,
     #[serde(default)]
-    pub recovered: BTreeMap<String, u64>,
+    pub recovered: Recovered,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `ready.recovered`: the items recovered, by status, and what recovery set aside.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// Damaged journal blocks that the sidecar moved to quarantine files on open: their
+    /// records may have been acknowledged and are not in the queue. Empty if none (the
+    /// sidecar then sends no such field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<Quarantined>,
+    /// Item counts by status (`pending`, `processing`, ...).
+    #[serde(flatten)]
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// One entry of `ready.recovered.quarantined`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantined {
+    /// The journal segment the block came from.
+    pub file: String,
+    /// Where in that segment (the segment now ends there).
+    pub offset: u64,
+    /// How many bytes were moved.
+    pub bytes: u64,
+    /// The quarantine file holding them, in the data directory.
+    pub quarantine: String,
+    /// Why the block could not be read (checksum or authentication failure).
+    pub reason: String,
 }
 
 /// `sync-queue://items-available`
@@ -317,6 +346,33 @@ mod tests {
         let item: Item = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(item.lease_id.as_deref(), Some("L1"));
         assert_eq!(serde_json::to_value(&item).unwrap(), wire);
+    }
+
+    #[test]
+    fn ready_recovered_counts_and_quarantined() {
+        let wire = json!({
+            "version": "0.1.0", "protocol": 1, "dataDir": "/d", "durability": "always",
+            "recovered": {
+                "pending": 2, "failed": 0,
+                "quarantined": [{
+                    "file": "/d/journal-00000000000000000001.log", "offset": 123, "bytes": 31,
+                    "quarantine": "/d/quarantine-x.bin", "reason": "block checksum mismatch"
+                }]
+            }
+        });
+        let ready: Ready = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(ready.recovered.counts["pending"], 2);
+        assert_eq!(ready.recovered.quarantined[0].offset, 123);
+        assert_eq!(serde_json::to_value(&ready).unwrap(), wire);
+        let plain: Ready = serde_json::from_value(json!({
+            "version": "0.1.0", "protocol": 1, "recovered": {"pending": 1}
+        }))
+        .unwrap();
+        assert!(plain.recovered.quarantined.is_empty());
+        assert_eq!(
+            serde_json::to_value(&plain.recovered).unwrap(),
+            json!({"pending": 1})
+        );
     }
 
     #[test]

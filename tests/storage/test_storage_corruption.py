@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from storage_helpers import LONG, fold_json, hash_dir, state_of
+from storage_helpers import LONG, FaultyIO, fold_json, hash_dir, state_of
 
 from sync_queue.errors import CompressionError, EncryptionError, PersistenceError
 from sync_queue.storage import EncryptionService, Store
@@ -100,9 +100,19 @@ def test_bit_flips(tmp_path, key, target):
             with open(os.path.join(d, name), "wb") as f:
                 f.write(flipped)
             outcomes.add(check_open(d, key, full, 2))
+            quarantined = _quarantine_files(d)
+            if quarantined:
+                # Never destroyed: the quarantine file holds the dropped tail exactly.
+                [q] = quarantined
+                off = int(q.rsplit("-at-", 1)[1].removesuffix(".bin"))
+                assert Path(d, q).read_bytes() == bytes(flipped[off:])
+                assert os.path.getsize(os.path.join(d, name)) == off
+            elif target == "journal-last":
+                assert Path(d, name).read_bytes() == flipped  # refused: untouched
             shutil.rmtree(d)
     if target == "journal-last":
-        assert "prefix" in outcomes  # a flip in the last block is a torn tail
+        # A flip in the last block loses it, but its bytes are kept in quarantine.
+        assert "prefix" in outcomes
     else:
         assert outcomes == {"refused"}  # mid-log or snapshot damage is never truncated
 
@@ -175,4 +185,110 @@ def test_torn_segment_header_is_removed(tmp_path):
     s.close()
     s = Store.open(d)
     assert len(list(s.take_recovery().records())) == 2
+    s.close()
+
+
+def _two_blocks(d: str, key: bytes | None) -> tuple[str, int, bytes]:
+    """A segment with two blocks; returns its path, the offset of the last block, the file."""
+    s = Store.open(d, key=key)
+    s.commit(s.append([b"one"]))
+    seg = os.path.join(d, "journal-00000000000000000001.log")
+    last = os.path.getsize(seg)
+    s.commit(s.append([b"two", b"three"]))
+    s.close()
+    return seg, last, Path(seg).read_bytes()
+
+
+def _quarantine_files(d: str) -> list[str]:
+    return sorted(n for n in os.listdir(d) if n.startswith("quarantine-"))
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+@pytest.mark.parametrize("where", ["crc", "length", "count", "type", "payload", "last byte"])
+def test_damaged_last_block_is_quarantined_not_truncated(tmp_path, caplog, key, where):
+    """A whole last block that fails its check was damaged after it was written (and may
+    have been acknowledged): its bytes go to a quarantine file before the truncation."""
+    d = str(tmp_path / "q")
+    seg, off, data = _two_blocks(d, key)
+    pos = {
+        "crc": off,
+        "length": off + 4,  # the length grows past the end: still not a short write
+        "count": off + 16,
+        "type": off + 20,
+        "payload": off + 30,
+        "last byte": len(data) - 1,
+    }[where]
+    flipped = bytearray(data)
+    flipped[pos] ^= 0x01
+    Path(seg).write_bytes(flipped)
+    s = Store.open(d, key=key, clock=lambda: 1_764_557_000_123)
+    rec = s.take_recovery()
+    assert list(rec.records()) == [b"one"]
+    assert rec.torn_tail is not None and rec.torn_tail.damaged
+    [q] = s.quarantined
+    s.close()
+    [name] = _quarantine_files(d)
+    assert name == f"quarantine-20251201T024320123Z-journal-00000000000000000001-at-{off}.bin"
+    assert q.quarantine == os.path.join(d, name) and (q.file, q.offset) == (seg, off)
+    assert Path(d, name).read_bytes() == bytes(flipped[off:]) and q.bytes == len(data) - off
+    assert os.path.getsize(seg) == off
+    assert "NOT in the queue" in caplog.text and name in caplog.text
+
+
+def test_failed_gcm_tag_in_last_block_is_quarantined(tmp_path):
+    """CRC fixed up after the change: only the tag notices, and the bytes are kept too."""
+    import zlib
+
+    d = str(tmp_path / "q")
+    seg, off, data = _two_blocks(d, KEY)
+    flipped = bytearray(data)
+    flipped[off + 24 + 14] ^= 0x01
+    crc = zlib.crc32(bytes(flipped[off + 24 :]), zlib.crc32(bytes(flipped[off + 4 : off + 24])))
+    flipped[off : off + 4] = crc.to_bytes(4, "little")
+    Path(seg).write_bytes(flipped)
+    s = Store.open(d, key=KEY)
+    assert list(s.take_recovery().records()) == [b"one"]
+    [q] = s.quarantined
+    s.close()
+    assert "authentication" in q.reason and q.offset == off
+    assert Path(q.quarantine).read_bytes() == bytes(flipped[off:])
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+def test_short_writes_are_truncated_without_quarantine(tmp_path, key):
+    """Every cut inside the last block, and a zero-filled tail, is an interrupted append."""
+    src = str(tmp_path / "src")
+    seg, off, data = _two_blocks(src, key)
+    name = os.path.basename(seg)
+    tails = [data[:cut] for cut in range(off + 1, len(data))]
+    tails.append(data + bytes(64))  # the size landed before the data
+    for i, tail in enumerate(tails):
+        d = str(tmp_path / f"c{i}")
+        shutil.copytree(src, d)
+        Path(d, name).write_bytes(tail)
+        s = Store.open(d, key=key)
+        rec = s.take_recovery()
+        assert rec.torn_tail is not None and not rec.torn_tail.damaged
+        assert not s.quarantined
+        s.close()
+        assert not _quarantine_files(d)
+        shutil.rmtree(d)
+
+
+def test_failed_quarantine_write_cuts_nothing(tmp_path):
+    """If the quarantine file cannot be written, the segment is not truncated either (and
+    no partial quarantine file stays): the next open tries again."""
+    d = str(tmp_path / "q")
+    seg, off, data = _two_blocks(d, None)
+    flipped = bytearray(data)
+    flipped[-1] ^= 0x01
+    Path(seg).write_bytes(flipped)
+    before = hash_dir(d)
+    io = FaultyIO()
+    io.fail_write_at = 1  # the quarantine file's write is the first write of the open
+    with pytest.raises(PersistenceError, match="cannot repair"):
+        Store.open(d, io=io)
+    assert hash_dir(d) == before
+    s = Store.open(d)
+    assert [q.offset for q in s.quarantined] == [off]
     s.close()

@@ -68,3 +68,31 @@ def test_verify_reports_problems_without_changing_anything(tmp_path):
 def test_verify_missing_dir(tmp_path):
     r = verify(str(tmp_path / "nope"))
     assert not r.ok
+
+
+def test_verify_fails_on_a_damaged_last_block_and_on_quarantine_files(tmp_path):
+    """A damaged last block is an error (the next open quarantines it), and so is the
+    quarantine file afterwards, until someone deals with it (deletes it)."""
+    d = str(tmp_path / "q")
+    make(d)
+    last = os.path.join(d, sorted(n for n in os.listdir(d) if n.startswith("journal-"))[-1])
+    data = bytearray(Path(last).read_bytes())
+    data[-1] ^= 0x01
+    Path(last).write_bytes(data)
+    before = hash_dir(d)
+    r = verify(d, key=KEY)
+    assert not r.ok and hash_dir(d) == before
+    err = next(p for p in r.problems if p.severity == "error")
+    assert err.file == last and isinstance(err.offset, int) and "damaged" in err.message
+    assert r.last_seq is not None  # the rest of the directory was still checked
+    assert next(f for f in r.files if f.name == os.path.basename(last)).status == "damaged-tail"
+
+    Store.open(d, key=KEY).close()  # quarantines and truncates
+    r = verify(d, key=KEY)
+    assert not r.ok
+    [q] = [f for f in r.files if f.kind == "quarantine"]
+    assert q.status == "quarantined" and q.size > 0
+    assert any(p.severity == "error" and q.name in p.file for p in r.problems)
+    os.unlink(os.path.join(d, q.name))
+    r = verify(d, key=KEY)
+    assert r.ok and not r.problems

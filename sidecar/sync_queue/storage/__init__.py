@@ -27,12 +27,14 @@ first seq, count, type, flags). One group commit = one block = one ``write``.
 Sequence numbers start at 1 and continue without gaps across blocks and segments; a
 snapshot named ``N`` includes records 1..N. Recovery: newest snapshot, then journal
 records with seq > N. A bad block at the end of the last segment with no good block
-after it is a torn tail (truncated, logged); anything else is refused.
+after it is a torn tail if it is an append cut short (truncated, logged), or a damaged
+block if it is whole (its bytes are moved to ``quarantine-*.bin`` first, then truncated,
+and reported); anything else is refused.
 """
 
 from sync_queue.storage.codec import EncryptionService
 from sync_queue.storage.fileio import FileIO
-from sync_queue.storage.recovery import Recovery, TornTail
+from sync_queue.storage.recovery import Quarantined, Recovery, TornTail
 from sync_queue.storage.store import Durability, Fold, Store, StoreStats
 from sync_queue.storage.verify import FileReport, Problem, VerifyReport, verify
 
@@ -43,6 +45,7 @@ __all__ = [
     "FileReport",
     "Fold",
     "Problem",
+    "Quarantined",
     "Recovery",
     "Store",
     "StoreStats",

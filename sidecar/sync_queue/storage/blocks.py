@@ -31,6 +31,7 @@ __all__ = [
     "ScannedBlock",
     "decode_payload",
     "encode_block",
+    "is_short_write",
     "join_records",
     "open_header",
     "scan_blocks",
@@ -112,6 +113,10 @@ class BlockScan:
     # True when a well-formed block (CRC ok) exists after bad_offset: then the damage is
     # in the middle and must not be truncated away.
     valid_after: bool = False
+    # True when the bytes from bad_offset on cannot be an interrupted append (see
+    # :func:`is_short_write`): a complete block that fails its check. Never truncated
+    # silently: the store moves those bytes to a quarantine file first.
+    damaged: bool = False
 
 
 def _good_at(data: bytes, off: int, btype: int, aes: bool) -> tuple[BlockHeader | None, str]:
@@ -152,6 +157,34 @@ def _valid_block_after(data: bytes, off: int, btype: int, aes: bool, min_seq: in
         pos += 1
 
 
+def is_short_write(data: bytes, off: int, btype: int, aes: bool) -> bool:
+    """Could the bad bytes from ``off`` to the end be an append cut short by a crash?
+
+    A crash (``kill -9``, power loss) can only stop an append early: the file then ends
+    inside the block (an incomplete header, or a payload that runs past the end), or its
+    size grew before its data landed and the rest reads as zeros (filesystems that do not
+    write data before metadata). A block that was written whole, and so may have been
+    fsync'd and acknowledged, does not change afterwards by any crash: if it fails its
+    check, the disk (or someone) damaged it. A flipped bit in the length field makes a
+    whole last block look too short, so a length that runs past the end only counts as a
+    short write if the bytes that are there do not check out with their true length.
+    """
+    n = len(data)
+    if n - off < _HDR:
+        return True
+    if not any(data[off:]):  # size landed before the data (or preallocated space)
+        return True
+    h = BlockHeader.unpack_from(data, off)
+    if not h.plausible(btype, aes) or h.length <= n - off - _HDR:
+        return False  # a whole block (or a header no append of ours wrote) is damaged
+    start = off + _HDR
+    view = memoryview(data)
+    true_length = struct.pack("<I", n - start)
+    tail = bytes(view[off + 4 : start])
+    # Complete with its own bytes, only the length field wrong: damage, not a short write.
+    return block_crc(true_length + tail[4:], view[start:]) != h.crc
+
+
 def scan_blocks(data: bytes, start: int, *, btype: int, aes: bool, first_seq: int) -> BlockScan:
     """Walk the blocks of ``data`` from ``start``; sequence numbers must continue from
     ``first_seq`` without gaps. Stops at the first block that is not good."""
@@ -162,13 +195,9 @@ def scan_blocks(data: bytes, start: int, *, btype: int, aes: bool, first_seq: in
     while off < n:
         h, reason = _good_at(data, off, btype, aes)
         if h is None:
-            return BlockScan(
-                blocks,
-                off,
-                off,
-                reason,
-                _valid_block_after(data, off, btype, aes, expected),
-            )
+            after = _valid_block_after(data, off, btype, aes, expected)
+            damaged = not after and not is_short_write(data, off, btype, aes)
+            return BlockScan(blocks, off, off, reason, after, damaged)
         if h.first_seq != expected:
             # The block itself is intact, so this is not a torn write: records are missing.
             return BlockScan(

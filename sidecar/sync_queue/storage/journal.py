@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sync_queue.errors import DataDirUnusable, PersistenceError
+from sync_queue.errors import DataDirUnusable, EncryptionError, PersistenceError
 from sync_queue.storage.blocks import (
     decode_payload,
     encode_block,
@@ -60,6 +60,11 @@ class SegmentRead:
     end: int  # offset just after the last good block
     torn_offset: int | None = None  # where a torn tail starts (last segment only)
     torn_reason: str = ""
+    # The tail from torn_offset is a complete block that fails its check (CRC or GCM
+    # tag), not an interrupted append: it is quarantined, never silently dropped.
+    torn_damaged: bool = False
+    # (offset, first seq) of each good block, to name where a record came from.
+    block_starts: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -80,6 +85,8 @@ def read_segment(
 
     A torn tail (an incomplete or bad block with no good block after it) is accepted only
     in the ``last`` segment and reported through ``torn_offset``; the file is not touched.
+    ``torn_damaged`` says the tail is a whole block that fails its CRC or GCM tag (see
+    :func:`~sync_queue.storage.blocks.is_short_write`) rather than an interrupted append.
     """
     path = os.path.join(dirpath, name)
     try:
@@ -114,20 +121,34 @@ def read_segment(
                 offset=scan.bad_offset,
             )
         torn = scan.bad_offset
+    damaged, reason, end = scan.damaged, scan.bad_reason, scan.end
     records: list[bytes] = []
-    for b in scan.blocks:
+    starts: list[tuple[int, int]] = []
+    blocks = scan.blocks
+    for i, b in enumerate(blocks):
         where = f"journal segment {path} at offset {b.offset}"
-        plain = decode_payload(
-            kind=KIND_JOURNAL,
-            file_id=header.file_id,
-            header=b.header,
-            payload=b.payload,
-            compression=compression,
-            cipher=cipher,
-            max_size=MAX_PAYLOAD,
-            where=where,
-        )
+        try:
+            plain = decode_payload(
+                kind=KIND_JOURNAL,
+                file_id=header.file_id,
+                header=b.header,
+                payload=b.payload,
+                compression=compression,
+                cipher=cipher,
+                max_size=MAX_PAYLOAD,
+                where=where,
+            )
+        except EncryptionError:
+            if not (last and i == len(blocks) - 1):
+                raise  # blocks or segments follow it: corruption in the middle
+            # The last block's bytes passed their CRC but not their tag: as damaged as a
+            # failed CRC, and handled the same way (quarantined, never dropped silently).
+            torn, damaged, end = b.offset, True, b.offset
+            reason = "block failed authentication (GCM tag mismatch)"
+            blocks = blocks[:i]
+            break
         records.extend(split_records(plain, b.header.count, where))
+        starts.append((b.offset, b.header.first_seq))
     return SegmentRead(
         name,
         path,
@@ -135,10 +156,12 @@ def read_segment(
         first_seq,
         header,
         records,
-        len(scan.blocks),
-        scan.end,
+        len(blocks),
+        end,
         torn,
-        scan.bad_reason,
+        reason,
+        damaged,
+        starts,
     )
 
 

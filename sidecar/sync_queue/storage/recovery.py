@@ -20,17 +20,56 @@ from sync_queue.storage.format import KIND_JOURNAL, KIND_SNAPSHOT, parse_name, s
 from sync_queue.storage.journal import SegmentRead, read_segment
 from sync_queue.storage.snapshot import SnapshotRead, is_temp_name, read_snapshot
 
-__all__ = ["Listing", "Plan", "Recovery", "TornTail", "list_directory", "load_directory"]
+__all__ = [
+    "QUARANTINE_PREFIX",
+    "Listing",
+    "Plan",
+    "Quarantined",
+    "Recovery",
+    "TornTail",
+    "list_directory",
+    "load_directory",
+]
+
+# ``quarantine-<UTC time>-<segment>-at-<offset>.bin``: bytes a store set aside on open.
+QUARANTINE_PREFIX = "quarantine-"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A damaged last block that an open moved to ``quarantine`` before truncating."""
+
+    quarantine: str  # path of the quarantine file
+    file: str  # the journal segment it came from
+    offset: int  # where in that segment
+    bytes: int
+    reason: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        """For the sidecar's ``ready.recovered.quarantined``."""
+        return {
+            "file": self.file,
+            "offset": self.offset,
+            "bytes": self.bytes,
+            "quarantine": self.quarantine,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
 class TornTail:
-    """An incomplete or damaged end of the last segment, with nothing valid after it."""
+    """An incomplete or damaged end of the last segment, with nothing valid after it.
+
+    ``damaged``: the end is a whole block that fails its CRC or GCM tag, not an append cut
+    short by a crash. Its records may have been acknowledged, so an opener for writing
+    moves the bytes to a quarantine file before it truncates (``Store``'s rule).
+    """
 
     file: str
     offset: int
     dropped_bytes: int
     reason: str
+    damaged: bool = False
 
 
 @dataclass
@@ -47,6 +86,9 @@ class Recovery:
     last_seq: int
     torn_tail: TornTail | None
     _chunks: list[list[bytes]] = field(default_factory=list, repr=False)
+    snapshot_file: str | None = None  # path of the snapshot read, if any
+    # Per segment read: (path, [(block offset, first seq), ...]), for locate().
+    _blocks: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list, repr=False)
 
     @property
     def record_count(self) -> int:
@@ -56,12 +98,23 @@ class Recovery:
         for chunk in self._chunks:
             yield from chunk
 
+    def locate(self, seq: int) -> tuple[str, int] | None:
+        """(segment path, offset of the block) holding record ``seq``, if it was read."""
+        found: tuple[str, int] | None = None
+        for path, starts in self._blocks:
+            for offset, first in starts:
+                if first > seq:
+                    return found
+                found = (path, offset)
+        return found if found is not None and seq <= self.last_seq else None
+
 
 @dataclass
 class Listing:
     snapshots: list[tuple[int, str]]  # (last seq, name), ascending
     segments: list[tuple[int, str]]  # (first seq, name), ascending
     temps: list[str]
+    quarantined: list[str] = field(default_factory=list)  # quarantine files, by name
 
 
 def list_directory(io: FileIO, dirpath: str) -> Listing:
@@ -72,16 +125,19 @@ def list_directory(io: FileIO, dirpath: str) -> Listing:
     snaps: list[tuple[int, str]] = []
     segs: list[tuple[int, str]] = []
     temps: list[str] = []
+    quarantined: list[str] = []
     for name in names:
         parsed = parse_name(name)
         if parsed is None:
             if is_temp_name(name):
                 temps.append(name)
+            elif name.startswith(QUARANTINE_PREFIX) and name.endswith(".bin"):
+                quarantined.append(name)
             continue  # LOCK and anything not ours
         kind, seq = parsed
         (segs if kind == KIND_JOURNAL else snaps).append((seq, name))
         assert kind in (KIND_JOURNAL, KIND_SNAPSHOT)
-    return Listing(sorted(snaps), sorted(segs), sorted(temps))
+    return Listing(sorted(snaps), sorted(segs), sorted(temps), sorted(quarantined))
 
 
 @dataclass
@@ -162,6 +218,7 @@ def load_directory(
                 lastseg.torn_offset,
                 lastseg.size - lastseg.torn_offset,
                 lastseg.torn_reason,
+                lastseg.torn_damaged,
             )
         if lastseg.header is None:
             # Torn while being created: holds nothing, so it is removed, not truncated.
@@ -186,5 +243,13 @@ def load_directory(
         if seg.count > skip:
             chunks.append(seg.records[skip:] if skip else seg.records)
             last_seq = seg.first_seq + seg.count - 1
-    recovery = Recovery(snap.blob if snap else None, snap_seq, last_seq, torn, chunks)
+    recovery = Recovery(
+        snap.blob if snap else None,
+        snap_seq,
+        last_seq,
+        torn,
+        chunks,
+        snap.path if snap else None,
+        [(seg.path, seg.block_starts) for seg in reads],
+    )
     return Plan(recovery, snap, reads, truncate, delete, tail, last_seq + 1)

@@ -15,14 +15,17 @@ Usage (the engine's side)::
 API and threading
 -----------------
 ``Store.open(path, *, durability, compression_level, key, fsync_interval,
-segment_max_bytes, compact_after_bytes, fold, clock, io, lock_timeout) -> Store``
+segment_max_bytes, compact_after_bytes, fold, clock, io, lock_timeout, check) -> Store``
     Creates ``path`` and any missing parent (mode 0700) if missing, restricts an existing
     ``path`` that group or others may use to 0700 (logged), takes the exclusive directory
     lock (:class:`Locked` if anyone still holds it after ``lock_timeout`` seconds, even
-    this process; default 0: at once), recovers, and only then
-    changes anything: truncates a torn tail (logged), removes leftovers of an interrupted
-    compaction or snapshot write. Any refusal (corruption in the middle, wrong/missing key,
-    unreadable file, damaged snapshot, a gap in sequence numbers) raises
+    this process; default 0: at once), recovers, calls ``check(recovery)`` (the engine
+    replays and validates the records there; whatever it raises refuses the open), and
+    only then changes anything: truncates a torn tail (logged), moves a damaged last block
+    to a quarantine file first (see :meth:`_quarantine`), removes leftovers of an
+    interrupted compaction or snapshot write. Any refusal (corruption in the middle,
+    wrong/missing key, unreadable file, damaged snapshot, a gap in sequence numbers, a
+    record ``check`` rejects) raises
     ``PersistenceError`` / ``EncryptionError`` / ``CompressionError`` naming file and offset,
     with nothing on disk changed. A directory that cannot be used at all (not creatable,
     not readable or writable, a ``LOCK`` symlink) raises ``DataDirUnusable`` (a
@@ -31,6 +34,10 @@ segment_max_bytes, compact_after_bytes, fold, clock, io, lock_timeout) -> Store`
 ``store.take_recovery() -> Recovery``
     The recovered snapshot blob and the records after it (``Recovery.records()``), once;
     the store drops its reference so the memory goes after replay.
+
+``store.quarantined -> list[Quarantined]``
+    The damaged last block this open moved to a quarantine file (file, offset, bytes,
+    quarantine path, reason), or an empty list.
 
 ``store.append(records: Sequence[bytes]) -> int``
     Buffers records and returns a ticket (the sequence number of the last record; with
@@ -116,10 +123,17 @@ from sync_queue.errors import (
     ShuttingDown,
 )
 from sync_queue.storage.codec import Compression, EncryptionService
-from sync_queue.storage.fileio import FileIO
+from sync_queue.storage.fileio import FileIO, write_all
 from sync_queue.storage.journal import SegmentWriter, iter_segment_records
 from sync_queue.storage.lock import DirLock
-from sync_queue.storage.recovery import Plan, Recovery, load_directory
+from sync_queue.storage.recovery import (
+    QUARANTINE_PREFIX,
+    Plan,
+    Quarantined,
+    Recovery,
+    TornTail,
+    load_directory,
+)
 from sync_queue.storage.snapshot import read_snapshot, write_snapshot_file
 
 __all__ = ["Durability", "Fold", "Store", "StoreStats"]
@@ -183,6 +197,7 @@ class Store:
         clock: Callable[[], int] = _now_ms,
         io: FileIO | None = None,
         lock_timeout: float = 0.0,
+        check: Callable[[Recovery], None] | None = None,
     ) -> Store:
         if durability not in _DURABILITIES:
             raise InvalidParams(f"durability must be one of {', '.join(_DURABILITIES)}")
@@ -212,6 +227,7 @@ class Store:
                 fold,
                 clock,
                 io or FileIO(),
+                check,
             )
         except OSError as e:  # opening or creating the journal segment to append to
             lock.release()
@@ -237,6 +253,7 @@ class Store:
         fold: Fold | None,
         clock: Callable[[], int],
         io: FileIO,
+        check: Callable[[Recovery], None] | None = None,
     ) -> None:
         self.path = dirpath
         self.durability: Durability = durability
@@ -252,7 +269,10 @@ class Store:
         self._journaling = durability != "snapshot"
 
         plan = load_directory(io, dirpath, enc=enc, compression=compression)
+        if check is not None:
+            check(plan.recovery)
         # From here on we may change the directory: recovery accepted it.
+        self.quarantined: list[Quarantined] = []
         self._apply_plan(plan)
         self._recovery: Recovery | None = plan.recovery
 
@@ -323,6 +343,11 @@ class Store:
     def _apply_plan(self, plan: Plan) -> None:
         io = self._io
         try:
+            torn = plan.recovery.torn_tail
+            if torn is not None and torn.damaged:
+                # Before the truncation (or deletion) below, so the bytes exist somewhere
+                # at every moment; a crash in between quarantines them again next time.
+                self.quarantined.append(self._quarantine(torn))
             if plan.truncate is not None and plan.recovery.torn_tail is not None:
                 t = plan.recovery.torn_tail
                 fd = io.open(t.file, os.O_WRONLY)
@@ -333,8 +358,9 @@ class Store:
                     io.close(fd)
                 plan.truncate.size = t.offset
                 log.warning(
-                    "journal %s had a torn tail (%s): truncated %d bytes at offset %d",
+                    "journal %s had a %s (%s): truncated %d bytes at offset %d",
                     t.file,
+                    "damaged tail, quarantined" if t.damaged else "torn tail",
                     t.reason,
                     t.dropped_bytes,
                     t.offset,
@@ -362,6 +388,57 @@ class Store:
             raise DataDirUnusable(
                 f"cannot repair data directory {self.path} after recovery: {where}{e.strerror or e}"
             ) from e
+
+    def _quarantine(self, t: TornTail) -> Quarantined:
+        """Copy a damaged last block (and anything after it) to ``quarantine-*.bin``.
+
+        The rule: a crash can only cut an append short (``blocks.is_short_write``); a whole
+        block that fails its CRC or GCM tag was damaged after it was written, and it may
+        have been fsync'd and acknowledged. Its records cannot be read, so the queue goes
+        on without them (refusing to open would stop the app at every start for bytes
+        nobody can repair), but the bytes are kept, durably, before the segment is cut:
+        the file is fsync'd, then the directory. The loss is reported (log, the sidecar's
+        ``ready.recovered.quarantined``) and ``verify`` fails until the file is removed.
+        """
+        io = self._io
+        data = io.read_file(t.file)[t.offset :]
+        ms = self._clock()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
+        stem = os.path.splitext(os.path.basename(t.file))[0]
+        for n in range(1000):
+            suffix = f"-{n}" if n else ""
+            name = f"{QUARANTINE_PREFIX}{stamp}-{stem}-at-{t.offset}{suffix}.bin"
+            path = os.path.join(self.path, name)
+            try:
+                fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            break
+        else:  # pragma: no cover - a thousand files in the same millisecond
+            raise FileExistsError(f"no free quarantine file name in {self.path}")
+        try:
+            try:
+                write_all(io, fd, data)
+                io.fsync(fd)
+            finally:
+                io.close(fd)
+        except BaseException:
+            # Not kept: the segment is not cut either, so the next open tries again.
+            with contextlib.suppress(OSError):
+                io.unlink(path)
+            raise
+        io.fsync_dir(self.path)
+        log.error(
+            "journal %s: the last block at offset %d is damaged (%s), not a torn write: its "
+            "records may have been acknowledged and are NOT in the queue; %d bytes moved to "
+            "%s (keep it to investigate, delete it once dealt with)",
+            t.file,
+            t.offset,
+            t.reason,
+            t.dropped_bytes,
+            path,
+        )
+        return Quarantined(path, t.file, t.offset, len(data), t.reason)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

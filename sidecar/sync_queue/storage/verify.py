@@ -5,6 +5,10 @@ Locking: ``verify`` takes a *shared* lock on ``LOCK`` (without creating it), so 
 with :class:`Locked` while a store has the directory open (a live journal is a moving
 target), several verifies may run at once, and a store cannot open while one runs. It
 reads only; even a torn tail is reported, not truncated.
+
+Errors are what a store refuses to open, and what loses data that may have been
+acknowledged: a damaged last block (the next open quarantines it) and a quarantine file
+nobody has dealt with yet (it holds such records; delete it once done with it).
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ class Problem:
     file: str
     offset: int | None
     message: str
-    severity: str  # "error": recovery refuses to open; "warning": recovery copes
+    # "error": recovery refuses to open, or records that may have been acknowledged are (or
+    # would be) set aside in a quarantine file; "warning": recovery copes, losing nothing.
+    severity: str
 
 
 @dataclass
 class FileReport:
     name: str
-    kind: str  # "journal", "snapshot" or "temp"
+    kind: str  # "journal", "snapshot", "temp" or "quarantine"
     size: int
     encrypted: bool | None = None
     blocks: int = 0
@@ -42,7 +48,8 @@ class FileReport:
     first_seq: int | None = None  # journal: first seq held; snapshot: None
     last_seq: int | None = None  # journal: last seq held; snapshot: last seq included
     created_ms: int | None = None
-    status: str = "ok"  # ok, torn-tail, torn-header, leftover, unreadable, corrupt
+    # ok, torn-tail, torn-header, damaged-tail, leftover, unreadable, corrupt, quarantined
+    status: str = "ok"
 
 
 @dataclass
@@ -56,7 +63,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """True when a store would open this directory (warnings allowed)."""
+        """True when a store would open this directory without losing or setting aside
+        anything (warnings allowed)."""
         return not any(p.severity == "error" for p in self.problems)
 
 
@@ -107,6 +115,19 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
             else "leftover of an interrupted snapshot write (deleted on open)"
         )
         report.problems.append(Problem(path, None, what, "warning"))
+    for name in listing.quarantined:
+        path = os.path.join(dirpath, name)
+        report.files.append(FileReport(name, "quarantine", _size(path), status="quarantined"))
+        report.problems.append(
+            Problem(
+                path,
+                None,
+                "a damaged journal block that an open set aside: records in it may have been "
+                "acknowledged and are not in the queue; inspect it, then delete it to clear "
+                "this error",
+                "error",
+            )
+        )
     for seq, name in listing.snapshots:
         path = os.path.join(dirpath, name)
         fr = FileReport(name, "snapshot", _size(path), last_seq=seq)
@@ -136,7 +157,20 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
         fr.last_seq = first + seg.count - 1 if seg.count else None
         if seg.header is not None:
             fr.encrypted, fr.created_ms = seg.header.encrypted, seg.header.created_ms
-        if seg.torn_offset is not None:
+        if seg.torn_offset is not None and seg.torn_damaged:
+            fr.status = "damaged-tail"
+            report.problems.append(
+                Problem(
+                    path,
+                    seg.torn_offset,
+                    f"the last block is damaged ({seg.torn_reason}), not a torn write: its "
+                    f"records may have been acknowledged; the next open moves its "
+                    f"{seg.size - seg.torn_offset} bytes to a quarantine file and goes on "
+                    "without them",
+                    "error",
+                )
+            )
+        elif seg.torn_offset is not None:
             fr.status = "torn-tail" if seg.header is not None else "torn-header"
             report.problems.append(
                 Problem(
@@ -147,8 +181,8 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
                     "warning",
                 )
             )
-    if report.ok:
-        # The files are fine one by one; now the whole: sequence continuity, snapshot cover.
+    if all(f.status != "corrupt" for f in report.files):
+        # The files are readable one by one; now the whole: sequence continuity, snapshot cover.
         try:
             plan = load_directory(io, dirpath, enc=enc, compression=compression)
         except QueueError as e:

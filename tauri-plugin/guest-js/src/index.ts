@@ -189,9 +189,25 @@ export interface Ready {
   dataDir: string | null
   /** `null` in memory mode. */
   durability: string | null
-  /** Items recovered, by status. */
-  recovered: Partial<Record<Status, number>>
+  /**
+   * Items recovered, by status; and `quarantined`, present only when recovery moved a
+   * damaged journal block to a quarantine file (its records are not in the queue).
+   */
+  recovered: Partial<Record<Status, number>> & { quarantined?: Quarantined[] }
   [extra: string]: unknown
+}
+
+/** A damaged journal block the sidecar set aside on open (`ready.recovered.quarantined`). */
+export interface Quarantined {
+  /** The journal segment it came from. */
+  file: string
+  /** Where in that segment (the segment now ends there). */
+  offset: number
+  bytes: number
+  /** The quarantine file holding the bytes, in the data directory. */
+  quarantine: string
+  /** Why the block could not be read. */
+  reason: string
 }
 
 /** Payload of `sync-queue://items-available`: ready items went from none to some. */
