@@ -1,14 +1,19 @@
 """Where the queue gets the time from.
 
 Every point in time inside the queue is an integer of milliseconds since the Unix epoch, as on
-the wire. The clock is injected so tests of leases, delays and backoff move time by hand
-instead of sleeping.
+the wire. A clock gives two readings: the wall clock (``now_ms``), which the user or NTP may
+move in either direction at any moment, and a monotonic clock (``monotonic_ms``), which only
+measures elapsed time. The queue runs on the monotonic one and follows the wall clock only by
+re-basing (``queue.py``, ``_time``), so a wrong wall clock cannot stretch a lease, a delay or a
+backoff. The clock is injected so tests move time by hand instead of sleeping.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
@@ -16,33 +21,80 @@ __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 class Clock(Protocol):
     def now_ms(self) -> int:
-        """The current time in integer milliseconds since the Unix epoch."""
+        """The wall clock: integer milliseconds since the Unix epoch (may jump either way)."""
+        ...
+
+    def monotonic_ms(self) -> int:
+        """Elapsed time in integer milliseconds from an arbitrary origin; never goes back."""
         ...
 
 
+def _suspend_counting_monotonic() -> Callable[[], int]:
+    """A monotonic clock in ms that keeps counting while the machine sleeps.
+
+    A laptop's lid closed for an hour is an hour of real time: a lease or a delay must run
+    out across it. ``time.monotonic`` stops during suspend on Linux (CLOCK_MONOTONIC) and
+    macOS (mach_absolute_time); the queue would then take the hour as the wall clock being
+    set forward and shift every deadline by it. So: CLOCK_BOOTTIME on Linux, Apple's
+    CLOCK_MONOTONIC (which counts sleep), GetTickCount64 on Windows (counts sleep).
+    """
+    if sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME"):
+        boottime = time.CLOCK_BOOTTIME
+        return lambda: time.clock_gettime_ns(boottime) // 1_000_000
+    if sys.platform == "darwin":
+        monotonic = time.CLOCK_MONOTONIC
+        return lambda: time.clock_gettime_ns(monotonic) // 1_000_000
+    if sys.platform == "win32":
+        import ctypes
+
+        tick_count = ctypes.windll.kernel32.GetTickCount64
+        tick_count.restype = ctypes.c_ulonglong
+        return lambda: int(tick_count())
+    return lambda: time.monotonic_ns() // 1_000_000
+
+
 class SystemClock:
-    """The wall clock. The queue itself keeps its own timestamps from going backwards."""
+    """The operating system's wall clock, and a monotonic clock that counts suspend."""
+
+    def __init__(self) -> None:
+        self.monotonic_ms = _suspend_counting_monotonic()
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
 
 class ManualClock:
-    """A clock that moves only when told to: for tests and simulations."""
+    """A clock that moves only when told to: for tests and simulations.
+
+    ``advance`` is real time passing (both readings move); ``jump`` and ``set`` move only the
+    wall clock, as a user or a bad NTP server does.
+    """
 
     def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
         self._now = start_ms
+        self._mono = 0
         self._lock = threading.Lock()
 
     def now_ms(self) -> int:
         return self._now
 
+    def monotonic_ms(self) -> int:
+        return self._mono
+
     def advance(self, ms: float) -> int:
-        """Move time forward by ``ms`` milliseconds and return the new time."""
+        """Let ``ms`` milliseconds of real time pass and return the new wall time."""
         with self._lock:
             self._now += int(ms)
+            self._mono += int(ms)
+            return self._now
+
+    def jump(self, ms: int) -> int:
+        """Move only the wall clock by ``ms`` (either sign); no real time passes."""
+        with self._lock:
+            self._now += ms
             return self._now
 
     def set(self, now_ms: int) -> None:
+        """Set only the wall clock; no real time passes."""
         with self._lock:
             self._now = now_ms

@@ -2,7 +2,9 @@
 
 Each public method follows one pattern, under one lock:
 
-1. read the clock once (never backwards: ``now = max(clock, last time)``);
+1. read the queue's time once (``_time``): monotonic elapsed time from an anchor, re-based
+   onto the wall clock when the two part (a ``Rebase`` record keeps every deadline's
+   remaining time), so a wall clock that jumps cannot stretch or cut a lease or a delay;
 2. ``_advance(now)``: turn what became due into operation records (expired leases go back
    through the retry policy, items past their TTL are cancelled, finished items past
    retention are dropped, an open breaker whose cool-down ended half-opens);
@@ -55,6 +57,7 @@ from .ops import (
     Pop,
     Purge,
     Push,
+    Rebase,
     Requeue,
     SetPaused,
 )
@@ -71,6 +74,9 @@ log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
 PURGEABLE = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
 LIVE = frozenset({ItemStatus.PENDING, ItemStatus.PROCESSING})
+# How far the wall clock may drift from the queue's (monotonic) time before the queue re-bases
+# onto it. Both clocks are slewed alike by NTP, so they part only when the wall clock is set.
+REBASE_TOLERANCE_MS = 1000
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
@@ -155,6 +161,8 @@ class SyncQueue:
         self._stop = threading.Event()
         self._next_cleanup = self._next_persist = time.monotonic()
         self._maintainer: threading.Thread | None = None
+        self._anchor_t = self._anchor_mono = 0  # queue time = _anchor_t + monotonic elapsed
+        self._start_clock()
         if self._persistence is not None:
             self._release_interrupted()
         if maintenance_thread:
@@ -448,7 +456,7 @@ class SyncQueue:
         with self._lock:
             if self._closed or self._storage_failure() is not None:
                 return
-            self._advance(self._now())
+            self._advance(self._time())
             self._state.compact_indexes()
             ticket = self._ticket
             self._wake()
@@ -568,6 +576,7 @@ class SyncQueue:
         with self._lock:
             if self._closed:
                 return
+            self._mark_time()
             self._closed = True
             self._ready.notify_all()
         self._stop.set()
@@ -581,6 +590,42 @@ class SyncQueue:
 
         with self._lock:
             return encode_state(self._state)
+
+    def _start_clock(self) -> None:
+        """Anchor the queue's time on the wall clock, re-basing the recovered state on it.
+
+        The wall clock behind the last recorded time (it had run ahead, or runs behind now):
+        every deadline moves back with the queue's time, so each keeps the time it had left,
+        and retention keeps what it had left too. The wall clock ahead (the queue was closed
+        for a while, or the clock runs ahead now; the two cannot be told apart): deadlines
+        stay, so what came due while closed is due now, but retention does not count the gap
+        (README, Semantics: time the queue did not measure never drops an item).
+        """
+        wall = self._clock.now_ms()
+        last = self._state.last_t
+        state = self._state
+        finished = len(state.items) - state.live_count
+        op: Rebase | None = None
+        if last and wall < last:
+            op = Rebase(wall, wall - last, wall - last)
+        elif last and wall > last and finished:
+            op = Rebase(wall, 0, wall - last)
+        self._anchor_t, self._anchor_mono = max(wall, last), self._clock.monotonic_ms()
+        if op is not None:
+            with self._lock:
+                self._apply(op)
+                ticket = self._ticket
+            self._commit(ticket)
+
+    def _mark_time(self) -> None:
+        """On close, record the queue's time (a ``Rebase`` that moves nothing), so that the
+        time it measured since its last change counts for retention after a restart."""
+        if self._storage_failure() is not None:
+            return
+        now = self._now()
+        if now > self._state.last_t and len(self._state.items) > self._state.live_count:
+            with contextlib.suppress(QueueError):  # storage failing: nothing more to save
+                self._apply(Rebase(now, 0, 0))
 
     def _release_interrupted(self) -> None:
         """Items that were processing when the process died go back through the retry
@@ -652,9 +697,24 @@ class SyncQueue:
     # ----------------------------------------------------------------- inside
 
     def _now(self) -> int:
-        now = self._clock.now_ms()
+        """The queue's time: the anchor plus the monotonic time elapsed since (no re-base)."""
+        now = self._anchor_t + self._clock.monotonic_ms() - self._anchor_mono
         last = self._state.last_t
         return now if now > last else last
+
+    def _time(self) -> int:
+        """The queue's time for a call that may change the queue: if the wall clock was set
+        (it parted from the queue's time by more than ``REBASE_TOLERANCE_MS``), re-base onto
+        it first, moving every deadline and retention start by the same amount, so each
+        keeps the real time it had left and timestamps follow the corrected clock."""
+        mono = self._clock.monotonic_ms()
+        now = max(self._anchor_t + mono - self._anchor_mono, self._state.last_t)
+        wall = self._clock.now_ms()
+        if abs(wall - now) <= REBASE_TOLERANCE_MS:
+            return now
+        self._apply(Rebase(wall, wall - now, wall - now))
+        self._anchor_t, self._anchor_mono = wall, mono
+        return wall
 
     def _begin_change(self) -> int:
         """Checks and catch-up shared by every change; returns the time of the change."""
@@ -666,9 +726,7 @@ class SyncQueue:
                 "storage failed earlier and the queue refuses changes until it is reopened: "
                 f"{failure}"
             )
-        now = self._clock.now_ms()
-        if now < self._state.last_t:
-            now = self._state.last_t
+        now = self._time()
         self._advance(now)
         return now
 
@@ -685,7 +743,7 @@ class SyncQueue:
         a lease ran out, an item expired); events that raised go out after the lock."""
         with self._lock:
             if not self._closed and self._storage_failure() is None:
-                self._advance(self._now())
+                self._advance(self._time())
             yield
         if self._state.events:
             self._deliver_events()

@@ -18,7 +18,9 @@ item's ``_token`` (every insertion draws a fresh token), so moving an item never
 - ``delayed``: ``(available_at, token, item)`` for pending items not yet due.
 - ``leases``: ``(lease_expires_at, token, item)`` for processing items.
 - ``ttl``: ``(expires_at, token, item)`` for pending items with a time-to-live.
-- ``finished``: ``(finished_at, item)`` in finishing order, for retention.
+- ``finished``: ``(retained_from, item)`` in finishing order, for retention. A finished item's
+  ``_handed_at`` holds ``retained_from``: the time its retention counts from, which a
+  ``Rebase`` moves so that only time the queue measured itself counts (README, Semantics).
 - ``lines``: per partition key, the live items of that key in push order. Only the head of a
   line is scheduled; the others wait (``BLOCKED``) until it finishes.
 """
@@ -48,6 +50,7 @@ from .ops import (
     Pop,
     Purge,
     Push,
+    Rebase,
     Requeue,
     SetPaused,
 )
@@ -57,7 +60,7 @@ __all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
 # Where a pending item is scheduled (SyncItem._where).
 NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: a finished item's handedAt is where its retention counts from
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
@@ -127,6 +130,7 @@ class QueueState:
             Drop: self._drop,
             SetPaused: self._set_paused,
             BreakerProbe: self._breaker_probe,
+            Rebase: self._rebase,
         }
 
     # ------------------------------------------------------------------ apply
@@ -244,6 +248,39 @@ class QueueState:
         if self.breaker.state == "open":
             self._emit(self.breaker.on_half_open())
 
+    def _rebase(self, op: Rebase) -> None:
+        """Move every stored deadline by ``shift`` and every retention start by
+        ``retention_shift``; the queue's time becomes ``op.t``, even if that is earlier.
+
+        A uniform shift keeps the order of each heap, so the heaps are rewritten in place.
+        """
+        t, shift, kept = op.t, op.shift, op.retention_shift
+        backwards = t < self.last_t
+        self.last_t = t  # the one record that may move the queue's time back
+        if backwards or shift or kept:
+            for item in self.items.values():
+                if item.created_at > t:  # stamped by a clock that ran ahead
+                    item.created_at = t
+                if item.updated_at > t:
+                    item.updated_at = t
+                if item.status in FINISHED:
+                    item._handed_at += kept
+                elif shift:
+                    item.available_at += shift
+                    item._handed_at += shift
+                    if item.lease_expires_at is not None:
+                        item.lease_expires_at += shift
+                    if item.expires_at is not None:
+                        item.expires_at += shift
+        if shift:
+            for heap in (self.delayed, self.leases, self.ttl):
+                heap[:] = [(at + shift, token, item) for at, token, item in heap]
+            if self.breaker.state != "closed":
+                self.breaker.opened_at += shift
+            self.metrics.shift(shift)
+        if kept:
+            self.finished = deque((at + kept, item) for at, item in self.finished)
+
     # ------------------------------------------------------------ transitions
 
     def _retry_or_bury(self, item: SyncItem, t: int, retry_at: int, error: str | None) -> bool:
@@ -274,6 +311,7 @@ class QueueState:
         item.lease_id = None
         item.lease_expires_at = None
         item.updated_at = t
+        item._handed_at = t  # retention counts from here (see the module docstring)
         self.finished.append((t, item))
         key = item.partition_key
         if key is not None:
@@ -425,10 +463,10 @@ class QueueState:
         finished = self.finished
         due = []
         while finished and finished[0][0] + retention_ms <= now:
-            finished_at, item = finished.popleft()
+            retained_from, item = finished.popleft()
             if (
                 item.status.finished
-                and item.updated_at == finished_at
+                and item._handed_at == retained_from
                 and self.items.get(item.id) is item
             ):
                 due.append(item.id)
@@ -536,8 +574,9 @@ class QueueState:
         item_records: Iterable[list[Any]] | None = None,
     ) -> QueueState:
         """Rebuild a state from ``to_snapshot()``, or from a header and its item records."""
-        if snapshot.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {snapshot.get('v')!r}")
+        version = snapshot.get("v")
+        if version not in (1, SNAPSHOT_VERSION):
+            raise ValueError(f"unsupported snapshot version {version!r}")
         state = cls(config)
         state.seq = snapshot["seq"]
         state.leases_issued = snapshot["leasesIssued"]
@@ -562,7 +601,9 @@ class QueueState:
             status = item.status
             counts[status] += 1
             if status in FINISHED:
-                finished.append((item.updated_at, item))
+                if version == 1:  # before handedAt held it, retention counted from updatedAt
+                    item._handed_at = item.updated_at
+                finished.append((item._handed_at, item))
                 continue
             by_priority[item.priority] += 1
             if status is PROCESSING:
