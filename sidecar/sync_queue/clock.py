@@ -13,10 +13,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["WALL_OFFSET_ENV", "Clock", "ManualClock", "SystemClock", "clock_from_env"]
+
+# Tests only: the sidecar's wall clock runs this many ms off the system's (either sign), so an
+# end-to-end test can run a session with a wrong clock without touching the machine's.
+WALL_OFFSET_ENV = "SYNC_QUEUE_TEST_WALL_OFFSET_MS"
 
 
 class Clock(Protocol):
@@ -56,11 +60,25 @@ def _suspend_counting_monotonic() -> Callable[[], int]:
 class SystemClock:
     """The operating system's wall clock, and a monotonic clock that counts suspend."""
 
-    def __init__(self) -> None:
+    def __init__(self, wall_offset_ms: int = 0) -> None:
         self.monotonic_ms = _suspend_counting_monotonic()
+        self.wall_offset_ms = wall_offset_ms
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return time.time_ns() // 1_000_000 + self.wall_offset_ms
+
+
+def clock_from_env(environ: Mapping[str, str]) -> SystemClock:
+    """The sidecar's clock: the system's, moved by ``$SYNC_QUEUE_TEST_WALL_OFFSET_MS`` if set.
+
+    Raises ``ValueError`` naming the variable if it is not an integer."""
+    raw = environ.get(WALL_OFFSET_ENV)
+    if raw is None:
+        return SystemClock()
+    try:
+        return SystemClock(int(raw))
+    except ValueError:
+        raise ValueError(f"{WALL_OFFSET_ENV}: expected an integer of ms, got {raw!r}") from None
 
 
 class ManualClock:

@@ -610,20 +610,22 @@ class SyncQueue:
             op = Rebase(wall, wall - last, wall - last)
         elif last and wall > last and finished:
             op = Rebase(wall, 0, wall - last)
-        self._anchor_t, self._anchor_mono = max(wall, last), self._clock.monotonic_ms()
         if op is not None:
             with self._lock:
                 self._apply(op)
                 ticket = self._ticket
             self._commit(ticket)
+        self._anchor_t, self._anchor_mono = max(wall, state.last_t), self._clock.monotonic_ms()
 
     def _mark_time(self) -> None:
-        """On close, record the queue's time (a ``Rebase`` that moves nothing), so that the
-        time it measured since its last change counts for retention after a restart."""
+        """On close, record the queue's time (a ``Rebase`` that moves nothing): the next open
+        measures the wall clock against the time the queue closed, not against its last
+        change, so idle time before the close is neither lost for retention nor given back
+        to a deadline when the wall clock turns out to be behind."""
         if self._storage_failure() is not None:
             return
         now = self._now()
-        if now > self._state.last_t and len(self._state.items) > self._state.live_count:
+        if now > self._state.last_t:
             with contextlib.suppress(QueueError):  # storage failing: nothing more to save
                 self._apply(Rebase(now, 0, 0))
 
