@@ -121,10 +121,10 @@ class Rebase(NamedTuple):
     ``t`` may be earlier than the time of the record before it (the wall clock had run ahead),
     so this is the one record whose time may go backwards. ``shift`` is added to every stored
     deadline (``availableAt``, lease expiry, TTL expiry, the breaker's opening time), so each
-    keeps the time it had left. ``retention_shift`` is added to the time from which each
-    finished item's retention counts: time the queue did not measure itself (a wall clock jump,
-    or the time it was closed) is not counted. ``createdAt``/``updatedAt`` later than ``t``
-    become ``t``.
+    keeps the time it had left. ``retention_shift`` is time the queue did not measure itself
+    (the wall clock set, or the time it was closed): retention does not count it (it is added
+    to the state's ``unmeasured``). ``createdAt``/``updatedAt`` later than ``t`` become ``t``.
+    With both zero it only records the queue's time (written on close).
     """
 
     t: int

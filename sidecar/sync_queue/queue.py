@@ -150,6 +150,7 @@ class SyncQueue:
         self._lease_ms = round(config.lease_timeout * 1000)
         self._dedup = config.enable_deduplication
         self._retention_ms = round(config.retention_period * 1000)
+        self._mark_ms = max(1, round(config.cleanup_interval * 1000))
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # wakes blocked pops
         self._waiters = 0
@@ -456,7 +457,12 @@ class SyncQueue:
         with self._lock:
             if self._closed or self._storage_failure() is not None:
                 return
-            self._advance(self._time())
+            now = self._time()
+            self._advance(now)
+            if now - self._state.last_t >= self._mark_ms:
+                # Idle for a while: record the queue's time, so that a crash loses at most
+                # this much of it (for retention, and for re-basing on open).
+                self._apply(Rebase(now, 0, 0))
             self._state.compact_indexes()
             ticket = self._ticket
             self._wake()
@@ -767,7 +773,7 @@ class SyncQueue:
             if expired:
                 self._apply(Expire(now, tuple(expired)))
         finished = state.finished
-        if finished and finished[0][0] + self._retention_ms <= now:
+        if finished and finished[0][0] + self._retention_ms <= now - state.unmeasured:
             dropped = state.due_retention(now, self._retention_ms)
             if dropped:
                 self._apply(Drop(now, tuple(dropped)))

@@ -18,9 +18,10 @@ item's ``_token`` (every insertion draws a fresh token), so moving an item never
 - ``delayed``: ``(available_at, token, item)`` for pending items not yet due.
 - ``leases``: ``(lease_expires_at, token, item)`` for processing items.
 - ``ttl``: ``(expires_at, token, item)`` for pending items with a time-to-live.
-- ``finished``: ``(retained_from, item)`` in finishing order, for retention. A finished item's
-  ``_handed_at`` holds ``retained_from``: the time its retention counts from, which a
-  ``Rebase`` moves so that only time the queue measured itself counts (README, Semantics).
+- ``finished``: ``(finished_at, item)`` in finishing order, for retention, in *measured* time:
+  the queue's time minus ``unmeasured`` (time the queue did not measure itself: the wall clock
+  set forward, or time it was closed; ``Rebase`` records add to it). A finished item's
+  ``_handed_at`` holds that measured time, so retention never counts a clock that ran ahead.
 - ``lines``: per partition key, the live items of that key in push order. Only the head of a
   line is scheduled; the others wait (``BLOCKED``) until it finishes.
 """
@@ -60,7 +61,7 @@ __all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
 # Where a pending item is scheduled (SyncItem._where).
 NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
-SNAPSHOT_VERSION = 2  # 2: a finished item's handedAt is where its retention counts from
+SNAPSHOT_VERSION = 2  # 2: "unmeasured"; a finished item's handedAt is its measured finish time
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
@@ -95,6 +96,7 @@ class QueueState:
         self.seq = 0
         self.leases_issued = 0
         self.last_t = 0
+        self.unmeasured = 0  # queue time minus measured time (see ``finished`` above)
         self.paused = False
         self.breaker = CircuitBreaker(
             config.breaker_failure_threshold, round(config.breaker_cooldown * 1000)
@@ -249,23 +251,23 @@ class QueueState:
             self._emit(self.breaker.on_half_open())
 
     def _rebase(self, op: Rebase) -> None:
-        """Move every stored deadline by ``shift`` and every retention start by
-        ``retention_shift``; the queue's time becomes ``op.t``, even if that is earlier.
+        """Move every stored deadline by ``shift``; count ``retention_shift`` as unmeasured
+        time; the queue's time becomes ``op.t``, even if that is earlier.
 
-        A uniform shift keeps the order of each heap, so the heaps are rewritten in place.
+        O(1) unless deadlines move or time goes back (a wall clock that was set: rare). A
+        uniform shift keeps the order of each heap, so the heaps are rewritten in place.
         """
-        t, shift, kept = op.t, op.shift, op.retention_shift
+        t, shift = op.t, op.shift
         backwards = t < self.last_t
         self.last_t = t  # the one record that may move the queue's time back
-        if backwards or shift or kept:
+        self.unmeasured += op.retention_shift
+        if backwards or shift:
             for item in self.items.values():
                 if item.created_at > t:  # stamped by a clock that ran ahead
                     item.created_at = t
                 if item.updated_at > t:
                     item.updated_at = t
-                if item.status in FINISHED:
-                    item._handed_at += kept
-                elif shift:
+                if shift and item.status not in FINISHED:
                     item.available_at += shift
                     item._handed_at += shift
                     if item.lease_expires_at is not None:
@@ -278,8 +280,6 @@ class QueueState:
             if self.breaker.state != "closed":
                 self.breaker.opened_at += shift
             self.metrics.shift(shift)
-        if kept:
-            self.finished = deque((at + kept, item) for at, item in self.finished)
 
     # ------------------------------------------------------------ transitions
 
@@ -311,8 +311,8 @@ class QueueState:
         item.lease_id = None
         item.lease_expires_at = None
         item.updated_at = t
-        item._handed_at = t  # retention counts from here (see the module docstring)
-        self.finished.append((t, item))
+        item._handed_at = finished_at = t - self.unmeasured  # measured time (module docstring)
+        self.finished.append((finished_at, item))
         key = item.partition_key
         if key is not None:
             line = self.lines[key]
@@ -459,14 +459,15 @@ class QueueState:
         return list(due)
 
     def due_retention(self, now: int, retention_ms: int) -> list[str]:
-        """Finished items kept for ``retention_ms`` already."""
+        """Finished items kept for ``retention_ms`` of measured time already."""
         finished = self.finished
         due = []
-        while finished and finished[0][0] + retention_ms <= now:
-            retained_from, item = finished.popleft()
+        measured = now - self.unmeasured
+        while finished and finished[0][0] + retention_ms <= measured:
+            finished_at, item = finished.popleft()
             if (
                 item.status.finished
-                and item._handed_at == retained_from
+                and item._handed_at == finished_at
                 and self.items.get(item.id) is item
             ):
                 due.append(item.id)
@@ -560,6 +561,7 @@ class QueueState:
             "seq": self.seq,
             "leasesIssued": self.leases_issued,
             "lastT": self.last_t,
+            "unmeasured": self.unmeasured,
             "paused": self.paused,
             "breaker": self.breaker.to_record(),
             "metrics": self.metrics.to_record(),
@@ -581,6 +583,7 @@ class QueueState:
         state.seq = snapshot["seq"]
         state.leases_issued = snapshot["leasesIssued"]
         state.last_t = snapshot["lastT"]
+        state.unmeasured = snapshot["unmeasured"] if version != 1 else 0
         state.paused = snapshot["paused"]
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
