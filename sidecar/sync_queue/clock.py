@@ -34,7 +34,7 @@ class Clock(Protocol):
 
 
 def _suspend_counting_monotonic() -> Callable[[], int]:
-    """A monotonic clock in ms that keeps counting while the machine sleeps.
+    """A monotonic clock in ns that keeps counting while the machine sleeps.
 
     A laptop's lid closed for an hour is an hour of real time: a lease or a delay must run
     out across it. ``time.monotonic`` stops during suspend on Linux (CLOCK_MONOTONIC) and
@@ -44,28 +44,39 @@ def _suspend_counting_monotonic() -> Callable[[], int]:
     """
     if sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME"):
         boottime = time.CLOCK_BOOTTIME
-        return lambda: time.clock_gettime_ns(boottime) // 1_000_000
+        return lambda: time.clock_gettime_ns(boottime)
     if sys.platform == "darwin":
         monotonic = time.CLOCK_MONOTONIC
-        return lambda: time.clock_gettime_ns(monotonic) // 1_000_000
+        return lambda: time.clock_gettime_ns(monotonic)
     if sys.platform == "win32":
         import ctypes
 
         tick_count = ctypes.windll.kernel32.GetTickCount64
         tick_count.restype = ctypes.c_ulonglong
-        return lambda: int(tick_count())
-    return lambda: time.monotonic_ns() // 1_000_000
+        return lambda: int(tick_count()) * 1_000_000
+    return time.monotonic_ns
 
 
 class SystemClock:
-    """The operating system's wall clock, and a monotonic clock that counts suspend."""
+    """The operating system's wall clock, and a monotonic clock that counts suspend.
+
+    The monotonic reading is aligned with the wall clock when the clock is made (the wall
+    clock read first, so it is never ahead): until the wall clock is set the two agree to the
+    ms, and the queue then runs on the monotonic reading as it is (``queue.py``,
+    ``_set_anchor``), never a ms ahead of the wall clock from rounding two clocks apart.
+    """
 
     def __init__(self, wall_offset_ms: int = 0) -> None:
-        self.monotonic_ms = _suspend_counting_monotonic()
         self.wall_offset_ms = wall_offset_ms
+        self._monotonic_ns = _suspend_counting_monotonic()
+        wall = time.time_ns()
+        self._align_ns = wall - self._monotonic_ns() + wall_offset_ms * 1_000_000
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.wall_offset_ms
+
+    def monotonic_ms(self) -> int:
+        return (self._monotonic_ns() + self._align_ns) // 1_000_000
 
 
 def clock_from_env(environ: Mapping[str, str]) -> SystemClock:

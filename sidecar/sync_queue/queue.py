@@ -77,6 +77,9 @@ LIVE = frozenset({ItemStatus.PENDING, ItemStatus.PROCESSING})
 # How far the wall clock may drift from the queue's (monotonic) time before the queue re-bases
 # onto it. Both clocks are slewed alike by NTP, so they part only when the wall clock is set.
 REBASE_TOLERANCE_MS = 1000
+# A clock whose monotonic reading is aligned with its wall clock (SystemClock) reads the two
+# this close: then the queue uses the monotonic reading as it is (see ``_set_anchor``).
+ALIGNED_MS = 2
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
@@ -162,7 +165,7 @@ class SyncQueue:
         self._stop = threading.Event()
         self._next_cleanup = self._next_persist = time.monotonic()
         self._maintainer: threading.Thread | None = None
-        self._anchor_t = self._anchor_mono = 0  # queue time = _anchor_t + monotonic elapsed
+        self._offset = 0  # the queue's time = the clock's monotonic reading + this
         self._start_clock()
         if self._persistence is not None:
             self._release_interrupted()
@@ -459,7 +462,7 @@ class SyncQueue:
                 return
             now = self._time()
             self._advance(now)
-            if now - self._state.last_t >= self._mark_ms:
+            if self._state.items and now - self._state.last_t >= self._mark_ms:
                 # Idle for a while: record the queue's time, so that a crash loses at most
                 # this much of it (for retention, and for re-basing on open).
                 self._apply(Rebase(now, 0, 0))
@@ -608,6 +611,7 @@ class SyncQueue:
         (README, Semantics: time the queue did not measure never drops an item).
         """
         wall = self._clock.now_ms()
+        mono = self._clock.monotonic_ms()
         last = self._state.last_t
         state = self._state
         finished = len(state.items) - state.live_count
@@ -621,7 +625,15 @@ class SyncQueue:
                 self._apply(op)
                 ticket = self._ticket
             self._commit(ticket)
-        self._anchor_t, self._anchor_mono = max(wall, state.last_t), self._clock.monotonic_ms()
+        self._set_anchor(max(wall, state.last_t), mono)
+
+    def _set_anchor(self, now: int, mono: int) -> None:
+        """From here on the queue's time is ``now`` plus the monotonic time elapsed since
+        ``mono``. If the two readings agree to ``ALIGNED_MS`` the monotonic one is used as it
+        is: two clocks floored to ms apart could put the queue's time a ms ahead of the wall
+        clock (a lease ending after the wall clock says it should)."""
+        offset = now - mono
+        self._offset = 0 if abs(offset) <= ALIGNED_MS else offset
 
     def _mark_time(self) -> None:
         """On close, record the queue's time (a ``Rebase`` that moves nothing): the next open
@@ -631,7 +643,7 @@ class SyncQueue:
         if self._storage_failure() is not None:
             return
         now = self._now()
-        if now > self._state.last_t:
+        if self._state.items and now > self._state.last_t:  # an empty queue has no timers
             with contextlib.suppress(QueueError):  # storage failing: nothing more to save
                 self._apply(Rebase(now, 0, 0))
 
@@ -706,7 +718,7 @@ class SyncQueue:
 
     def _now(self) -> int:
         """The queue's time: the anchor plus the monotonic time elapsed since (no re-base)."""
-        now = self._anchor_t + self._clock.monotonic_ms() - self._anchor_mono
+        now = self._clock.monotonic_ms() + self._offset
         last = self._state.last_t
         return now if now > last else last
 
@@ -715,13 +727,13 @@ class SyncQueue:
         (it parted from the queue's time by more than ``REBASE_TOLERANCE_MS``), re-base onto
         it first, moving every deadline and retention start by the same amount, so each
         keeps the real time it had left and timestamps follow the corrected clock."""
-        mono = self._clock.monotonic_ms()
-        now = max(self._anchor_t + mono - self._anchor_mono, self._state.last_t)
         wall = self._clock.now_ms()
+        mono = self._clock.monotonic_ms()
+        now = max(mono + self._offset, self._state.last_t)
         if abs(wall - now) <= REBASE_TOLERANCE_MS:
             return now
         self._apply(Rebase(wall, wall - now, wall - now))
-        self._anchor_t, self._anchor_mono = wall, mono
+        self._set_anchor(wall, mono)
         return wall
 
     def _begin_change(self) -> int:
