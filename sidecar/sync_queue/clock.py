@@ -10,6 +10,7 @@ backoff. The clock is injected so tests move time by hand instead of sleeping.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -43,11 +44,9 @@ def _suspend_counting_monotonic() -> Callable[[], int]:
     CLOCK_MONOTONIC (which counts sleep), GetTickCount64 on Windows (counts sleep).
     """
     if sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME"):
-        boottime = time.CLOCK_BOOTTIME
-        return lambda: time.clock_gettime_ns(boottime)
+        return functools.partial(time.clock_gettime_ns, time.CLOCK_BOOTTIME)
     if sys.platform == "darwin":
-        monotonic = time.CLOCK_MONOTONIC
-        return lambda: time.clock_gettime_ns(monotonic)
+        return functools.partial(time.clock_gettime_ns, time.CLOCK_MONOTONIC)
     if sys.platform == "win32":
         import ctypes
 
@@ -68,15 +67,16 @@ class SystemClock:
 
     def __init__(self, wall_offset_ms: int = 0) -> None:
         self.wall_offset_ms = wall_offset_ms
-        self._monotonic_ns = _suspend_counting_monotonic()
-        wall = time.time_ns()
-        self._align_ns = wall - self._monotonic_ns() + wall_offset_ms * 1_000_000
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self.wall_offset_ms
-
-    def monotonic_ms(self) -> int:
-        return (self._monotonic_ns() + self._align_ns) // 1_000_000
+        monotonic_ns = _suspend_counting_monotonic()
+        wall_ns = time.time_ns
+        align_ns = wall_ns() - monotonic_ns() + wall_offset_ms * 1_000_000
+        # Closures, not methods: read on every call of the queue, so every lookup counts.
+        self.monotonic_ms: Callable[[], int] = lambda: (monotonic_ns() + align_ns) // 1_000_000
+        self.now_ms: Callable[[], int] = (
+            (lambda: wall_ns() // 1_000_000 + wall_offset_ms)
+            if wall_offset_ms
+            else (lambda: wall_ns() // 1_000_000)
+        )
 
 
 def clock_from_env(environ: Mapping[str, str]) -> SystemClock:

@@ -727,10 +727,14 @@ class SyncQueue:
         (it parted from the queue's time by more than ``REBASE_TOLERANCE_MS``), re-base onto
         it first, moving every deadline and retention start by the same amount, so each
         keeps the real time it had left and timestamps follow the corrected clock."""
-        wall = self._clock.now_ms()
-        mono = self._clock.monotonic_ms()
-        now = max(mono + self._offset, self._state.last_t)
-        if abs(wall - now) <= REBASE_TOLERANCE_MS:
+        clock = self._clock
+        wall = clock.now_ms()
+        mono = clock.monotonic_ms()
+        now = mono + self._offset
+        last = self._state.last_t
+        if now < last:
+            now = last
+        if -REBASE_TOLERANCE_MS <= wall - now <= REBASE_TOLERANCE_MS:
             return now
         self._apply(Rebase(wall, wall - now, wall - now))
         self._set_anchor(wall, mono)
