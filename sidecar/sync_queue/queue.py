@@ -166,7 +166,13 @@ class SyncQueue:
         self._next_cleanup = self._next_persist = time.monotonic()
         self._maintainer: threading.Thread | None = None
         self._offset = 0  # the queue's time = the clock's monotonic reading + this
-        self._start_clock()
+        try:
+            self._start_clock()
+        except BaseException:
+            if self._persistence is not None:  # release the directory: nothing was served
+                with contextlib.suppress(QueueError):
+                    self._persistence.store.close()
+            raise
         if self._persistence is not None:
             self._release_interrupted()
         if maintenance_thread:
@@ -725,8 +731,8 @@ class SyncQueue:
     def _time(self) -> int:
         """The queue's time for a call that may change the queue: if the wall clock was set
         (it parted from the queue's time by more than ``REBASE_TOLERANCE_MS``), re-base onto
-        it first, moving every deadline and retention start by the same amount, so each
-        keeps the real time it had left and timestamps follow the corrected clock."""
+        it first: every deadline moves by the same amount, so each keeps the real time it had
+        left; retention does not count the jump; timestamps follow the corrected clock."""
         clock = self._clock
         wall = clock.now_ms()
         mono = clock.monotonic_ms()
