@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import orjson
 
 from . import __version__
+from .clock import clock_from_env
 from .config import KEY_BYTES, QueueConfig
 from .durations import MAX_DURATION_MS
 from .errors import (
@@ -308,7 +309,11 @@ def serve(config: QueueConfig) -> NoReturn:
 
     # Protect the protocol stream before anything can print (recovery may log or warn).
     in_fd, out_fd = claim_stdio()
-    queue = SyncQueue(config, maintenance_thread=False)
+    try:
+        clock = clock_from_env(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    queue = SyncQueue(config, clock=clock, maintenance_thread=False)
     # The recovered items live as long as the process: keep the cyclic GC from walking them
     # again and again (it found nothing to free in them, they hold no cycles).
     gc.freeze()

@@ -117,6 +117,11 @@ class MetricsRecorder:
         self.processing_count += 1
         self.processing_samples.append(processing_ms)
 
+    def shift(self, ms: int) -> None:
+        """The queue's clock was re-based by ``ms``: move the throughput window with it."""
+        for bucket in self._buckets:
+            bucket[0] += ms // 1000
+
     def throughput(self, now: int) -> Throughput:
         oldest = now // 1000 - self._window_s + 1
         enq = deq = 0

@@ -29,6 +29,7 @@ __all__ = [
     "Pop",
     "Purge",
     "Push",
+    "Rebase",
     "Requeue",
     "SetPaused",
     "decode_op",
@@ -114,6 +115,23 @@ class BreakerProbe(NamedTuple):
     t: int
 
 
+class Rebase(NamedTuple):
+    """The queue's clock was re-based onto the wall clock: from now on its time is ``t``.
+
+    ``t`` may be earlier than the time of the record before it (the wall clock had run ahead),
+    so this is the one record whose time may go backwards. ``shift`` is added to every stored
+    deadline (``availableAt``, lease expiry, TTL expiry, the breaker's opening time), so each
+    keeps the time it had left. ``retention_shift`` is time the queue did not measure itself
+    (the wall clock set, or the time it was closed): retention does not count it (it is added
+    to the state's ``unmeasured``). ``createdAt``/``updatedAt`` later than ``t`` become ``t``.
+    With both zero it only records the queue's time (written on close).
+    """
+
+    t: int
+    shift: int
+    retention_shift: int
+
+
 Op = (
     Push
     | Pop
@@ -128,6 +146,7 @@ Op = (
     | Drop
     | SetPaused
     | BreakerProbe
+    | Rebase
 )
 
 _NAMES: dict[type[Any], str] = {
@@ -144,6 +163,7 @@ _NAMES: dict[type[Any], str] = {
     Drop: "drop",
     SetPaused: "setPaused",
     BreakerProbe: "breakerProbe",
+    Rebase: "rebase",
 }
 _TYPES = {name: cls for cls, name in _NAMES.items()}
 

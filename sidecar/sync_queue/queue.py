@@ -2,7 +2,9 @@
 
 Each public method follows one pattern, under one lock:
 
-1. read the clock once (never backwards: ``now = max(clock, last time)``);
+1. read the queue's time once (``_time``): monotonic elapsed time from an anchor, re-based
+   onto the wall clock when the two part (a ``Rebase`` record keeps every deadline's
+   remaining time), so a wall clock that jumps cannot stretch or cut a lease or a delay;
 2. ``_advance(now)``: turn what became due into operation records (expired leases go back
    through the retry policy, items past their TTL are cancelled, finished items past
    retention are dropped, an open breaker whose cool-down ended half-opens);
@@ -56,6 +58,7 @@ from .ops import (
     Pop,
     Purge,
     Push,
+    Rebase,
     Requeue,
     SetPaused,
 )
@@ -73,6 +76,12 @@ log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
 PURGEABLE = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
 LIVE = frozenset({ItemStatus.PENDING, ItemStatus.PROCESSING})
+# How far the wall clock may drift from the queue's (monotonic) time before the queue re-bases
+# onto it. Both clocks are slewed alike by NTP, so they part only when the wall clock is set.
+REBASE_TOLERANCE_MS = 1000
+# A clock whose monotonic reading is aligned with its wall clock (SystemClock) reads the two
+# this close: then the queue uses the monotonic reading as it is (see ``_set_anchor``).
+ALIGNED_MS = 2
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
@@ -148,6 +157,7 @@ class SyncQueue:
         self._lease_ms = round(config.lease_timeout * 1000)
         self._dedup = config.enable_deduplication
         self._retention_ms = round(config.retention_period * 1000)
+        self._mark_ms = max(1, round(config.cleanup_interval * 1000))
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # wakes blocked pops
         self._waiters = 0
@@ -163,6 +173,14 @@ class SyncQueue:
         self._stop = threading.Event()
         self._next_cleanup = self._next_persist = time.monotonic()
         self._maintainer: threading.Thread | None = None
+        self._offset = 0  # the queue's time = the clock's monotonic reading + this
+        try:
+            self._start_clock()
+        except BaseException:
+            if self._persistence is not None:  # release the directory: nothing was served
+                with contextlib.suppress(QueueError):
+                    self._persistence.store.close()
+            raise
         if self._persistence is not None:
             self._release_interrupted()
         if maintenance_thread:
@@ -456,7 +474,12 @@ class SyncQueue:
         with self._lock:
             if self._closed or self._storage_failure() is not None:
                 return
-            self._advance(self._now())
+            now = self._time()
+            self._advance(now)
+            if self._state.items and now - self._state.last_t >= self._mark_ms:
+                # Idle for a while: record the queue's time, so that a crash loses at most
+                # this much of it (for retention, and for re-basing on open).
+                self._apply(Rebase(now, 0, 0))
             self._state.compact_indexes()
             ticket = self._ticket
             self._wake()
@@ -585,6 +608,7 @@ class SyncQueue:
         with self._lock:
             if self._closed:
                 return
+            self._mark_time()
             self._closed = True
             self._ready.notify_all()
         self._stop.set()
@@ -598,6 +622,53 @@ class SyncQueue:
 
         with self._lock:
             return encode_state(self._state)
+
+    def _start_clock(self) -> None:
+        """Anchor the queue's time on the wall clock, re-basing the recovered state on it.
+
+        The wall clock behind the last recorded time (it had run ahead, or runs behind now):
+        every deadline moves back with the queue's time, so each keeps the time it had left,
+        and retention keeps what it had left too. The wall clock ahead (the queue was closed
+        for a while, or the clock runs ahead now; the two cannot be told apart): deadlines
+        stay, so what came due while closed is due now, but retention does not count the gap
+        (README, Semantics: time the queue did not measure never drops an item).
+        """
+        wall = self._clock.now_ms()
+        mono = self._clock.monotonic_ms()
+        last = self._state.last_t
+        state = self._state
+        finished = len(state.items) - state.live_count
+        op: Rebase | None = None
+        if last and wall < last:
+            op = Rebase(wall, wall - last, wall - last)
+        elif last and wall > last and finished:
+            op = Rebase(wall, 0, wall - last)
+        if op is not None:
+            with self._lock:
+                self._apply(op)
+                ticket = self._ticket
+            self._commit(ticket)
+        self._set_anchor(max(wall, state.last_t), mono)
+
+    def _set_anchor(self, now: int, mono: int) -> None:
+        """From here on the queue's time is ``now`` plus the monotonic time elapsed since
+        ``mono``. If the two readings agree to ``ALIGNED_MS`` the monotonic one is used as it
+        is: two clocks floored to ms apart could put the queue's time a ms ahead of the wall
+        clock (a lease ending after the wall clock says it should)."""
+        offset = now - mono
+        self._offset = 0 if abs(offset) <= ALIGNED_MS else offset
+
+    def _mark_time(self) -> None:
+        """On close, record the queue's time (a ``Rebase`` that moves nothing): the next open
+        measures the wall clock against the time the queue closed, not against its last
+        change, so idle time before the close is neither lost for retention nor given back
+        to a deadline when the wall clock turns out to be behind."""
+        if self._storage_failure() is not None:
+            return
+        now = self._now()
+        if self._state.items and now > self._state.last_t:  # an empty queue has no timers
+            with contextlib.suppress(QueueError):  # storage failing: nothing more to save
+                self._apply(Rebase(now, 0, 0))
 
     def _release_interrupted(self) -> None:
         """Items that were processing when the process died go back through the retry
@@ -686,9 +757,28 @@ class SyncQueue:
     # ----------------------------------------------------------------- inside
 
     def _now(self) -> int:
-        now = self._clock.now_ms()
+        """The queue's time: the anchor plus the monotonic time elapsed since (no re-base)."""
+        now = self._clock.monotonic_ms() + self._offset
         last = self._state.last_t
         return now if now > last else last
+
+    def _time(self) -> int:
+        """The queue's time for a call that may change the queue: if the wall clock was set
+        (it parted from the queue's time by more than ``REBASE_TOLERANCE_MS``), re-base onto
+        it first: every deadline moves by the same amount, so each keeps the real time it had
+        left; retention does not count the jump; timestamps follow the corrected clock."""
+        clock = self._clock
+        wall = clock.now_ms()
+        mono = clock.monotonic_ms()
+        now = mono + self._offset
+        last = self._state.last_t
+        if now < last:
+            now = last
+        if -REBASE_TOLERANCE_MS <= wall - now <= REBASE_TOLERANCE_MS:
+            return now
+        self._apply(Rebase(wall, wall - now, wall - now))
+        self._set_anchor(wall, mono)
+        return wall
 
     def _begin_change(self) -> int:
         """Checks and catch-up shared by every change; returns the time of the change."""
@@ -700,9 +790,7 @@ class SyncQueue:
                 "storage failed earlier and the queue refuses changes until it is reopened: "
                 f"{failure}"
             )
-        now = self._clock.now_ms()
-        if now < self._state.last_t:
-            now = self._state.last_t
+        now = self._time()
         self._advance(now)
         return now
 
@@ -721,7 +809,7 @@ class SyncQueue:
             if self._state_lost is not None:
                 raise PersistenceError(self._state_lost)
             if not self._closed and self._storage_failure() is None:
-                self._advance(self._now())
+                self._advance(self._time())
             yield
         if self._state.events:
             self._deliver_events()
@@ -743,7 +831,7 @@ class SyncQueue:
             if expired:
                 self._apply(Expire(now, tuple(expired)))
         finished = state.finished
-        if finished and finished[0][0] + self._retention_ms <= now:
+        if finished and finished[0][0] + self._retention_ms <= now - state.unmeasured:
             dropped = state.due_retention(now, self._retention_ms)
             if dropped:
                 self._apply(Drop(now, tuple(dropped)))

@@ -20,7 +20,10 @@ item's ``_token`` (every insertion draws a fresh token), so moving an item never
 - ``delayed``: ``(available_at, token, item)`` for pending items not yet due.
 - ``leases``: ``(lease_expires_at, token, item)`` for processing items.
 - ``ttl``: ``(expires_at, token, item)`` for pending items with a time-to-live.
-- ``finished``: ``(finished_at, item)`` in finishing order, for retention.
+- ``finished``: ``(finished_at, item)`` in finishing order, for retention, in *measured* time:
+  the queue's time minus ``unmeasured`` (time the queue did not measure itself: the wall clock
+  set forward, or time it was closed; ``Rebase`` records add to it). A finished item's
+  ``_handed_at`` holds that measured time, so retention never counts a clock that ran ahead.
 - ``lines``: per partition key, the live items of that key in push order. Only the head of a
   line is scheduled; the others wait (``BLOCKED``) until it finishes.
 """
@@ -50,6 +53,7 @@ from .ops import (
     Pop,
     Purge,
     Push,
+    Rebase,
     Requeue,
     SetPaused,
 )
@@ -67,7 +71,7 @@ __all__ = [
 # Where a pending item is scheduled (SyncItem._where).
 NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: "unmeasured"; a finished item's handedAt is its measured finish time
 # Limits of the times in records read back from disk (ms since the epoch). A clock reading
 # (a record's ``t``, an item's createdAt/updatedAt) is at most the end of year 9999, the
 # last time any clock or datetime shows. A time computed from one (a due time, a lease or
@@ -190,6 +194,7 @@ class QueueState:
         self.seq = 0
         self.leases_issued = 0
         self.last_t = 0
+        self.unmeasured = 0  # queue time minus measured time (see ``finished`` above)
         self.paused = False
         self.breaker = CircuitBreaker(
             config.breaker_failure_threshold, round(config.breaker_cooldown * 1000)
@@ -225,6 +230,7 @@ class QueueState:
             Drop: self._drop,
             SetPaused: self._set_paused,
             BreakerProbe: self._breaker_probe,
+            Rebase: self._rebase,
         }
         self._checkers: dict[type[Any], Callable[[Any], None]] = {
             Push: self._check_push,
@@ -240,6 +246,7 @@ class QueueState:
             Drop: self._check_drop,
             SetPaused: self._check_set_paused,
             BreakerProbe: self._check_nothing,
+            Rebase: self._check_rebase,
         }
 
     # ------------------------------------------------------------------ apply
@@ -346,6 +353,14 @@ class QueueState:
 
     def _check_nothing(self, op: Op) -> None:
         pass
+
+    def _check_rebase(self, op: Rebase) -> None:
+        # The one record whose time may go back (``check`` only bounds ``t``); its shifts
+        # may be negative, never larger than the whole range of clock readings.
+        for name in ("shift", "retention_shift"):
+            value = getattr(op, name)
+            if type(value) is not int or abs(value) > MAX_CLOCK_MS:
+                raise ValueError(f"rebase {name} {value!r:.40} is out of range")
 
     # ------------------------------------------------------------------ appliers
 
@@ -456,6 +471,37 @@ class QueueState:
         if self.breaker.state == "open":
             self._emit(self.breaker.on_half_open())
 
+    def _rebase(self, op: Rebase) -> None:
+        """Move every stored deadline by ``shift``; count ``retention_shift`` as unmeasured
+        time; the queue's time becomes ``op.t``, even if that is earlier.
+
+        O(1) unless deadlines move or time goes back (a wall clock that was set: rare). A
+        uniform shift keeps the order of each heap, so the heaps are rewritten in place.
+        """
+        t, shift = op.t, op.shift
+        backwards = t < self.last_t
+        self.last_t = t  # the one record that may move the queue's time back
+        self.unmeasured += op.retention_shift
+        if backwards or shift:
+            for item in self.items.values():
+                if item.created_at > t:  # stamped by a clock that ran ahead
+                    item.created_at = t
+                if item.updated_at > t:
+                    item.updated_at = t
+                if shift and item.status not in FINISHED:
+                    item.available_at += shift
+                    item._handed_at += shift
+                    if item.lease_expires_at is not None:
+                        item.lease_expires_at += shift
+                    if item.expires_at is not None:
+                        item.expires_at += shift
+        if shift:
+            for heap in (self.delayed, self.leases, self.ttl):
+                heap[:] = [(at + shift, token, item) for at, token, item in heap]
+            if self.breaker.state != "closed":
+                self.breaker.opened_at += shift
+            self.metrics.shift(shift)
+
     # ------------------------------------------------------------ transitions
 
     def _retry_or_bury(self, item: SyncItem, t: int, retry_at: int, error: str | None) -> bool:
@@ -486,7 +532,8 @@ class QueueState:
         item.lease_id = None
         item.lease_expires_at = None
         item.updated_at = t
-        self.finished.append((t, item))
+        item._handed_at = finished_at = t - self.unmeasured  # measured time (module docstring)
+        self.finished.append((finished_at, item))
         key = item.partition_key
         if key is not None:
             line = self.lines[key]
@@ -633,14 +680,15 @@ class QueueState:
         return list(due)
 
     def due_retention(self, now: int, retention_ms: int) -> list[str]:
-        """Finished items kept for ``retention_ms`` already."""
+        """Finished items kept for ``retention_ms`` of measured time already."""
         finished = self.finished
         due = []
-        while finished and finished[0][0] + retention_ms <= now:
+        measured = now - self.unmeasured
+        while finished and finished[0][0] + retention_ms <= measured:
             finished_at, item = finished.popleft()
             if (
                 item.status.finished
-                and item.updated_at == finished_at
+                and item._handed_at == finished_at
                 and self.items.get(item.id) is item
             ):
                 due.append(item.id)
@@ -734,6 +782,7 @@ class QueueState:
             "seq": self.seq,
             "leasesIssued": self.leases_issued,
             "lastT": self.last_t,
+            "unmeasured": self.unmeasured,
             "paused": self.paused,
             "breaker": self.breaker.to_record(),
             "metrics": self.metrics.to_record(),
@@ -752,12 +801,16 @@ class QueueState:
 
         ``build_heap`` turns each filled index into a heap (compaction passes one that lets
         other threads run: one ``heapify`` call holds the GIL for its whole run)."""
-        if snapshot.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {snapshot.get('v')!r}")
+        version = snapshot.get("v")
+        if version not in (1, SNAPSHOT_VERSION):
+            raise ValueError(f"unsupported snapshot version {version!r}")
         state = cls(config)
         state.seq = snapshot["seq"]
         state.leases_issued = snapshot["leasesIssued"]
         state.last_t = snapshot["lastT"]
+        state.unmeasured = snapshot["unmeasured"] if version != 1 else 0
+        if type(state.unmeasured) is not int or abs(state.unmeasured) > MAX_CLOCK_MS:
+            raise ValueError(f"header field unmeasured is {state.unmeasured!r:.40}")
         state.paused = snapshot["paused"]
         # A snapshot passed its checksum; still refuse one no queue could have written.
         # (Per item only what would otherwise crash or corrupt the indexes: a full
@@ -787,7 +840,9 @@ class QueueState:
             status = item.status
             counts[status] += 1
             if status in FINISHED:
-                finished.append((item.updated_at, item))
+                if version == 1:  # before handedAt held it, retention counted from updatedAt
+                    item._handed_at = item.updated_at
+                finished.append((item._handed_at, item))
                 continue
             by_priority[item.priority] += 1
             if status is PROCESSING:
