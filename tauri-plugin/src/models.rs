@@ -232,11 +232,12 @@ pub struct Stats {
 pub struct Ready {
     pub version: String,
     pub protocol: u32,
-    #[serde(default)]
-    pub data_dir: Option<String>,
     /// `None` in memory mode.
     #[serde(default)]
-    pub durability: Option<String>,
+    pub data_dir: Option<String>,
+    /// The data directory's `durability` (`"always"`, `"periodic"` or
+    /// `"snapshot"`), or `"memory"` in memory mode.
+    pub durability: String,
     #[serde(default)]
     pub recovered: BTreeMap<String, u64>,
     #[serde(flatten)]
@@ -275,7 +276,9 @@ pub struct SidecarExited {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stderr_tail: String,
-    /// Whether the plugin will start it again (false after a requested stop).
+    /// Whether the plugin will start it again: false after a requested stop,
+    /// and after an exit status a restart cannot fix (2 to 5, see
+    /// [`crate::Error::SidecarFailed`]).
     pub restarting: bool,
     /// Delay before the restart, when `restarting`.
     pub restart_in_ms: Option<u64>,
