@@ -23,7 +23,10 @@ fi
 echo "== rust: fmt, clippy, tests"
 cargo fmt --check
 nice -n 10 cargo clippy --locked --all-targets -- -D warnings
-nice -n 10 cargo test --locked -- --include-ignored
+# --include-ignored for the #[ignore]d frozen tests; not for the doc example,
+# which needs an app's runtime to compile.
+nice -n 10 cargo test --locked --lib --tests -- --include-ignored
+nice -n 10 cargo test --locked --doc
 
 echo "== guest-js: install, typecheck, build, tests"
 cd guest-js

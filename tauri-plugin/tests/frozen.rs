@@ -3,8 +3,9 @@
 //! else `<checkout>/dist/sync-queue-sidecar-<target triple>`.
 //!
 //! Building that binary takes minutes, so these tests are `#[ignore]`d: plain
-//! `cargo test` lists them as ignored, and `cargo test -- --include-ignored`
-//! (what scripts/check.sh and CI run) runs them, failing if there is no binary.
+//! `cargo test` lists them as ignored, and `cargo test --lib --tests --
+//! --include-ignored` (what scripts/check.sh and CI run) runs them, failing if
+//! there is no binary.
 //!
 //! A onefile sidecar is two processes (the launcher and Python) and unpacks
 //! itself into `$TMPDIR/_MEI…`: the tests give it a private TMPDIR to check
@@ -16,7 +17,7 @@ use std::{path::PathBuf, time::Duration};
 
 use common::{app_with, collect, group_members, invoke, process_exists, repo_root};
 use serde_json::{json, Value};
-use tauri_plugin_sync_queue::{Builder, Sidecar, SyncQueueExt};
+use tauri_plugin_sync_queue::{models::PopOptions, Builder, Sidecar, SyncQueueExt};
 
 fn frozen_sidecar(test: &str) -> PathBuf {
     let path = std::env::var_os("SYNC_QUEUE_FROZEN_SIDECAR")
@@ -68,7 +69,7 @@ fn mei_dirs(tmp: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs the frozen sidecar (packaging/build.py): cargo test -- --include-ignored"]
+#[ignore = "needs the frozen sidecar (packaging/build.py): cargo test --test frozen -- --include-ignored"]
 fn frozen_sidecar_round_trip_and_clean_exit() {
     let binary = frozen_sidecar("frozen_sidecar_round_trip_and_clean_exit");
     let tmp = private_tmp("exit");
@@ -110,7 +111,7 @@ fn frozen_sidecar_round_trip_and_clean_exit() {
 }
 
 #[test]
-#[ignore = "needs the frozen sidecar (packaging/build.py): cargo test -- --include-ignored"]
+#[ignore = "needs the frozen sidecar (packaging/build.py): cargo test --test frozen -- --include-ignored"]
 fn frozen_sidecar_killed_leaves_no_orphan_and_comes_back() {
     let binary = frozen_sidecar("frozen_sidecar_killed_leaves_no_orphan_and_comes_back");
     let tmp = private_tmp("kill");
@@ -122,9 +123,32 @@ fn frozen_sidecar_killed_leaves_no_orphan_and_comes_back() {
     assert_eq!(members.len(), 2, "launcher + Python: {members:?}");
 
     // SIGKILL to the launcher only: its Python child would be orphaned, but
-    // the plugin ends the rest of the group.
-    // SAFETY: signals the sidecar this test started.
-    assert_eq!(unsafe { libc::kill(pgid as libc::pid_t, libc::SIGKILL) }, 0);
+    // the plugin ends the rest of the group. A long poll in flight fails with
+    // `SidecarExited`, not with the empty answer the child would give once
+    // its stdin closes.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt.block_on(async {
+        let queue = app.sync_queue();
+        let options = PopOptions {
+            timeout_ms: Some(20_000),
+            ..Default::default()
+        };
+        let pop = queue.pop(&options);
+        tokio::pin!(pop);
+        // One poll queues the pop; the ping queued after it is written after
+        // it, so its answer means the sidecar has read the pop.
+        assert!(tokio::time::timeout(Duration::ZERO, &mut pop)
+            .await
+            .is_err());
+        assert!(queue.ping().await.unwrap());
+        // SAFETY: signals the sidecar this test started.
+        assert_eq!(unsafe { libc::kill(pgid as libc::pid_t, libc::SIGKILL) }, 0);
+        pop.await.expect_err("the long poll must fail, not resolve")
+    });
+    assert_eq!(err.kind(), "SidecarExited", "{err}");
     // Until the plugin has seen the launcher die, the orphaned Python child
     // may still answer on the pipes; the event says the cleanup is done.
     let event = exited
