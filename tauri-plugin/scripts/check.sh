@@ -7,8 +7,10 @@
 #   SYNC_QUEUE_SIDECAR_CMD      the real sidecar's command for the `real::` IPC tests
 #                               (default: <checkout>/.venv/bin/python -m sync_queue)
 #   SYNC_QUEUE_PYTHON           the python of that default command
-#   SYNC_QUEUE_REQUIRE_SIDECAR  1: the `real::` tests fail instead of skipping
-#                               when the real sidecar does not start
+#   SYNC_QUEUE_FROZEN_SIDECAR   the onefile binary for tests/frozen.rs (default
+#                               <checkout>/dist/sync-queue-sidecar-<triple>)
+# Every test runs, the #[ignore]d frozen ones included; a test whose sidecar
+# cannot be started fails (none is skipped).
 #   SKIP_SYSTEM_DEPS            1: do not run install-system-deps.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,10 @@ fi
 echo "== rust: fmt, clippy, tests"
 cargo fmt --check
 nice -n 10 cargo clippy --locked --all-targets -- -D warnings
-nice -n 10 cargo test --locked
+# --include-ignored for the #[ignore]d frozen tests; not for the doc example,
+# which needs an app's runtime to compile.
+nice -n 10 cargo test --locked --lib --tests -- --include-ignored
+nice -n 10 cargo test --locked --doc
 
 echo "== guest-js: install, typecheck, build, tests"
 cd guest-js

@@ -335,6 +335,9 @@ async fn write_loop<W>(
         if let Err(e) = result {
             break Some(Arc::new(e));
         }
+        // Sent whole: their replies may still come (a sidecar answers what it
+        // has read after its stdin closes), so a close must not fail them.
+        batch.clear();
     };
 
     let error = match failure {
@@ -736,6 +739,20 @@ mod tests {
         let err = client.call("ping", &json!({}), T).await.unwrap_err();
         assert_eq!(err.kind(), "Io");
         assert_eq!(client.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn calls_sent_before_stdin_closes_still_get_their_replies() {
+        let (client, _tasks, mut fake, _) = setup();
+        let c = client.clone();
+        let pop = tokio::spawn(async move { c.call("pop", &json!({"timeoutMs": 60000}), T).await });
+        let id = fake.next_request().await["id"].clone();
+        client.close_stdin();
+        assert!(fake.requests.next_line().await.unwrap().is_none());
+        // What a sidecar does on stdin EOF: answer what it has read.
+        fake.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#))
+            .await;
+        assert_eq!(pop.await.unwrap().unwrap(), Value::Null);
     }
 
     #[tokio::test]

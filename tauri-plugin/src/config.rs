@@ -7,7 +7,7 @@
 //!   "sync-queue": {
 //!     "sidecar": { "externalBin": "sync-queue-sidecar" },
 //!     "dataDir": "queue",
-//!     "queue": { "max_capacity": 10000, "durability": "fsync" },
+//!     "queue": { "max_capacity": 10000, "durability": "always" },
 //!     "keyEnv": "MY_APP_QUEUE_KEY",
 //!     "callTimeoutMs": 30000
 //!   }

@@ -262,6 +262,14 @@ impl SyncQueue {
         self.supervisor.is_ready()
     }
 
+    /// Why the sidecar is not running and will not be restarted: it exited
+    /// with a status a restart cannot fix (kind `Locked`, `Config`,
+    /// `DataUnreadable` or `DataDirUnusable`; see [`Error::SidecarFailed`]).
+    /// Every call fails with this error until the app starts the plugin again.
+    pub fn failure(&self) -> Option<Error> {
+        self.supervisor.failure()
+    }
+
     /// The last lines the sidecar wrote to stderr (also sent to the `log` crate).
     pub fn stderr_tail(&self) -> String {
         self.supervisor.stderr_tail()

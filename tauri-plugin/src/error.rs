@@ -9,6 +9,9 @@
 //!   standard JSON-RPC code (`InvalidParams`, `MethodNotFound`, …);
 //! - errors raised on this side (the sidecar died, a call timed out, …) have
 //!   `code: null` and a `kind` of their own, listed in [`Error::kind`].
+//!
+//! [`SIDECAR_KINDS`] and [`LOCAL_KINDS`] list every kind; a test checks them
+//! against the sidecar's Python sources and the TypeScript `ErrorKind`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,9 +63,18 @@ pub enum Error {
     #[error("{}", .0.message)]
     Rpc(RpcError),
     /// The sidecar process ended while the call was in flight, or before it
-    /// became ready.
+    /// became ready. It is restarted after the backoff delay.
     #[error("the sync-queue sidecar stopped unexpectedly ({0})")]
     SidecarExited(ExitInfo),
+    /// The sidecar exited with a status that says a restart cannot help (the
+    /// sidecar's exit-code table): 2 its command line, config file or key was
+    /// refused (kind `Config`); 3 another process owns the data directory
+    /// (kind `Locked`); 4 the data on disk cannot be read: corrupt, or a wrong
+    /// or missing key (kind `DataUnreadable`); 5 the data directory cannot be
+    /// used (kind `DataDirUnusable`). The plugin does not restart it: every
+    /// call fails with this error until the app starts the plugin again.
+    #[error("{}", fatal_message(.0))]
+    SidecarFailed(ExitInfo),
     /// The sidecar was stopped on purpose (app exit or `shutdown`), so it takes
     /// no more calls.
     #[error("the sync-queue sidecar has been stopped and takes no more calls")]
@@ -107,13 +119,93 @@ impl From<serde_json::Error> for Error {
     }
 }
 
+/// The kinds of the errors the sidecar answers with (`data.kind`,
+/// PROTOCOL.md §5): its queue errors, its protocol errors (`MessageTooLarge`,
+/// `NestingTooDeep` and `BatchTooLarge` are `InvalidRequest`s, code -32600),
+/// and `RpcError` for a code without a `data.kind` that is not a standard one.
+pub const SIDECAR_KINDS: &[&str] = &[
+    "CapacityExceeded",
+    "ItemNotFound",
+    "ShuttingDown",
+    "Locked",
+    "DuplicateItem",
+    "PersistenceError",
+    "EncryptionError",
+    "CompressionError",
+    "InvalidState",
+    "ParseError",
+    "InvalidRequest",
+    "MessageTooLarge",
+    "NestingTooDeep",
+    "BatchTooLarge",
+    "MethodNotFound",
+    "InvalidParams",
+    "InternalError",
+    "RpcError",
+];
+
+/// The kinds of the errors raised on this side (`code: null`). `Locked` and
+/// `Config` are also what a sidecar that exited with status 3 or 2 reports.
+pub const LOCAL_KINDS: &[&str] = &[
+    "SidecarExited",
+    "Locked",
+    "DataUnreadable",
+    "DataDirUnusable",
+    "Stopped",
+    "Timeout",
+    "ReadyTimeout",
+    "Spawn",
+    "Config",
+    "Protocol",
+    "Io",
+    "Json",
+];
+
+/// Whether a sidecar that exited with `code` would only fail the same way
+/// again if restarted (see [`Error::SidecarFailed`]).
+pub(crate) fn is_fatal_exit(code: Option<i32>) -> bool {
+    matches!(code, Some(2..=5))
+}
+
+fn fatal_message(info: &ExitInfo) -> String {
+    let what = match info.code {
+        Some(2) => "the sync-queue sidecar refused its command line, config file or key",
+        Some(3) => {
+            "the sync-queue data directory is in use by another process (Locked): \
+             is another instance of the app running?"
+        }
+        Some(4) => {
+            "the sync-queue data cannot be read (corrupt, or a wrong or missing key); \
+             nothing was changed"
+        }
+        Some(5) => "the sync-queue data directory cannot be used",
+        _ => "the sync-queue sidecar cannot start",
+    };
+    format!("{what}; the sidecar is not restarted until the app starts the plugin again ({info})")
+}
+
 impl Error {
-    /// The kind TypeScript sees. For sidecar errors this is `data.kind`, e.g.
-    /// `CapacityExceeded`, `ItemNotFound`, `InvalidState`; for the standard
-    /// JSON-RPC codes `ParseError`, `InvalidRequest`, `MethodNotFound`,
-    /// `InvalidParams`, `InternalError` (or `RpcError` for any other code).
+    /// The error for a sidecar that ended on its own with `info`:
+    /// [`Error::SidecarFailed`] for the exit statuses a restart cannot fix,
+    /// else [`Error::SidecarExited`].
+    pub(crate) fn from_exit(info: ExitInfo) -> Error {
+        if is_fatal_exit(info.code) {
+            Error::SidecarFailed(info)
+        } else {
+            Error::SidecarExited(info)
+        }
+    }
+
+    /// The kind TypeScript sees (one of [`SIDECAR_KINDS`] or [`LOCAL_KINDS`]).
+    /// For sidecar errors this is `data.kind`, e.g. `CapacityExceeded`,
+    /// `ItemNotFound`, `InvalidState`, `MessageTooLarge`, `NestingTooDeep`,
+    /// `BatchTooLarge`; for the standard JSON-RPC codes without one
+    /// `ParseError`, `InvalidRequest`, `MethodNotFound`, `InvalidParams`,
+    /// `InternalError` (or `RpcError` for any other code).
     /// Local kinds: `SidecarExited`, `Stopped`, `Timeout`, `ReadyTimeout`,
-    /// `Spawn`, `Config`, `Protocol`, `Io`, `Json`.
+    /// `Spawn`, `Config`, `Protocol`, `Io`, `Json`, and for
+    /// [`Error::SidecarFailed`] `Config` (exit status 2), `Locked` (3),
+    /// `DataUnreadable` (4) or `DataDirUnusable` (5).
     pub fn kind(&self) -> &str {
         match self {
             Error::Rpc(e) => e
@@ -130,6 +222,13 @@ impl Error {
                     _ => "RpcError",
                 }),
             Error::SidecarExited(_) => "SidecarExited",
+            Error::SidecarFailed(info) => match info.code {
+                Some(2) => "Config",
+                Some(3) => "Locked",
+                Some(4) => "DataUnreadable",
+                Some(5) => "DataDirUnusable",
+                _ => "SidecarExited",
+            },
             Error::Stopped => "Stopped",
             Error::Timeout { .. } => "Timeout",
             Error::ReadyTimeout(_) => "ReadyTimeout",
@@ -153,7 +252,9 @@ impl Error {
     pub fn data(&self) -> Option<Value> {
         match self {
             Error::Rpc(e) => e.data.clone(),
-            Error::SidecarExited(info) => serde_json::to_value(info).ok(),
+            Error::SidecarExited(info) | Error::SidecarFailed(info) => {
+                serde_json::to_value(info).ok()
+            }
             Error::Timeout { method, timeout } => {
                 Some(json!({ "method": method, "timeoutMs": timeout.as_millis() as u64 }))
             }
@@ -227,5 +328,94 @@ mod tests {
         assert_eq!(v["data"]["stderrTail"], "Traceback…");
         assert!(v["message"].as_str().unwrap().contains("signal 9"));
         assert!(v["message"].as_str().unwrap().contains("Traceback…"));
+    }
+
+    #[test]
+    fn fatal_exit_statuses_have_their_own_kinds() {
+        let exit = |code| ExitInfo {
+            code: Some(code),
+            signal: None,
+            stderr_tail: "sync-queue-sidecar: Locked: owned by pid 7".into(),
+        };
+        for (code, kind) in [
+            (2, "Config"),
+            (3, "Locked"),
+            (4, "DataUnreadable"),
+            (5, "DataDirUnusable"),
+        ] {
+            let e = Error::from_exit(exit(code));
+            assert!(matches!(e, Error::SidecarFailed(_)), "{e:?}");
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["kind"], kind);
+            assert_eq!(v["code"], Value::Null);
+            assert_eq!(v["data"]["code"], code);
+            let message = v["message"].as_str().unwrap();
+            assert!(message.contains("not restarted"), "{message}");
+            assert!(message.contains("owned by pid 7"), "{message}");
+            assert!(LOCAL_KINDS.contains(&kind));
+        }
+        for code in [0, 1, 6, 137] {
+            let e = Error::from_exit(exit(code));
+            assert_eq!(e.kind(), "SidecarExited", "exit status {code}");
+        }
+        assert_eq!(
+            Error::from_exit(ExitInfo {
+                code: None,
+                signal: Some(9),
+                stderr_tail: String::new()
+            })
+            .kind(),
+            "SidecarExited"
+        );
+    }
+
+    #[test]
+    fn every_local_kind_is_listed() {
+        let info = ExitInfo {
+            code: Some(1),
+            signal: None,
+            stderr_tail: String::new(),
+        };
+        let io = || Arc::new(std::io::Error::other("x"));
+        let json = Arc::new(serde_json::from_str::<Value>("{").unwrap_err());
+        let errors = [
+            Error::SidecarExited(info.clone()),
+            Error::Stopped,
+            Error::Timeout {
+                method: "pop".into(),
+                timeout: Duration::from_secs(1),
+            },
+            Error::ReadyTimeout(Duration::from_secs(1)),
+            Error::Spawn {
+                program: "x".into(),
+                source: io(),
+            },
+            Error::Config("x".into()),
+            Error::Protocol("x".into()),
+            Error::Io(io()),
+            Error::Json(json),
+        ];
+        for e in &errors {
+            assert!(
+                LOCAL_KINDS.contains(&e.kind()),
+                "{} is not listed",
+                e.kind()
+            );
+        }
+        let rpc = |code| {
+            Error::Rpc(RpcError {
+                code,
+                message: "x".into(),
+                data: None,
+            })
+        };
+        for code in [-32700, -32600, -32601, -32602, -32603, -1] {
+            let e = rpc(code);
+            assert!(
+                SIDECAR_KINDS.contains(&e.kind()),
+                "{} is not listed",
+                e.kind()
+            );
+        }
     }
 }

@@ -30,6 +30,7 @@ mod config;
 mod desktop;
 mod error;
 pub mod models;
+mod pipe;
 mod supervisor;
 
 pub use client::Notification;
@@ -37,7 +38,7 @@ pub use config::{
     Config, KeySource, LaunchSpec, Sidecar, Timing, DEFAULT_EXTERNAL_BIN, KEY_ENV_VAR,
 };
 pub use desktop::SyncQueue;
-pub use error::{Error, ExitInfo, Result, RpcError};
+pub use error::{Error, ExitInfo, Result, RpcError, LOCAL_KINDS, SIDECAR_KINDS};
 pub use supervisor::{EventSink, SupervisorEvent};
 
 /// The plugin's name: the `plugin:sync-queue|…` prefix, the permission prefix

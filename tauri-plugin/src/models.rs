@@ -232,11 +232,12 @@ pub struct Stats {
 pub struct Ready {
     pub version: String,
     pub protocol: u32,
-    #[serde(default)]
-    pub data_dir: Option<String>,
     /// `None` in memory mode.
     #[serde(default)]
-    pub durability: Option<String>,
+    pub data_dir: Option<String>,
+    /// The data directory's `durability` (`"always"`, `"periodic"` or
+    /// `"snapshot"`), or `"memory"` in memory mode.
+    pub durability: String,
     #[serde(default)]
     pub recovered: Recovered,
     #[serde(flatten)]
@@ -304,7 +305,9 @@ pub struct SidecarExited {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stderr_tail: String,
-    /// Whether the plugin will start it again (false after a requested stop).
+    /// Whether the plugin will start it again: false after a requested stop,
+    /// and after an exit status a restart cannot fix (2 to 5, see
+    /// [`crate::Error::SidecarFailed`]).
     pub restarting: bool,
     /// Delay before the restart, when `restarting`.
     pub restart_in_ms: Option<u64>,
@@ -365,7 +368,8 @@ mod tests {
         assert_eq!(ready.recovered.quarantined[0].offset, 123);
         assert_eq!(serde_json::to_value(&ready).unwrap(), wire);
         let plain: Ready = serde_json::from_value(json!({
-            "version": "0.1.0", "protocol": 1, "recovered": {"pending": 1}
+            "version": "0.1.0", "protocol": 1, "durability": "memory",
+            "recovered": {"pending": 1}
         }))
         .unwrap();
         assert!(plain.recovered.quarantined.is_empty());

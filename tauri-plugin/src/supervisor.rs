@@ -5,6 +5,15 @@
 //! with the exit status and the tail of stderr → wait (backoff) → spawn again.
 //! A requested stop (app exit, `shutdown`, drop) ends the loop instead.
 //!
+//! Calls in flight fail as soon as the process we spawned has exited and what
+//! it wrote before has been read, not at EOF on its stdout: a process it
+//! started (a onefile launcher's Python child) may hold the pipe open and,
+//! once its stdin closes, answer waiting long polls with an empty result.
+//!
+//! An exit status that a restart cannot fix (2 bad command line, config or
+//! key; 3 `Locked`; 4 data unreadable; 5 data directory unusable) ends the
+//! loop in the `Failed` state: no restart, and every call fails with why.
+//!
 //! Stopping is gentle first: close stdin (the sidecar answers what it has read,
 //! persists and exits), wait; SIGTERM the process group, wait; only then
 //! SIGKILL the group. A onefile PyInstaller sidecar is two processes, and a
@@ -39,6 +48,7 @@ use crate::{
     config::LaunchSpec,
     error::{Error, ExitInfo, Result},
     models::SidecarExited,
+    pipe::{self, PipeProbe},
 };
 
 /// Lines of stderr kept for error messages.
@@ -48,6 +58,9 @@ const TAIL_LINE_CHARS: usize = 2000;
 const MAX_STDERR_LINE: usize = 1024 * 1024;
 /// A sidecar that ran this long before it died restarts with the first delay again.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Longest wait, once the process has exited, for the replies and stderr
+/// lines it wrote before to be read (normally a few milliseconds).
+const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
 /// What the supervisor reports to the app.
 #[derive(Debug, Clone)]
@@ -73,6 +86,11 @@ enum State {
     /// The attempt failed; the next one starts after a delay.
     Backoff {
         attempt: u64,
+        error: Error,
+    },
+    /// The sidecar exited with a status a restart cannot fix: no restart,
+    /// every call fails with this error until the supervisor is stopped.
+    Failed {
         error: Error,
     },
     Stopped,
@@ -124,6 +142,22 @@ struct Inner {
 impl Inner {
     fn tail_text(&self) -> String {
         self.tail.lock().unwrap_or_else(|e| e.into_inner()).text()
+    }
+
+    /// Says at once that attempt `attempt` failed, before the process group
+    /// is cleaned up: new calls then wait for the restart (or fail with a
+    /// fatal error) instead of reaching the dead process's client.
+    fn publish_failure(&self, attempt: u64, error: &Error) {
+        let state = match error {
+            Error::SidecarFailed(_) => State::Failed {
+                error: error.clone(),
+            },
+            _ => State::Backoff {
+                attempt,
+                error: error.clone(),
+            },
+        };
+        self.state.send_replace(state);
     }
 }
 
@@ -190,6 +224,7 @@ impl Supervisor {
         let first_counting = match &*rx.borrow_and_update() {
             State::Ready { client, .. } => return Ok(client.clone()),
             State::Stopped => return Err(Error::Stopped),
+            State::Failed { error } => return Err(error.clone()),
             State::Starting { attempt } => *attempt,
             State::Backoff { attempt, .. } => attempt + 1,
         };
@@ -200,6 +235,7 @@ impl Supervisor {
             match &*rx.borrow_and_update() {
                 State::Ready { client, .. } => return Ok(client.clone()),
                 State::Stopped => return Err(Error::Stopped),
+                State::Failed { error } => return Err(error.clone()),
                 State::Backoff { attempt, error } if *attempt >= first_counting => {
                     return Err(error.clone())
                 }
@@ -266,6 +302,15 @@ impl Supervisor {
         matches!(*self.inner.state.borrow(), State::Ready { .. })
     }
 
+    /// Why the sidecar is not restarted, once it exited with a status a
+    /// restart cannot fix (every call fails with this error).
+    pub fn failure(&self) -> Option<Error> {
+        match &*self.inner.state.borrow() {
+            State::Failed { error } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
     /// How long a whole stop may take: stdin grace, SIGTERM grace, a margin.
     pub fn stop_limit(&self) -> Duration {
         self.inner.spec.timing.stop_timeout * 2 + Duration::from_secs(1)
@@ -312,6 +357,22 @@ async fn run(inner: Arc<Inner>, sink: EventSink) {
             Outcome::Stopped => break,
             Outcome::Failed { error, exit } => (error, exit),
         };
+        if let Error::SidecarFailed(info) = &error {
+            // Starting it again would fail the same way (or, for `Locked`,
+            // fight the other instance for its directory): stay failed.
+            log::error!("{error}");
+            let exited = SidecarExited {
+                code: info.code,
+                signal: info.signal,
+                stderr_tail: info.stderr_tail.clone(),
+                restarting: false,
+                restart_in_ms: None,
+            };
+            inner.publish_failure(attempt, &error);
+            sink(SupervisorEvent::Exited(exited));
+            stop_requested(&mut stop_rx).await;
+            break;
+        }
         if started.elapsed() >= STABLE_AFTER {
             delay = timing.restart_delay;
         }
@@ -321,7 +382,7 @@ async fn run(inner: Arc<Inner>, sink: EventSink) {
         );
         // State first: whoever reacts to the event finds calls waiting for
         // the restart, not the dead process.
-        inner.state.send_replace(State::Backoff { attempt, error });
+        inner.publish_failure(attempt, &error);
         let exit = exit.unwrap_or(ExitInfo {
             code: None,
             signal: None,
@@ -405,14 +466,19 @@ async fn run_once(
         .unwrap_or_else(|e| e.into_inner())
         .lines
         .clear();
-    let stderr_task = child
-        .stderr
-        .take()
-        .map(|stderr| tokio::spawn(drain_stderr(stderr, inner.clone())));
+    let (stderr_task, stderr_probe) = match child.stderr.take() {
+        Some(stderr) => {
+            let (stderr, probe) = pipe::watch(stderr);
+            let task = tokio::spawn(drain_stderr(stderr, inner.clone()));
+            (Some(task), Some(probe))
+        }
+        None => (None, None),
+    };
     let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
         (Some(stdin), Some(stdout)) => (stdin, stdout),
         _ => unreachable!("stdin and stdout are piped"),
     };
+    let (stdout, stdout_probe) = pipe::watch(stdout);
 
     let (ready_tx, ready_rx) = oneshot::channel::<Value>();
     let ready_tx = Mutex::new(Some(ready_tx));
@@ -428,26 +494,38 @@ async fn run_once(
     });
     let (client, tasks) = Client::start(stdout, stdin, on_notification, spec.timing.stop_timeout);
     let client = Arc::new(client);
+    let pipes = Pipes {
+        tasks,
+        stderr_task,
+        stdout_probe,
+        stderr_probe,
+    };
 
     // Up to `ready`.
     let ready_timeout = spec.timing.ready_timeout;
     let ready = tokio::select! {
         params = ready_rx => params.ok(),
         status = child.wait() => {
-            let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
-            client.close(Error::SidecarExited(exit.clone()));
-            return Outcome::Failed { error: Error::SidecarExited(exit.clone()), exit: Some(exit) };
+            let exit = describe_exit(inner, status, &pipes).await;
+            let error = Error::from_exit(exit.clone());
+            inner.publish_failure(attempt, &error);
+            client.close(error.clone());
+            cleanup(inner, &client, pipes).await;
+            return Outcome::Failed { error, exit: Some(exit) };
         }
         _ = tokio::time::sleep(ready_timeout) => {
             let status = stop_child(&mut child, &client, spec.timing.stop_timeout).await;
-            let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
+            let exit = describe_exit(inner, status, &pipes).await;
+            inner.publish_failure(attempt, &Error::ReadyTimeout(ready_timeout));
             client.close(Error::ReadyTimeout(ready_timeout));
+            cleanup(inner, &client, pipes).await;
             return Outcome::Failed { error: Error::ReadyTimeout(ready_timeout), exit: Some(exit) };
         }
         _ = stop_requested(stop_rx) => {
             let status = stop_child(&mut child, &client, spec.timing.stop_timeout).await;
-            let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
+            let exit = describe_exit(inner, status, &pipes).await;
             client.close(Error::Stopped);
+            cleanup(inner, &client, pipes).await;
             emit_stopped(sink, exit);
             return Outcome::Stopped;
         }
@@ -456,10 +534,13 @@ async fn run_once(
     let Some(ready) = ready else {
         // The reader ended (stdout closed) without `ready`: the exit follows.
         let status = child.wait().await;
-        let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
-        client.close(Error::SidecarExited(exit.clone()));
+        let exit = describe_exit(inner, status, &pipes).await;
+        let error = Error::from_exit(exit.clone());
+        inner.publish_failure(attempt, &error);
+        client.close(error.clone());
+        cleanup(inner, &client, pipes).await;
         return Outcome::Failed {
-            error: Error::SidecarExited(exit.clone()),
+            error,
             exit: Some(exit),
         };
     };
@@ -472,21 +553,28 @@ async fn run_once(
     // Serving, until the process ends or a stop is asked for.
     tokio::select! {
         status = child.wait() => {
-            let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
+            // Fail the calls in flight now: what is left of the process group
+            // must not answer them after its stdin closes (see the module doc).
+            let exit = describe_exit(inner, status, &pipes).await;
             if inner.exit_expected.swap(false, Ordering::SeqCst) || *inner.stop.borrow() {
                 client.close(Error::Stopped);
+                cleanup(inner, &client, pipes).await;
                 log::info!("the sync-queue sidecar stopped ({exit})");
                 emit_stopped(sink, exit);
                 return Outcome::Stopped;
             }
-            let n = client.close(Error::SidecarExited(exit.clone()));
+            let error = Error::from_exit(exit.clone());
+            inner.publish_failure(attempt, &error);
+            let n = client.close(error.clone());
             log::error!("the sync-queue sidecar died with {n} call(s) in flight ({exit})");
-            Outcome::Failed { error: Error::SidecarExited(exit.clone()), exit: Some(exit) }
+            cleanup(inner, &client, pipes).await;
+            Outcome::Failed { error, exit: Some(exit) }
         }
         _ = stop_requested(stop_rx) => {
             let status = stop_child(&mut child, &client, spec.timing.stop_timeout).await;
-            let exit = finish_exit(inner, &client, status, tasks, stderr_task).await;
+            let exit = describe_exit(inner, status, &pipes).await;
             client.close(Error::Stopped);
+            cleanup(inner, &client, pipes).await;
             log::info!("stopped the sync-queue sidecar ({exit})");
             emit_stopped(sink, exit);
             Outcome::Stopped
@@ -504,28 +592,43 @@ fn emit_stopped(sink: &EventSink, exit: ExitInfo) {
     }));
 }
 
-/// After the process ended: let the reader hand over the replies still in the
-/// pipe and stderr drain, clean the group, and describe the exit.
-async fn finish_exit(
-    inner: &Inner,
-    client: &Client,
-    status: std::io::Result<ExitStatus>,
+/// What reads the sidecar's pipes.
+struct Pipes {
     tasks: ClientTasks,
     stderr_task: Option<JoinHandle<()>>,
+    stdout_probe: PipeProbe,
+    stderr_probe: Option<PipeProbe>,
+}
+
+impl Pipes {
+    /// Waits (at most [`SETTLE_LIMIT`]) until everything the process wrote
+    /// before it exited has been handled: each pipe at EOF, or empty with its
+    /// reader waiting for more (EOF may never come while a process it started
+    /// holds the pipe).
+    async fn settle(&self) {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let stdout = self.tasks.reader.is_finished() || self.stdout_probe.drained();
+            let stderr = match (&self.stderr_task, &self.stderr_probe) {
+                (Some(task), Some(probe)) => task.is_finished() || probe.drained(),
+                _ => true,
+            };
+            if (stdout && stderr) || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// After the process ended: lets the replies and stderr lines it wrote reach
+/// their readers, and describes the exit.
+async fn describe_exit(
+    inner: &Inner,
+    status: std::io::Result<ExitStatus>,
+    pipes: &Pipes,
 ) -> ExitInfo {
-    // EOF for anything of the group still reading our pipe.
-    client.close_stdin();
-    let pgid = inner.pgid.load(Ordering::SeqCst);
-    if pgid != 0 {
-        // A onefile launcher's child, or anything else the sidecar started.
-        terminate_group(pgid, inner.spec.timing.stop_timeout).await;
-    }
-    let grace = Duration::from_secs(1);
-    let _ = tokio::time::timeout(grace, tasks.reader).await;
-    if let Some(task) = stderr_task {
-        let _ = tokio::time::timeout(grace, task).await;
-    }
-    tasks.writer.abort();
+    pipes.settle().await;
     let (code, signal) = match status {
         Ok(status) => (status.code(), exit_signal(&status)),
         Err(e) => {
@@ -538,6 +641,24 @@ async fn finish_exit(
         signal,
         stderr_tail: inner.tail_text(),
     }
+}
+
+/// Once the client is closed: ends whatever is left of the process group and
+/// lets the readers finish.
+async fn cleanup(inner: &Inner, client: &Client, pipes: Pipes) {
+    // EOF for anything of the group still reading our pipe.
+    client.close_stdin();
+    let pgid = inner.pgid.load(Ordering::SeqCst);
+    if pgid != 0 {
+        // A onefile launcher's child, or anything else the sidecar started.
+        terminate_group(pgid, inner.spec.timing.stop_timeout).await;
+    }
+    let grace = Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, pipes.tasks.reader).await;
+    if let Some(task) = pipes.stderr_task {
+        let _ = tokio::time::timeout(grace, task).await;
+    }
+    pipes.tasks.writer.abort();
 }
 
 #[cfg(unix)]
@@ -873,7 +994,7 @@ mod tests {
             let Error::SidecarExited(info) = &err else {
                 panic!("{err:?}")
             };
-            assert_eq!(info.code, Some(3));
+            assert_eq!(info.code, Some(1));
             assert!(
                 info.stderr_tail.contains("RuntimeError: boom"),
                 "{}",
@@ -889,7 +1010,7 @@ mod tests {
         let exited = exits(&events);
         assert_eq!(exited.len(), 1);
         assert!(exited[0].restarting);
-        assert_eq!(exited[0].code, Some(3));
+        assert_eq!(exited[0].code, Some(1));
         sup.stop().await;
     }
 
@@ -953,9 +1074,9 @@ mod tests {
         let Error::SidecarExited(info) = &err else {
             panic!("{err:?}")
         };
-        assert_eq!(info.code, Some(2));
+        assert_eq!(info.code, Some(1));
         assert!(
-            info.stderr_tail.contains("locked by another process"),
+            info.stderr_tail.contains("owned by another process"),
             "{}",
             info.stderr_tail
         );
@@ -972,6 +1093,100 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), "Spawn", "{err:?}");
         assert!(err.to_string().contains("/nonexistent/sync-queue-sidecar"));
+        sup.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exit_statuses_a_restart_cannot_fix_stop_the_restarts() {
+        for (status, kind) in [
+            ("2", "Config"),
+            ("3", "Locked"),
+            ("4", "DataUnreadable"),
+            ("5", "DataDirUnusable"),
+        ] {
+            let (sup, events) = start(fake(&[("FAKE_EXIT_EARLY", status)]));
+            let err = sup
+                .call("ping", &json!({}), Duration::ZERO)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), kind, "exit status {status}: {err:?}");
+            assert!(err.to_string().contains("not restarted"), "{err}");
+            assert!(
+                err.to_string().contains("owned by another process"),
+                "{err}"
+            );
+            // Ten restart delays later: still the one exit, no new process.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let exited = exits(&events);
+            assert_eq!(exited.len(), 1, "exit status {status}: {exited:?}");
+            assert!(!exited[0].restarting);
+            assert_eq!(exited[0].restart_in_ms, None);
+            assert_eq!(exited[0].code, Some(status.parse().unwrap()));
+            assert_eq!(sup.pid(), None);
+            assert_eq!(
+                sup.failure().map(|e| e.kind().to_owned()),
+                Some(kind.into())
+            );
+            // Every later call fails at once with the same reason.
+            let started = Instant::now();
+            let again = sup
+                .call("ping", &json!({}), Duration::ZERO)
+                .await
+                .unwrap_err();
+            assert_eq!(again.kind(), kind);
+            assert!(started.elapsed() < Duration::from_secs(1));
+            sup.stop().await;
+            let err = sup
+                .call("ping", &json!({}), Duration::ZERO)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), "Stopped");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_in_flight_fail_when_the_launcher_dies_though_its_child_holds_the_pipes() {
+        // A launcher (like a onefile PyInstaller binary) runs the sidecar as
+        // its child, sharing the pipes. SIGKILL to the launcher alone leaves
+        // the child serving, stdout open: the long poll must fail at once,
+        // not get the child's empty answer once its stdin closes.
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/launcher.py");
+        let mut spec = fake(&[]);
+        spec.args.insert(0, spec.program.clone().into_os_string());
+        spec.args.insert(0, launcher.into());
+        let (sup, events) = start(spec);
+        sup.call("ping", &json!({}), Duration::ZERO).await.unwrap();
+        let launcher_pid = sup.pid().unwrap();
+        let started = Instant::now();
+        let params = json!({"timeoutMs": 20000});
+        let pop = sup.call("pop", &params, Duration::from_secs(20));
+        tokio::pin!(pop);
+        // One poll queues the request; the ping queued after it is written
+        // after it, so its answer means the sidecar has read the pop.
+        assert!(tokio::time::timeout(Duration::ZERO, &mut pop)
+            .await
+            .is_err());
+        sup.call("ping", &json!({}), Duration::ZERO).await.unwrap();
+        // SAFETY: signals the launcher this test started, not its group.
+        assert_eq!(
+            unsafe { libc::kill(launcher_pid as libc::pid_t, libc::SIGKILL) },
+            0
+        );
+        let err = pop.await.expect_err("the long poll must fail, not resolve");
+        let Error::SidecarExited(info) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(info.signal, Some(libc::SIGKILL));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        // It comes back, as a new process group.
+        assert_eq!(
+            sup.call("ping", &json!({}), Duration::ZERO).await.unwrap(),
+            json!({"pong": true})
+        );
+        assert_ne!(sup.pid(), Some(launcher_pid));
+        assert!(!process_exists(launcher_pid));
+        assert!(exits(&events)[0].restarting);
         sup.stop().await;
     }
 

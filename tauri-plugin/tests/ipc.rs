@@ -1,7 +1,7 @@
 //! The plugin's commands through Tauri's IPC on the mock runtime, each test
 //! run twice: `fake::<test>` against tests/fixtures/fake_sidecar.py (always),
 //! and `real::<test>` against the real sidecar (`python -m sync_queue`, see
-//! tests/common/mod.rs), skipped with a `SKIPPED` line while it does not start.
+//! tests/common/mod.rs), which fails if that sidecar does not start.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{app, app_with, collect, invoke, plugin_for, process_exists};
 use serde_json::{json, Value};
-use tauri_plugin_sync_queue::SyncQueueExt;
+use tauri_plugin_sync_queue::{models::Ready, SyncQueueExt};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,9 +20,7 @@ macro_rules! against_both {
         }
         mod real {
             $(#[test] fn $name() {
-                if let Some(command) = super::common::real_sidecar(concat!("real::", stringify!($name))) {
-                    super::$name(&command)
-                }
+                super::$name(&super::common::real_sidecar(concat!("real::", stringify!($name))))
             })*
         }
     };
@@ -174,9 +172,13 @@ fn kill_9_mid_call_fails_the_call_and_the_sidecar_comes_back(command: &[String])
     assert_eq!(event["restarting"], true);
 
     // It comes back: a new process, announced by `ready`, answering calls.
-    ready
+    let ready = ready
         .recv_timeout(WAIT)
         .expect("sync-queue://ready after the restart");
+    // As documented: in memory mode, no data dir and durability "memory".
+    let ready: Ready = serde_json::from_value(ready).expect("the documented `ready` shape");
+    assert_eq!(ready.durability, "memory");
+    assert_eq!(ready.data_dir, None);
     assert_eq!(invoke(&w, "ping", json!({})), Ok(json!(true)));
     let new_pid = app.sync_queue().sidecar_pid().expect("a new sidecar");
     assert_ne!(new_pid, pid);

@@ -1,12 +1,12 @@
-//! Real sidecar only (see tests/common/mod.rs; skipped with a `SKIPPED` line
-//! while `python -m sync_queue` does not start): the data directory, its lock
-//! and the encryption key, as the plugin passes them.
+//! Real sidecar only (see tests/common/mod.rs; they fail if `python -m
+//! sync_queue` does not start): the data directory, its lock and the
+//! encryption key, as the plugin passes them.
 
 mod common;
 
 use std::{path::PathBuf, time::Duration};
 
-use common::{app_with, invoke, process_exists, real_sidecar, repo_root};
+use common::{app_with, collect, invoke, process_exists, real_sidecar, repo_root};
 use serde_json::{json, Value};
 use tauri_plugin_sync_queue::{Builder, KeySource, SyncQueueExt};
 
@@ -41,9 +41,7 @@ fn on_disk(command: &[String], dir: &TempDir) -> Builder {
 
 #[test]
 fn items_survive_an_app_restart() {
-    let Some(command) = real_sidecar("items_survive_an_app_restart") else {
-        return;
-    };
+    let command = real_sidecar("items_survive_an_app_restart");
     let dir = TempDir::new("restart");
     let pid = {
         let (app, w) = app_with(on_disk(&command, &dir));
@@ -68,16 +66,15 @@ fn items_survive_an_app_restart() {
 
 #[test]
 fn a_second_sidecar_on_the_same_data_dir_is_locked_out() {
-    let Some(command) = real_sidecar("a_second_sidecar_on_the_same_data_dir_is_locked_out") else {
-        return;
-    };
+    let command = real_sidecar("a_second_sidecar_on_the_same_data_dir_is_locked_out");
     let dir = TempDir::new("locked");
     let (_first, w1) = app_with(on_disk(&command, &dir));
     assert_eq!(invoke(&w1, "ping", json!({})), Ok(json!(true)));
 
-    let (_second, w2) = app_with(on_disk(&command, &dir));
+    let (second, w2) = app_with(on_disk(&command, &dir));
+    let exited = collect(&second, "sync-queue://sidecar-exited");
     let err = invoke(&w2, "ping", json!({})).unwrap_err();
-    assert_eq!(err["kind"], "SidecarExited", "{err}");
+    assert_eq!(err["kind"], "Locked", "{err}");
     assert_eq!(err["data"]["code"], 3, "exit code 3 is Locked: {err}");
     assert!(
         err["data"]["stderrTail"]
@@ -86,15 +83,29 @@ fn a_second_sidecar_on_the_same_data_dir_is_locked_out() {
             .contains("Locked"),
         "{err}"
     );
+    assert!(
+        err["message"].as_str().unwrap().contains("not restarted"),
+        "{err}"
+    );
+    // Not restarted: one exit, said to be final, and no process after it.
+    let event = exited.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(event["restarting"], false, "{event}");
+    assert_eq!(event["code"], 3, "{event}");
+    assert!(
+        exited.recv_timeout(Duration::from_secs(1)).is_err(),
+        "restarted after exit status 3"
+    );
+    assert_eq!(second.sync_queue().sidecar_pid(), None);
+    assert_eq!(second.sync_queue().failure().unwrap().kind(), "Locked");
+    let again = invoke(&w2, "ping", json!({})).unwrap_err();
+    assert_eq!(again["kind"], "Locked", "{again}");
     // The first one is unharmed.
     assert_eq!(invoke(&w1, "ping", json!({})), Ok(json!(true)));
 }
 
 #[test]
 fn the_key_reaches_the_sidecar_but_not_its_command_line() {
-    let Some(command) = real_sidecar("the_key_reaches_the_sidecar_but_not_its_command_line") else {
-        return;
-    };
+    let command = real_sidecar("the_key_reaches_the_sidecar_but_not_its_command_line");
     let dir = TempDir::new("key");
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
     {
@@ -115,10 +126,15 @@ fn the_key_reaches_the_sidecar_but_not_its_command_line() {
     }
 
     // Without the key, the encrypted data cannot be opened: the sidecar
-    // refuses to start, and says so.
+    // refuses to start (exit status 4), says so, and is not restarted.
     let (_app, w) = app_with(on_disk(&command, &dir));
     let err = invoke(&w, "get", json!({"id": "s1"})).unwrap_err();
-    assert_eq!(err["kind"], "SidecarExited", "{err}");
+    assert_eq!(err["kind"], "DataUnreadable", "{err}");
+    assert_eq!(err["data"]["code"], 4, "{err}");
+    assert!(err["data"]["stderrTail"]
+        .as_str()
+        .unwrap()
+        .contains("EncryptionError"));
     assert!(!err.to_string().contains(key));
     drop(_app); // stops its sidecar
 

@@ -181,14 +181,20 @@ export interface Stats {
   [extra: string]: unknown
 }
 
+/**
+ * How durable an acknowledged change is (the queue config's `durability`), or
+ * `'memory'` for a queue kept in memory only.
+ */
+export type Durability = 'always' | 'periodic' | 'snapshot' | 'memory'
+
 /** Payload of `sync-queue://ready`: the sidecar (re)started and recovered. */
 export interface Ready {
   version: string
   protocol: number
   /** `null` in memory mode. */
   dataDir: string | null
-  /** `null` in memory mode. */
-  durability: string | null
+  /** The data directory's durability mode, or `'memory'` in memory mode. */
+  durability: Durability
   /**
    * Items recovered, by status; and `quarantined`, present only when recovery moved a
    * damaged journal block to a quarantine file (its records are not in the queue).
@@ -234,7 +240,11 @@ export interface SidecarExited {
   signal: number | null
   /** The last lines the sidecar wrote to stderr. */
   stderrTail: string
-  /** Whether the plugin starts it again (false after a requested stop). */
+  /**
+   * Whether the plugin starts it again: false after a requested stop, and after
+   * an exit status a restart cannot fix (2 to 5; calls then fail with `Config`,
+   * `Locked`, `DataUnreadable` or `DataDirUnusable`).
+   */
   restarting: boolean
   restartInMs: number | null
 }
@@ -245,10 +255,18 @@ export interface SidecarExited {
  * What went wrong. From the queue (with a JSON-RPC `code`): `CapacityExceeded`,
  * `ItemNotFound`, `ShuttingDown`, `Locked`, `DuplicateItem`, `PersistenceError`,
  * `EncryptionError`, `CompressionError`, `InvalidState`, `InvalidParams`,
- * `InvalidRequest`, `MethodNotFound`, `InternalError`. From the plugin
- * (`code: null`): `SidecarExited`, `Stopped`, `Timeout`, `ReadyTimeout`,
- * `Spawn`, `Config`, `Protocol`, `Io`, `Json`; and `Ipc` when Tauri refused
- * the call itself (a missing permission, a bad argument).
+ * `ParseError`, `InvalidRequest` (and its kinds `MessageTooLarge`,
+ * `NestingTooDeep`, `BatchTooLarge`, code -32600), `MethodNotFound`,
+ * `InternalError`, `RpcError` (any other code). From the plugin
+ * (`code: null`): `SidecarExited` (the sidecar died; it is restarted),
+ * `Stopped`, `Timeout`, `ReadyTimeout`, `Spawn`, `Config`, `Protocol`, `Io`,
+ * `Json`; and `Ipc` when Tauri refused the call itself (a missing permission, a
+ * bad argument). A sidecar that exits with a status a restart cannot fix is not
+ * restarted, and every call fails with `Config` (exit status 2: its command
+ * line, config or key was refused), `Locked` (3: another process owns the data
+ * directory), `DataUnreadable` (4: corrupt data, or a wrong or missing key) or
+ * `DataDirUnusable` (5), with `data` = `{code, signal, stderrTail}`, until the
+ * app restarts.
  */
 export type ErrorKind =
   | 'CapacityExceeded'
@@ -262,11 +280,16 @@ export type ErrorKind =
   | 'InvalidState'
   | 'ParseError'
   | 'InvalidRequest'
+  | 'MessageTooLarge'
+  | 'NestingTooDeep'
+  | 'BatchTooLarge'
   | 'MethodNotFound'
   | 'InvalidParams'
   | 'InternalError'
   | 'RpcError'
   | 'SidecarExited'
+  | 'DataUnreadable'
+  | 'DataDirUnusable'
   | 'Stopped'
   | 'Timeout'
   | 'ReadyTimeout'

@@ -6,9 +6,9 @@
 //!   `$SYNC_QUEUE_PYTHON -m sync_queue`, with `SYNC_QUEUE_PYTHON` defaulting
 //!   to the checkout's `.venv/bin/python`, run from the checkout's root.
 //!   `--memory` is added by the plugin.
-//! - If that command does not start (no `ready` within 30 s), the `real::`
-//!   tests print `SKIPPED` with the reason and pass, unless
-//!   `SYNC_QUEUE_REQUIRE_SIDECAR=1`, which makes them fail instead.
+//! - If that command does not start (no `ready` within 30 s), the tests that
+//!   need it fail, saying why and how to point them at a sidecar. None of
+//!   them passes without having run.
 //! - The `fake::` tests always run, against tests/fixtures/fake_sidecar.py.
 //! - tests/frozen.rs finds the frozen binary on its own (`SYNC_QUEUE_FROZEN_SIDECAR`).
 
@@ -54,8 +54,8 @@ pub fn fake_sidecar() -> Vec<String> {
     vec!["python3".into(), script.display().to_string()]
 }
 
-/// The real sidecar's command, or `None` (after saying why) if it does not start.
-pub fn real_sidecar(test: &str) -> Option<Vec<String>> {
+/// The real sidecar's command. Panics (fails the test) if it does not start.
+pub fn real_sidecar(test: &str) -> Vec<String> {
     static PROBE: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
     let probe = PROBE.get_or_init(|| {
         let command = match std::env::var("SYNC_QUEUE_SIDECAR_CMD") {
@@ -69,18 +69,13 @@ pub fn real_sidecar(test: &str) -> Option<Vec<String>> {
         starts(&command).map(|()| command)
     });
     match probe {
-        Ok(command) => Some(command.clone()),
-        Err(why) if std::env::var("SYNC_QUEUE_REQUIRE_SIDECAR").is_ok_and(|v| v == "1") => {
-            panic!("{test}: the real sidecar is required (SYNC_QUEUE_REQUIRE_SIDECAR=1) but {why}")
-        }
-        Err(why) => {
-            // Straight to file descriptor 2: libtest captures the output of
-            // passing tests, and a skip must show in the CI log.
-            let line = format!("SKIPPED {test}: {why}\n");
-            // SAFETY: writes a buffer we own to fd 2, which stays open.
-            let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-            None
-        }
+        Ok(command) => command.clone(),
+        Err(why) => panic!(
+            "{test} needs the real sidecar, but {why}. Create the checkout's venv \
+             (scripts/bootstrap dev), or point SYNC_QUEUE_PYTHON at a Python that has \
+             sync_queue installed, or SYNC_QUEUE_SIDECAR_CMD at a sidecar command \
+             (e.g. a frozen binary)."
+        ),
     }
 }
 
@@ -246,4 +241,31 @@ pub fn process_exists(pid: u32) -> bool {
                 .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+/// The processes of a process group (Linux).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            members.push(pid);
+        }
+    }
+    members
 }
