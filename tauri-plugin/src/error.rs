@@ -130,6 +130,7 @@ pub const SIDECAR_KINDS: &[&str] = &[
     "Locked",
     "DuplicateItem",
     "PersistenceError",
+    "DataDirUnusable",
     "EncryptionError",
     "CompressionError",
     "InvalidState",
