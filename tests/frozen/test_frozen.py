@@ -283,6 +283,61 @@ def test_parent_death(build: tuple[str, Path], tmp_path: Path, private_tmp: Path
 
 @needs_proc
 @posix_only
+def test_sigkill_of_the_launcher_takes_the_child_and_the_next_start_sweeps(
+    onefile: Path, spawn: Spawn, tmp_path: Path, private_tmp: Path
+) -> None:
+    """SIGKILL of the onefile launcher (the pid the app started): the Python child stops
+    too (PR_SET_PDEATHSIG: a clean stop), so the data dir's lock is free and a restart
+    works at once; the killed run's ``_MEI*`` dir is removed by the next start."""
+    data = tmp_path / "data"
+    first = spawn(onefile, "--data-dir", data)
+    first.wait_ready()
+    for n in range(3):
+        first.call("push", payload={"n": n}, id=f"item-{n}")
+    procs = tree(first.pid)
+    assert len(procs) == 2, procs
+    [killed_mei] = mei_dirs(private_tmp)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    assert wait_all_gone(procs, timeout=10) == [], f"the child outlived its launcher: {procs}"
+    assert STOPS["sigterm"] in first.stderr(), "the child stopped cleanly on its own"
+    assert mei_dirs(private_tmp) == [killed_mei], "nobody could remove it yet"
+
+    second = spawn(onefile, "--data-dir", data)
+    assert second.wait_ready()["recovered"]["pending"] == 3, second.stderr()
+    left = mei_dirs(private_tmp)
+    assert killed_mei not in left and len(left) == 1, left
+    second.close_stdin()
+    assert second.wait() == 0, second.stderr()
+    assert mei_dirs(private_tmp) == []
+
+
+@needs_proc
+@posix_only
+def test_the_sweep_leaves_live_and_foreign_temp_dirs_alone(
+    onefile: Path, spawn: Spawn, private_tmp: Path
+) -> None:
+    """A start removes only stale ``_MEI*`` dirs of ours: not a running sidecar's, not one
+    without our marker (another PyInstaller app's)."""
+    foreign = private_tmp / "_MEIforeign"
+    foreign.mkdir()
+    (foreign / "sync-queue-alive.lock").write_bytes(b"")  # lockable, but not ours
+    first = spawn(onefile, "--memory")
+    first.wait_ready()
+    live = next(name for name in mei_dirs(private_tmp) if name != foreign.name)
+    second = spawn(onefile, "--memory")
+    second.wait_ready()
+    assert live in mei_dirs(private_tmp) and foreign.name in mei_dirs(private_tmp)
+    assert len(mei_dirs(private_tmp)) == 3
+    assert first.call("ping") == {"pong": True}
+    for sidecar in (first, second):
+        sidecar.close_stdin()
+        assert sidecar.wait() == 0, sidecar.stderr()
+    assert mei_dirs(private_tmp) == [foreign.name]
+
+
+@needs_proc
+@posix_only
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_to_the_process_group_is_a_clean_stop(
     onefile: Path, spawn: Spawn, private_tmp: Path, signum: int

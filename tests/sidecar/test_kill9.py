@@ -3,7 +3,8 @@ whatever was acknowledged survives the restart, and nothing that was never sent 
 
 Each round starts a sidecar on the same directory, checks the previous rounds, streams
 requests without waiting (in chunks of random size, so group commits vary), reads replies as
-they come, and SIGKILLs the sidecar at a random moment.
+they come, and SIGKILLs the sidecar after a random number of replies, while part of the
+stream is still held back (:func:`kill_mid_stream`): every kill lands mid-stream.
 """
 
 from __future__ import annotations
@@ -18,28 +19,37 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import LONG, Spawn
-from .harness import Sidecar, line, list_all, request, write_config
+from .harness import TIMEOUT, Sidecar, line, list_all, request, write_config
 
 ROUNDS = 60 if LONG else 10
 SEED = int(os.environ.get("SYNC_QUEUE_TEST_SEED", "4"))
 
 
-def stream(sidecar: Sidecar, lines: list[bytes], rng: random.Random) -> threading.Thread:
-    """Write ``lines`` in chunks of random size from a thread, until done or the pipe breaks."""
-    chunks = []
-    pauses = []  # short gaps keep the stream going for a while, so kills land inside it
-    start = 0
-    while start < len(lines):
-        size = rng.choice([1, 2, 7, 50, 300, 1000])
-        chunks.append(b"".join(lines[start : start + size]))
-        pauses.append(rng.choice([0.002, 0.005, 0.01, 0.02]))
-        start += size
+def stream(
+    sidecar: Sidecar, lines: list[bytes], rng: random.Random, release: threading.Event, hold_at: int
+) -> threading.Thread:
+    """Write ``lines`` in chunks of random size from a thread, until done or the pipe breaks.
+
+    Only ``lines[:hold_at]`` go out until ``release`` is set; the rest is sent after it.
+    """
+    chunks: list[tuple[bytes, float, bool]] = []  # (data, pause after it, wait for release)
+    for part, last in ((lines[:hold_at], True), (lines[hold_at:], False)):
+        start = 0
+        while start < len(part):
+            size = rng.choice([1, 2, 7, 50, 300, 1000])
+            pause = rng.choice([0.0, 0.002, 0.005, 0.01])  # gaps vary the group commits
+            chunks.append((b"".join(part[start : start + size]), pause, False))
+            start += size
+        if last:
+            chunks[-1] = (chunks[-1][0], 0.0, True)
 
     def write() -> None:
         try:
-            for chunk, pause in zip(chunks, pauses, strict=True):
+            for chunk, pause, hold in chunks:
                 sidecar.send_raw(chunk)
-                if pause:
+                if hold:
+                    release.wait(60)
+                elif pause:
                     time.sleep(pause)
         except (BrokenPipeError, ValueError, OSError):
             pass  # killed
@@ -49,16 +59,26 @@ def stream(sidecar: Sidecar, lines: list[bytes], rng: random.Random) -> threadin
     return writer
 
 
-def kill_at_random(
-    sidecar: Sidecar, writer: threading.Thread, rng: random.Random, count: int
-) -> None:
-    """SIGKILL once a random share of the ``count`` replies came (so mostly mid-stream)."""
-    target = len(sidecar.order) + rng.randrange(count)
-    deadline = time.monotonic() + 10
-    while len(sidecar.order) < target and time.monotonic() < deadline:
-        time.sleep(0.0005)
-    assert sidecar.kill9() == -signal.SIGKILL
+def kill_mid_stream(sidecar: Sidecar, lines: list[bytes], rng: random.Random) -> None:
+    """Stream ``lines`` and SIGKILL the sidecar in the middle of the stream, by construction.
+
+    The writer sends a random first part (``hold_at`` lines, at least one) and holds the rest
+    back until the kill. The kill comes once a random number of replies, between 1 and
+    ``hold_at``, has arrived: always reachable, since all those lines were sent, and it
+    lands while the sidecar may still be applying and committing the rest of that part.
+    The held-back lines are sent after the kill, into a broken pipe.
+    """
+    hold_at = rng.randrange(1, len(lines))
+    release = threading.Event()
+    target = len(sidecar.order) + 1 + rng.randrange(hold_at)
+    writer = stream(sidecar, lines, rng, release, hold_at)
+    try:
+        sidecar._wait(lambda: len(sidecar.order) >= target, TIMEOUT, f"reply number {target}")
+        assert sidecar.kill9() == -signal.SIGKILL
+    finally:
+        release.set()
     writer.join(10)
+    assert not writer.is_alive()
 
 
 def acknowledged(sidecar: Sidecar, request_ids: Iterable[str]) -> set[str]:
@@ -115,12 +135,11 @@ def test_kill9_during_pipelined_pushes(spawn: Spawn, tmp_path: Path) -> None:
             line(request("push", i, {"id": i, "payload": {"n": n}})) for n, i in enumerate(ids_now)
         ]
         sent.update(ids_now)
-        writer = stream(sidecar, lines, rng)
-        kill_at_random(sidecar, writer, rng, count)
+        kill_mid_stream(sidecar, lines, rng)
         got = acknowledged(sidecar, ids_now)
         killed_mid_stream += len(got) < count
         acked |= got
-    assert killed_mid_stream >= ROUNDS // 3, "kills must land mid-stream"
+    assert killed_mid_stream == ROUNDS, "every kill must land mid-stream"
 
 
 def test_kill9_during_pipelined_completes(spawn: Spawn, tmp_path: Path) -> None:
@@ -155,10 +174,9 @@ def test_kill9_during_pipelined_completes(spawn: Spawn, tmp_path: Path) -> None:
             for item in order
         ]
         sent.update(item["id"] for item in order)
-        writer = stream(sidecar, lines, rng)
-        kill_at_random(sidecar, writer, rng, len(order))
+        kill_mid_stream(sidecar, lines, rng)
         got = acknowledged(sidecar, [item["id"] for item in order])
         killed_mid_stream += len(got) < len(order)
         acked |= got
     assert acked, "some completions must have been acknowledged"
-    assert killed_mid_stream >= ROUNDS // 3, "kills must land mid-stream"
+    assert killed_mid_stream == ROUNDS, "every kill must land mid-stream"

@@ -5,8 +5,11 @@ a bad config and a wrong key exit with their codes and touch nothing."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -17,8 +20,11 @@ import pytest
 
 from .conftest import Spawn
 from .harness import (
+    ROOT,
+    TIMEOUT,
     Sidecar,
     dir_snapshot,
+    line,
     list_all,
     process_gone,
     request,
@@ -152,17 +158,81 @@ def test_second_signal_while_closing_exits_at_once(
     assert again.result("stats")["currentSize"] in (0, 32_000)
 
 
-def test_second_signal_after_close_still_exits_128_plus_n(spawn: Spawn, tmp_path: Path) -> None:
-    sidecar = big_queue(spawn, tmp_path, 24_000)
-    sidecar.send(request("pop", "poll", {"timeoutMs": 60_000}))  # answered after close()
-    sidecar.sync()
-    sidecar.signal(signal.SIGTERM)
-    sidecar.reply("poll")  # written after the queue was closed: the server is returning
-    time.sleep(0.25)  # past a onefile launcher's forwarded copy (see above)
-    if sidecar.proc.poll() is not None:
-        pytest.skip("the sidecar exited before the second signal could be sent")
-    sidecar.signal(signal.SIGTERM)
-    assert sidecar.wait_exit() == 128 + signal.SIGTERM
+def _read_lines_until(fd: int, pending: bytearray, marker: bytes) -> None:
+    """Read stdout (raw, no read-ahead buffer) until a line containing ``marker`` came."""
+    while True:
+        lines = bytes(pending).split(b"\n")
+        if any(marker in one for one in lines[:-1]):
+            del pending[: bytes(pending).rindex(b"\n") + 1]
+            return
+        ready, _, _ = select.select([fd], [], [], TIMEOUT)
+        assert ready, f"no {marker!r} within {TIMEOUT} s"
+        chunk = os.read(fd, 1 << 16)
+        assert chunk, f"stdout closed before {marker!r}"
+        pending += chunk
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_second_signal_after_close_still_exits_128_plus_n(tmp_path: Path, signum: int) -> None:
+    """A second signal after ``close()``, while the last replies are being written: exit
+    128 + n at once, and everything was persisted before.
+
+    Slow by construction, not by luck: 3000 long polls wait on an empty queue. The stop
+    answers them with their empty result in the one write that follows ``close()``, about
+    130 KB, and this test does not read stdout then: the write blocks in the full pipe (its
+    size set to one page where Linux allows it) until the second signal ends the process.
+    The first byte of that write in the pipe says ``close()`` has returned.
+    """
+    data = tmp_path / "data"
+    read_fd, write_fd = os.pipe()
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, 4096)  # type: ignore[attr-defined,unused-ignore]
+    log = (tmp_path / "stderr.log").open("wb")
+    proc = subprocess.Popen(
+        [*sidecar_argv(), "--data-dir", str(data)],
+        cwd=ROOT,
+        env=sidecar_env(),
+        stdin=subprocess.PIPE,
+        stdout=write_fd,
+        stderr=log,
+    )
+    os.close(write_fd)
+    try:
+        assert proc.stdin is not None
+        pending = bytearray()
+        _read_lines_until(read_fd, pending, b'"method":"ready"')
+        polls = [request("pop", f"p{n}", {"timeoutMs": 600_000}) for n in range(3000)]
+        messages = [request("push", "kept", {"id": "kept", "payload": 1}), *polls]
+        proc.stdin.write(b"".join(line(m) for m in [*messages, request("ping", "sync")]))
+        proc.stdin.flush()
+        _read_lines_until(read_fd, pending, b'"id":"sync"')  # all 3000 polls are waiting
+        assert not pending
+        first = time.monotonic()
+        proc.send_signal(signum)
+        readable, _, _ = select.select([read_fd], [], [], TIMEOUT)
+        assert readable, "the last replies never came"
+        assert proc.poll() is None, "the write of the last replies cannot have finished"
+        # Past the window in which a frozen onefile build takes the same signal for the
+        # copy its launcher forwards (server.DUPLICATE_SIGNAL_WINDOW_S).
+        time.sleep(max(0.0, first + 0.25 - time.monotonic()))
+        proc.send_signal(signum)
+        status = proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        os.close(read_fd)
+        log.close()
+    stderr = (tmp_path / "stderr.log").read_text(errors="replace")
+    assert status == 128 + signum, (status, stderr[-2000:])
+    assert "Traceback" not in stderr, stderr[-2000:]
+    again = Sidecar("--data-dir", data)
+    try:
+        again.wait_ready()
+        assert [item["id"] for item in list_all(again)] == ["kept"], "closed before the write"
+        assert again.shutdown() == 0
+    finally:
+        again.kill()
 
 
 def test_second_sidecar_on_the_same_dir_is_locked(spawn: Spawn, tmp_path: Path) -> None:
