@@ -5,7 +5,7 @@ States: ``closed`` (normal) -> ``open`` after ``threshold`` consecutive ``fail``
 operation) -> ``closed`` on the next success, or ``open`` again on the next failure.
 While open nothing is handed out; while half-open one probe item at a time is.
 
-Expired leases do not count (PROTOCOL.md §7): a consumer that crashed says nothing about
+Expired leases do not count (docs/protocol.md §7): a consumer that crashed says nothing about
 the downstream. A success while open (an item handed out before the breaker opened) resets
 the failure count but keeps the breaker open until its cool-down ends.
 """

@@ -169,7 +169,7 @@ class QueueConfig:
     def from_mapping(cls, values: dict[str, Any]) -> QueueConfig:
         """Build from a JSON object (a config file): keys are field names, durations seconds.
 
-        Unknown keys are refused by name. The key may not come from here (PROTOCOL.md §2).
+        Unknown keys are refused by name. The key may not come from here (docs/protocol.md §2).
         """
         known = {f.name for f in dataclasses.fields(cls)}
         for name in values:

@@ -20,7 +20,7 @@ __all__ = ["MAX_DURATION_MS", "Duration", "to_ms", "to_seconds"]
 Duration = timedelta | float | int
 
 # The longest duration (lease, delay, TTL, timeout, any config duration) accepted: 100 years.
-# A point in time plus it stays far inside I-JSON's exact integers (2^53 - 1, PROTOCOL.md
+# A point in time plus it stays far inside I-JSON's exact integers (2^53 - 1, docs/protocol.md
 # §1) and inside what the journal can store; "forever" is better said without a TTL.
 MAX_DURATION_MS = 36_525 * 24 * 3600 * 1000
 

@@ -1,7 +1,7 @@
 """The one exception hierarchy of sync-queue.
 
 Every error the queue raises on purpose is a :class:`QueueError`. Each class carries the
-JSON-RPC code of the wire contract (``shared/design/PROTOCOL.md`` §5) and its ``kind`` (the
+JSON-RPC code of the wire contract (``docs/protocol.md`` §5) and its ``kind`` (the
 class name), so the protocol layer turns any of them into a wire error in one place.
 Messages are written for a person who has to act on them.
 """

@@ -1,6 +1,6 @@
 """The item and its two enums: what a producer pushes and a consumer pops.
 
-The fields are those of the wire contract (``PROTOCOL.md`` §3) in snake_case. A ``SyncItem``
+The fields are those of the wire contract (``docs/protocol.md`` §3) in snake_case. A ``SyncItem``
 handed to or returned by the queue is always a copy: the queue's own items are never shared
 with callers, so mutating a popped item cannot corrupt the queue.
 """
@@ -19,7 +19,7 @@ from .errors import InvalidParams
 __all__ = ["ItemStatus", "Priority", "SyncItem", "new_id"]
 
 MAX_ID_LENGTH = 128
-MAX_RETRIES_LIMIT = 2**53 - 1  # I-JSON's largest exact integer (PROTOCOL.md §1)
+MAX_RETRIES_LIMIT = 2**53 - 1  # I-JSON's largest exact integer (docs/protocol.md §1)
 
 
 class Priority(IntEnum):

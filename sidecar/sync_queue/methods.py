@@ -1,4 +1,4 @@
-"""The method table: JSON-RPC params -> queue calls -> JSON results (PROTOCOL.md §4).
+"""The method table: JSON-RPC params -> queue calls -> JSON results (docs/protocol.md §4).
 
 Validation of params lives here (names, types, ranges; every message names the field); the
 queue validates what depends on its state. Everything runs on the server's thread: the
@@ -146,7 +146,9 @@ class QueueDispatcher(Dispatcher):
     def handle(self, method: str, params: dict[str, Any], call: CallInfo) -> Any:
         handler = self._methods.get(method)
         if handler is None:
-            raise MethodNotFound(f"no method named {method!r} (see PROTOCOL.md §4)", method=method)
+            raise MethodNotFound(
+                f"no method named {method!r} (see docs/protocol.md §4)", method=method
+            )
         if method not in READ_ONLY:
             self._changed = True
         result = handler(params, call)
@@ -456,7 +458,7 @@ def _lease(lease_ms: int | None) -> timedelta | None:
 
 
 def item_from_params(where: str, params: Any, index: int | None = None) -> SyncItem:
-    """A ``SyncItem`` from a push object (PROTOCOL.md §3), or ``InvalidParams`` naming the
+    """A ``SyncItem`` from a push object (docs/protocol.md §3), or ``InvalidParams`` naming the
     field (``pushBatch: items[3]: "priority" ...``)."""
     if not isinstance(params, dict):
         raise InvalidParams(f"{where}: expected an object", field="items", index=index)

@@ -1,6 +1,6 @@
 """Binds the engine to the storage layer: op records to the journal, state to snapshots.
 
-The engine knows no files and the storage knows no queue (ARCHITECTURE.md, principle 3);
+The engine knows no files and the storage knows no queue (docs/architecture.md, rule 3);
 this module is the seam. It encodes each operation record for the journal, gives the store
 a ``fold`` that builds a snapshot from the previous snapshot and closed journal segments
 (in the store's background thread, through the engine's own apply function, never from live

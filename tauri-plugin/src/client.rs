@@ -1,5 +1,5 @@
 //! JSON-RPC 2.0 client over a pair of byte streams (the sidecar's stdout and
-//! stdin), one JSON text per line (PROTOCOL.md §1).
+//! stdin), one JSON text per line (docs/protocol.md §1).
 //!
 //! Shape, after helix's LSP transport and rust-analyzer's proc-macro client:
 //! callers never touch the pipes. A call takes an id, puts a oneshot sender in
@@ -272,7 +272,7 @@ impl Client {
     }
 
     /// Ends the writer, which drops the sidecar's stdin: the sidecar sees EOF,
-    /// answers what it has read and exits (PROTOCOL.md §2).
+    /// answers what it has read and exits (docs/protocol.md §2).
     pub fn close_stdin(&self) {
         let tx = self
             .shared

@@ -54,7 +54,7 @@ impl Default for Sidecar {
 }
 
 /// Where the sidecar gets its encryption key. The key itself never goes on
-/// the command line (PROTOCOL.md §2).
+/// the command line (docs/protocol.md §2).
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// A file holding the 32-byte key (base64 or raw), passed as `--key-file`.

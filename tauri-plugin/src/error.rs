@@ -5,7 +5,7 @@
 //! `CapacityExceeded` from `ItemNotFound` without parsing messages:
 //!
 //! - errors the sidecar answered with keep their JSON-RPC `code`, and their
-//!   `kind` is the sidecar's `data.kind` (PROTOCOL.md §5), or the name of the
+//!   `kind` is the sidecar's `data.kind` (docs/protocol.md §5), or the name of the
 //!   standard JSON-RPC code (`InvalidParams`, `MethodNotFound`, …);
 //! - errors raised on this side (the sidecar died, a call timed out, …) have
 //!   `code: null` and a `kind` of their own, listed in [`Error::kind`].
@@ -120,7 +120,7 @@ impl From<serde_json::Error> for Error {
 }
 
 /// The kinds of the errors the sidecar answers with (`data.kind`,
-/// PROTOCOL.md §5): its queue errors, its protocol errors (`MessageTooLarge`,
+/// docs/protocol.md §5): its queue errors, its protocol errors (`MessageTooLarge`,
 /// `NestingTooDeep` and `BatchTooLarge` are `InvalidRequest`s, code -32600),
 /// and `RpcError` for a code without a `data.kind` that is not a standard one.
 pub const SIDECAR_KINDS: &[&str] = &[

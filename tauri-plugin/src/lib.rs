@@ -1,6 +1,6 @@
 //! Tauri 2 plugin for sync-queue: runs the Python sidecar (`sync-queue-sidecar`,
 //! or `python -m sync_queue` in development), speaks newline-delimited
-//! JSON-RPC 2.0 with it over stdio (PROTOCOL.md), and exposes its methods as
+//! JSON-RPC 2.0 with it over stdio (docs/protocol.md), and exposes its methods as
 //! the commands `plugin:sync-queue|<command>` and, from Rust, through
 //! [`SyncQueueExt::sync_queue`].
 //!

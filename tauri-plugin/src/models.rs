@@ -1,4 +1,4 @@
-//! The wire types of PROTOCOL.md §3–§6, in Rust. Field names are camelCase on
+//! The wire types of docs/protocol.md §3–§6, in Rust. Field names are camelCase on
 //! the wire and in TypeScript (guest-js/src/index.ts mirrors this file).
 //!
 //! Optional request fields are left out of the JSON when `None`: the sidecar

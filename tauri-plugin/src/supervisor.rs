@@ -18,7 +18,7 @@
 //! persists and exits), wait; SIGTERM the process group, wait; only then
 //! SIGKILL the group. A onefile PyInstaller sidecar is two processes, and a
 //! SIGKILL to only the first one orphans the second and leaks its temporary
-//! directory (research/tauri.md §5.1), hence the group.
+//! directory, hence the group.
 //!
 //! Like the client, this module knows nothing of Tauri: events go to a sink.
 

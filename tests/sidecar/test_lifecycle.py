@@ -1,4 +1,4 @@
-"""Lifecycle (PROTOCOL.md §2, the cli's exit codes): every way of stopping ends in exit 0
+"""Lifecycle (docs/protocol.md §2, the cli's exit codes): every way of stopping ends in exit 0
 with the data intact and no process left behind; a second signal exits at once; Locked,
 a bad config and a wrong key exit with their codes and touch nothing."""
 

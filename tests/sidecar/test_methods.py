@@ -1,4 +1,4 @@
-"""Every method of PROTOCOL.md §4 and every error code of §5, through a real sidecar."""
+"""Every method of docs/protocol.md §4 and every error code of §5, through a real sidecar."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Notifications (PROTOCOL.md §2, §6) and the settled edge cases of §7 that involve time:
+"""Notifications (docs/protocol.md §2, §6) and the settled edge cases of §7 that involve time:
 long polls, delays, TTLs, leases, the 100 ms window, shutdown answering waiting pops."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class CallInfo:
-    """How a call arrived, for the rules that depend on it (PROTOCOL.md §7).
+    """How a call arrived, for the rules that depend on it (docs/protocol.md §7).
 
     ``in_batch``: its reply waits for the whole batch, so a long poll must not wait
     (treat ``timeoutMs`` as 0). ``is_notification``: nobody will see the result, so a
