@@ -60,8 +60,8 @@ def test_bit_flip_in_last_block_is_quarantined_and_reported(
     sidecar.result("push", {"id": "a", "payload": 1})
     sidecar.result("push", {"id": "b", "payload": 2})
     sidecar.result("cancel", {"id": "a"})  # acknowledged: the last block of the journal
-    sidecar.close_stdin()
-    assert sidecar.wait_exit() == 0, sidecar.stderr
+    # Killed, not stopped: a clean stop records the queue's time (a rebase record) after it.
+    sidecar.kill9()
 
     seg = last_segment(data)
     original = seg.read_bytes()
@@ -144,8 +144,8 @@ def test_impossible_record_exits_4_and_changes_nothing(
     store = Store.open(data, key=KEY if encrypted else None)
     records = list(store.take_recovery().records())
     if case == "duplicate push":
-        record = records[-1]
-        assert orjson.loads(record)["op"] == "push"
+        # The push, not the rebase record a clean stop may write after it.
+        record = next(r for r in reversed(records) if orjson.loads(r)["op"] == "push")
     else:
         record = orjson.dumps(IMPOSSIBLE[case])
     seq = store.append([record])
