@@ -7,13 +7,14 @@ When the launcher is SIGKILLed it can neither forward the signal nor remove that
 without this module the child would run on, holding the data dir's lock, and 30 MB would leak
 every time.
 
-* **Die with the launcher.** Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, then check that the
+* **Die with the launcher.** Linux: ``prctl(PR_SET_PDEATHSIG, SIGHUP)``, then check that the
   parent is still the launcher (same executable), because the launcher may have died before
   the prctl. macOS: a daemon thread waits on a kqueue ``EVFILT_PROC``/``NOTE_EXIT`` for the
   parent pid (registration fails with ESRCH if it is already gone; a parent of 1 means it
   is). Windows: a daemon thread waits on a ``SYNCHRONIZE`` handle of the parent process.
-  The child then gets SIGTERM, the sidecar's ordinary clean stop (persist, release the lock,
-  exit 0); before the server installed its handler, SIGTERM's default action ends it.
+  The child then gets SIGHUP (SIGTERM on Windows), a clean stop (persist, release the lock,
+  exit 0) that leaves waiting long polls unanswered, so the app's calls fail with
+  SidecarExited; before the server installed its handler, the default action ends it.
   The macOS and Windows paths are written to the platform APIs but only Linux is tested.
 * **Mark our directory live.** The child takes an exclusive lock (``flock``; ``msvcrt`` on
   Windows) on ``sync-queue-alive.lock`` in its own ``_MEI`` dir and holds it until it exits.
@@ -58,17 +59,31 @@ def start() -> None:
     meipass = getattr(sys, "_MEIPASS", None)
     if not meipass or not os.path.isfile(os.path.join(meipass, MARKER)):
         return  # from source, or onedir: no launcher, nothing unpacked
-    hold_alive_lock(meipass)
-    die_with_launcher()
-    sweep(os.path.dirname(meipass), own=meipass)
+    # Each step is best effort: none of them may keep the sidecar from serving.
+    for step in (
+        lambda: hold_alive_lock(meipass),
+        die_with_launcher,
+        lambda: sweep(os.path.dirname(meipass), own=meipass),
+    ):
+        try:
+            step()
+        except Exception as exc:  # reported, then the sidecar starts anyway
+            print(f"sync-queue-sidecar: onefile start-up step failed: {exc!r}", file=sys.stderr)
 
 
 # -- dying with the launcher ----------------------------------------------------------------
 
 
+# The launcher is gone: SIGHUP, the sidecar's clean stop for "whoever started us hung up"
+# (it persists and exits 0, but leaves waiting long polls unanswered, so the app's calls fail
+# with SidecarExited instead of reading `null`). Windows has no SIGHUP: SIGTERM there.
+STOP_SIGNAL = getattr(signal, "SIGHUP", signal.SIGTERM)
+
+
 def _stop_now() -> None:
-    """The launcher is gone: the same stop as ``kill -TERM`` (a clean one once serving)."""
-    signal.raise_signal(signal.SIGTERM)
+    """The launcher is gone: stop (a clean stop once serving; before that, the signal's
+    default action ends the process)."""
+    signal.raise_signal(STOP_SIGNAL)
 
 
 def die_with_launcher() -> None:
@@ -82,7 +97,7 @@ def die_with_launcher() -> None:
 
 def _linux_pdeathsig() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_PDEATHSIG, int(STOP_SIGNAL), 0, 0, 0) != 0:
         print(
             f"sync-queue-sidecar: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); "
             "this process will outlive a killed launcher",
@@ -166,13 +181,19 @@ def _try_lock(fd: int) -> bool:
 
 def hold_alive_lock(meipass: str) -> None:
     path = os.path.join(meipass, ALIVE)
-    temporary = f"{path}.{os.getpid()}"
-    fd = os.open(temporary, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
-    if not _try_lock(fd):  # nobody else can know this name yet
-        os.close(fd)
+    flags = os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+    if os.name == "nt":
+        # Windows cannot rename a file that is open; the window between creating and
+        # locking it in place is microseconds, against a sweeper that must find it first.
+        fd = os.open(path, flags, 0o600)
+        _try_lock(fd)
+        _held.append(fd)
         return
-    os.replace(temporary, path)
-    _held.append(fd)
+    temporary = f"{path}.{os.getpid()}"
+    fd = os.open(temporary, flags, 0o600)
+    _held.append(fd)  # held open either way: the temporary name marks the dir live too
+    if _try_lock(fd):  # nobody else can know this name yet
+        os.replace(temporary, path)
 
 
 def _stale(path: str) -> bool:
@@ -181,6 +202,11 @@ def _stale(path: str) -> bool:
         fd = os.open(os.path.join(path, ALIVE), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         with contextlib.suppress(OSError):
+            unlocked = [n for n in os.listdir(path) if n.startswith(ALIVE + ".")]
+            if unlocked:
+                # A child that could not lock its file left it under its pid: live while
+                # that process runs (a reused pid only keeps the dir longer).
+                return not any(_pid_runs(n[len(ALIVE) + 1 :]) for n in unlocked)
             return time.time() - os.stat(path).st_mtime > EXTRACTION_GRACE_S
         return False
     except OSError:
@@ -189,6 +215,18 @@ def _stale(path: str) -> bool:
         return _try_lock(fd)
     finally:
         os.close(fd)  # a stale dir is removed right after; no child can come back to it
+
+
+def _pid_runs(pid: str) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there; never written there
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True  # not ours to signal, or not a pid: assume live, never delete
+    return True
 
 
 def sweep(tmp_root: str, own: str) -> list[str]:

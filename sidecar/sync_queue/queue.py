@@ -35,6 +35,7 @@ from .config import QueueConfig
 from .durations import Duration, to_ms
 from .errors import (
     CapacityExceeded,
+    DataDirUnusable,
     DuplicateItem,
     InvalidParams,
     InvalidState,
@@ -175,14 +176,21 @@ class SyncQueue:
         self._maintainer: threading.Thread | None = None
         self._offset = 0  # the queue's time = the clock's monotonic reading + this
         try:
-            self._start_clock()
+            try:
+                self._start_clock()
+                if self._persistence is not None:
+                    self._release_interrupted()
+            except PersistenceError as exc:
+                # What was on disk was read; writing the first records failed (a full disk,
+                # an I/O error): the directory cannot be used, its data is not corrupt.
+                raise DataDirUnusable(
+                    f"cannot write to the data directory after opening it: {exc.message}"
+                ) from exc
         except BaseException:
             if self._persistence is not None:  # release the directory: nothing was served
                 with contextlib.suppress(QueueError):
                     self._persistence.store.close()
             raise
-        if self._persistence is not None:
-            self._release_interrupted()
         if maintenance_thread:
             self._maintainer = threading.Thread(
                 target=self._maintain, name="sync-queue-maint", daemon=True
@@ -547,6 +555,12 @@ class SyncQueue:
             return self._state.metrics.throughput(self._now())
 
     def health(self) -> Health:
+        if self._state_lost is not None:  # reads are refused, but health says why
+            with self._lock:
+                state = self._state
+                return Health(
+                    False, state.breaker.state, state.paused, f"storage failed: {self._state_lost}"
+                )
         with self._reading():
             breaker = self._state.breaker.state
             paused = self._state.paused
@@ -596,11 +610,16 @@ class SyncQueue:
         """``flush`` without waiting: the future completes when what ``flush`` promises
         holds for everything committed before this call (or fails with the error). The
         journal is folded in the store's background thread, never in the caller's."""
-        if self._persistence is None:
-            done: Future[None] = Future()
-            done.set_result(None)
-            return done
-        return self._persistence.flush_async(self._encode_live)
+        if self._persistence is not None:
+            try:
+                return self._persistence.flush_async(self._encode_live)
+            except QueueError as exc:  # failed or closed store: the future says so
+                failed: Future[None] = Future()
+                failed.set_exception(exc)
+                return failed
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
 
     def shutdown(self) -> None:
         """Stop taking changes, wake waiting pops (they return nothing), stop maintenance,
@@ -805,14 +824,24 @@ class SyncQueue:
     def _reading(self) -> Iterator[None]:
         """The lock for a read, after catching up with time (which may change the queue:
         a lease ran out, an item expired); events that raised go out after the lock."""
-        with self._lock:
-            if self._state_lost is not None:
-                raise PersistenceError(self._state_lost)
-            if not self._closed and self._storage_failure() is None:
-                self._advance(self._time())
-            yield
-        if self._state.events:
-            self._deliver_events()
+        before = ticket = 0
+        try:
+            with self._lock:
+                if self._state_lost is not None:
+                    raise PersistenceError(self._state_lost)
+                before = self._ticket
+                if not self._closed and self._storage_failure() is None:
+                    self._advance(self._time())
+                ticket = self._ticket
+                yield
+        finally:
+            if ticket != before:
+                # Catching up wrote records (a lease ran out, a re-base): they are committed
+                # like any change (in the server, with the cycle's commit), or a reply could
+                # show what a crash right after it undoes.
+                self._commit(ticket)
+            elif self._state.events:
+                self._deliver_events()
 
     def _advance(self, now: int) -> None:
         """Turn whatever became due by ``now`` into operation records.
@@ -909,6 +938,10 @@ class SyncQueue:
                 else:
                     state.events = []
                     self._state = state
+                    # A refused Rebase may have moved the anchor: back to the durable time.
+                    self._set_anchor(
+                        max(self._clock.now_ms(), state.last_t), self._clock.monotonic_ms()
+                    )
                 self._rolled_back = True
                 self._ready.notify_all()  # waiting pops look at the rebuilt state
 

@@ -52,7 +52,14 @@ EXIT_CLOSE_FAILED: Final = 1
 
 # Larger than a pipe's buffer (64 KiB on Linux), so one read takes all that is waiting.
 DEFAULT_READ_SIZE: Final = 1024 * 1024
-_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT) + (
+    (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
+)
+# SIGHUP: whoever started us hung up (a closed terminal, or a onefile launcher that died: its
+# child gets it by PR_SET_PDEATHSIG). A clean stop, except that waiting calls get no
+# answer: the caller's peer is gone, and a long poll answered `null` would read as "no item"
+# where the truth is "the sidecar went away" (the plugin fails it with SidecarExited).
+_HANG_UP: Final = getattr(signal, "SIGHUP", None)
 # Only a frozen onefile build has a launcher that forwards signals (see _forwarded_copy).
 # Forwarding takes microseconds; the window leaves room for a loaded machine.
 DUPLICATE_SIGNAL_WINDOW_S: Final = 0.2 if getattr(sys, "frozen", False) else 0.0
@@ -168,7 +175,8 @@ class StdioServer:
         if self._timer is not None:
             self._timer.cancel()
         session = self._session
-        session.stop()
+        hung_up = self._signalled is not None and self._signalled[0] == _HANG_UP
+        session.stop(answer_waiting=not hung_up)
         output = session.commit_and_render()
         status = EXIT_OK
         try:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sync_queue import (
+    DataDirUnusable,
     ItemNotFound,
     ManualClock,
     PersistenceError,
@@ -24,8 +25,10 @@ from sync_queue import (
     SyncItem,
     SyncQueue,
 )
-from sync_queue.persistence import open_store
+from sync_queue.persistence import open_store, rebuild
+from sync_queue.storage.codec import Compression
 from sync_queue.storage.fileio import FileIO
+from sync_queue.storage.recovery import load_directory
 
 
 class FailingIO(FileIO):
@@ -212,8 +215,8 @@ def test_the_failed_block_is_cut_and_synced(tmp_path: Path) -> None:
 
 def test_periodic_fsync_failure_keeps_what_was_acknowledged(tmp_path: Path) -> None:
     """ "periodic": a write that reached the OS was acknowledged, so a failed background
-    fsync refuses only what comes after it; a change applied but not yet written when it
-    failed (here a lease that expired during a read) is rolled back at the next tick."""
+    fsync refuses only what comes after it, and the live state stays what a reopen recovers
+    (a lease that expired during a read was written with that read)."""
     io = FailingIO()
     clock = ManualClock()
     config = QueueConfig(
@@ -234,7 +237,7 @@ def test_periodic_fsync_failure_keeps_what_was_acknowledged(tmp_path: Path) -> N
         q.push(SyncItem.new("c").with_id("c"))
     q.tick()
     assert [i.id for i in q.list().items] == ["a", "b"]
-    assert q.get("a").status.value == "processing"  # as written before the failure
+    assert q.get("a").status.value == "pending"  # the read's expiry was written with it
     live = q._state.fingerprint()
     io.fail = None
     assert recovered(q) == live
@@ -261,5 +264,51 @@ def test_unreadable_durable_state_refuses_reads(tmp_path: Path) -> None:
         q.get("b")
     with pytest.raises(PersistenceError, match="could not be read back"):
         q.list()
+    # health still answers, and says why (it is what a monitor polls).
+    health = q.health()
+    assert not health.healthy and "could not be read back" in (health.reason or "")
+    assert q.health_check() is False
     io.fail = None
+    q.shutdown()
+
+
+def test_a_write_failing_at_open_is_an_unusable_directory_and_releases_it(
+    tmp_path: Path,
+) -> None:
+    """Opening writes records (interrupted leases released, a re-base): if that write fails,
+    the directory is unusable (exit 5), not corrupt (exit 4), and its lock is released."""
+    config = QueueConfig(persistence_path=tmp_path / "data", persistence_interval=3600)
+    q = SyncQueue(config, maintenance_thread=False)
+    q.push(SyncItem.new("a").with_id("a"))
+    assert q.pop() is not None  # processing when the process "dies"
+    q._persistence.store.close()  # type: ignore[union-attr]  # no clean stop: as after a crash
+    io = FailingIO()
+    io.fail = "fsync"
+    with pytest.raises(DataDirUnusable, match="cannot write to the data directory"):
+        SyncQueue(config.replace(lock_timeout=0), maintenance_thread=False, file_io=io)
+    reopened = SyncQueue(config.replace(lock_timeout=0), maintenance_thread=False)
+    assert reopened.get("a").status.value == "pending"  # released by this open
+    reopened.shutdown()
+
+
+def test_reads_commit_what_catching_up_with_time_changed(tmp_path: Path) -> None:
+    """A read that finds a lease expired journals that; in the server's deferred mode the
+    cycle's commit must make it durable, or a crash after the reply undoes what it showed."""
+    clock = ManualClock(1_700_000_000_000)
+    config = QueueConfig(persistence_path=tmp_path / "data", persistence_interval=3600)
+    q = SyncQueue(config, clock=clock, maintenance_thread=False)
+    q.push(SyncItem.new("a").with_id("a"))
+    q.defer_commits()
+    q.pop(lease=1)
+    q.commit_deferred()
+    clock.advance(5000)
+    assert q.get("a").status.value == "pending"  # the lease ran out
+    q.commit_deferred()
+    # What is on disk now, read as a crash right after the reply would leave it (the store
+    # is still open: closing it would write what it buffered).
+    plan = load_directory(
+        FileIO(), str(config.persistence_path), enc=None, compression=Compression(0)
+    )
+    state, _ = rebuild(config, plan.recovery)
+    assert state.items["a"].status.value == "pending"
     q.shutdown()

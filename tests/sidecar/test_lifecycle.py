@@ -52,7 +52,7 @@ def check_intact(sidecar: Sidecar) -> None:
     assert all(items[f"i{n}"]["payload"] == {"n": n} for n in range(10))
 
 
-@pytest.mark.parametrize("how", ["eof", "sigterm", "sigint", "shutdown"])
+@pytest.mark.parametrize("how", ["eof", "sigterm", "sigint", "sighup", "shutdown"])
 def test_stop_exits_zero_with_data_intact(spawn: Spawn, tmp_path: Path, how: str) -> None:
     data = tmp_path / "data"
     sidecar = spawn("--data-dir", data)
@@ -63,6 +63,8 @@ def test_stop_exits_zero_with_data_intact(spawn: Spawn, tmp_path: Path, how: str
         sidecar.signal(signal.SIGTERM)
     elif how == "sigint":
         sidecar.signal(signal.SIGINT)
+    elif how == "sighup":
+        sidecar.signal(signal.SIGHUP)
     else:
         assert sidecar.call("shutdown")["result"] == {}
     assert sidecar.wait_exit() == 0, sidecar.stderr
@@ -71,6 +73,26 @@ def test_stop_exits_zero_with_data_intact(spawn: Spawn, tmp_path: Path, how: str
     again = spawn("--data-dir", data)
     check_intact(again)
     assert again.shutdown() == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_waiting_pop_is_answered_on_sigterm_and_not_on_sighup(
+    spawn: Spawn, tmp_path: Path, signum: int
+) -> None:
+    """SIGTERM: waiting long polls get their empty answer (PROTOCOL §7). SIGHUP (the parent
+    hung up; a onefile child gets it when its launcher dies): no answer, so a client that
+    is still there fails the call as "the sidecar went away" instead of reading "no item"."""
+    sidecar = spawn("--data-dir", tmp_path / "data")
+    sidecar.send(request("pop", "waiting", {"timeoutMs": 600_000}))
+    assert sidecar.result("ping") == {"pong": True}  # read after the pop, which now waits
+    sidecar.signal(signum)
+    assert sidecar.wait_exit() == 0, sidecar.stderr
+    with sidecar._cond:
+        replies = sidecar.responses.get(("str", "waiting"), [])
+    if signum == signal.SIGTERM:
+        assert [r.get("result", r) for r in replies] == [None]
+    else:
+        assert replies == []
 
 
 def test_signal_while_requests_stream_in(spawn: Spawn, tmp_path: Path) -> None:

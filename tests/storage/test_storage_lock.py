@@ -207,3 +207,21 @@ def test_a_stray_temp_directory_is_named_and_left_alone(tmp_path, caplog):
     report = verify(str(d))
     assert report.ok
     assert any(str(stray) == p.file and "directory" in p.message for p in report.problems)
+
+
+def test_a_file_system_without_locks_is_unusable_not_locked(tmp_path, monkeypatch):
+    """Only "someone holds it" is waited for and reported as ``Locked``: a file system that
+    cannot lock at all (ENOLCK on some network mounts) is ``DataDirUnusable`` at once, or
+    the plugin would report a second instance that does not exist."""
+    import errno
+
+    from sync_queue.storage import lock
+
+    def no_locks(fd, shared):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock, "_lock", no_locks)
+    started = time.monotonic()
+    with pytest.raises(DataDirUnusable, match="supports locks"):
+        Store.open(tmp_path / "d", lock_timeout=5.0)
+    assert time.monotonic() - started < 2.5  # not the 5 s wait of a held lock

@@ -168,15 +168,17 @@ class RpcSession:
         """Calls still waiting for an answer."""
         return sum(1 for entry in self._deadlines if not entry[2].done)
 
-    def stop(self) -> None:
-        """Stop taking work: answer every waiting call now; later requests get
+    def stop(self, *, answer_waiting: bool = True) -> None:
+        """Stop taking work: answer every waiting call now (or, with ``answer_waiting``
+        False, drop them unanswered: nobody is there to read the answer); later requests get
         ``ShuttingDown``. Idempotent."""
         self.stopping = True
         self._busy = True
         try:
             # Read order, not deadline order: the sequence number is the read order.
             for _, _, waiting in sorted(self._deadlines, key=lambda entry: entry[1]):
-                waiting._expire()
+                if answer_waiting:
+                    waiting._expire()
         finally:
             self._busy = False
         self._deadlines.clear()

@@ -15,6 +15,7 @@ directory byte-for-byte as it was.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -27,6 +28,9 @@ __all__ = ["LOCK_NAME", "DirLock"]
 LOCK_NAME = "LOCK"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # 0 on Windows: checked with islink there
 _POLL_S = 0.02  # how often a waiting opener tries again
+# What a lock held by someone else looks like; any other error (ENOLCK on a network file
+# system, EBADF, ...) is a directory that cannot be locked at all, not one that is in use.
+_HELD = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES})
 
 log = logging.getLogger("sync_queue.storage")
 
@@ -84,6 +88,12 @@ class DirLock:
                 _lock(fd, shared)
                 return cls(fd, path)
             except OSError as e:
+                if e.errno not in _HELD:
+                    os.close(fd)
+                    raise DataDirUnusable(
+                        f"cannot lock {path}: {e.strerror or e} (the data directory must be on "
+                        "a file system that supports locks)"
+                    ) from e
                 left = deadline - time.monotonic()
                 if left <= 0:
                     os.close(fd)
