@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -39,6 +39,10 @@ from .errors import (
     Locked,
     PersistenceError,
 )
+
+if TYPE_CHECKING:  # storage is only imported by the commands that read a directory
+    from .state import QueueState
+    from .storage.recovery import Plan
 
 __all__ = [
     "EXIT_BAD_DATA",
@@ -345,17 +349,17 @@ def _require_dir(config: QueueConfig) -> Path:
     return config.persistence_path
 
 
-def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
-    """Read a data directory without changing it."""
+def _read_back(config: QueueConfig, path: Path, key: bytes | None) -> tuple[Plan, QueueState]:
+    """What an open would recover (the recovery plan and the state replayed through the
+    same checks), read under a shared lock (``Locked`` while a sidecar owns the directory);
+    changes nothing."""
     from .persistence import rebuild
     from .storage.codec import Compression, EncryptionService
     from .storage.fileio import FileIO
     from .storage.lock import DirLock
     from .storage.recovery import load_directory
 
-    path = _require_dir(config)
-    key = config.encryption_key if config.enable_encryption else None
-    lock = DirLock.acquire(str(path), shared=True)  # Locked while a sidecar owns it
+    lock = DirLock.acquire(str(path), shared=True)
     try:
         plan = load_directory(
             FileIO(),
@@ -364,9 +368,17 @@ def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
             enc=EncryptionService(key) if key is not None else None,
         )
         state, _ = rebuild(config, plan.recovery)
+        return plan, state
     finally:
         if lock is not None:
             lock.release()
+
+
+def inspect(config: QueueConfig, args: argparse.Namespace) -> int:
+    """Read a data directory without changing it."""
+    path = _require_dir(config)
+    key = config.encryption_key if config.enable_encryption else None
+    plan, state = _read_back(config, path, key)
     # The files recovery read (verify also lists leftovers; reading them all again here
     # would double the work on a large directory).
     files = [(s.name, "journal", s.size) for s in plan.segments]
@@ -429,22 +441,10 @@ def verify(config: QueueConfig, args: argparse.Namespace) -> int:
 def _verify_state(config: QueueConfig, path: Path, key: bytes | None, report: Any) -> None:
     """Replay what recovery would, through the same checks; a refusal is an error."""
     from .errors import QueueError
-    from .persistence import rebuild
     from .storage import Problem
-    from .storage.codec import Compression, EncryptionService
-    from .storage.fileio import FileIO
-    from .storage.lock import DirLock
-    from .storage.recovery import load_directory
 
-    lock = DirLock.acquire(str(path), shared=True)
     try:
-        plan = load_directory(
-            FileIO(),
-            str(path),
-            compression=Compression(0),
-            enc=EncryptionService(key) if key is not None else None,
-        )
-        rebuild(config, plan.recovery)
+        _read_back(config, path, key)
     except QueueError as exc:
         offset = exc.data.get("offset")
         report.problems.append(
@@ -455,9 +455,6 @@ def _verify_state(config: QueueConfig, path: Path, key: bytes | None, report: An
                 "error",
             )
         )
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _as_dict(obj: Any) -> Any:
