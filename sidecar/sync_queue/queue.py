@@ -580,7 +580,8 @@ class SyncQueue:
         return self.poll()[0]
 
     def poll(self) -> tuple[int, int | None, int]:
-        """``ready_count()``, ``next_wakeup()`` and the queue's time (ms), under one lock:
+        """``ready_count()``, when something next becomes due (ms, or None) and the queue's
+        time (ms), under one lock:
         what an owner with its own timers (the stdio server) looks at after each read."""
         with self._reading():
             state = self._state
@@ -589,11 +590,6 @@ class SyncQueue:
             if not (state.paused or state.breaker.may_hand_out() == 0):
                 ready = state.ready_now(now)
             return ready, state.next_wakeup(), now
-
-    def next_wakeup(self) -> int | None:
-        """When something next becomes due (ms), for callers that keep their own timers."""
-        with self._lock:
-            return self._state.next_wakeup()
 
     def __len__(self) -> int:
         """Pending + processing items (what capacity counts)."""

@@ -447,11 +447,6 @@ class Store:
 
     # ---- recovery ---------------------------------------------------------------------
 
-    @property
-    def recovery(self) -> Recovery | None:
-        """The recovery result, until :meth:`take_recovery` hands it over."""
-        return self._recovery
-
     def take_recovery(self) -> Recovery:
         rec = self._recovery
         if rec is None:
