@@ -820,6 +820,12 @@ class SyncQueue:
     def _reading(self) -> Iterator[None]:
         """The lock for a read, after catching up with time (which may change the queue:
         a lease ran out, an item expired); events that raised go out after the lock."""
+        if not self._rolled_back and self._storage_failure() is not None:
+            # Storage failed and the live state may still hold the refused group: do (or
+            # wait for) the rollback first, outside the lock it takes. A caller refused up
+            # front (``_begin_change``) must not read the refused changes of the callers
+            # still waiting for that rollback.
+            self._roll_back()
         before = ticket = 0
         try:
             with self._lock:
