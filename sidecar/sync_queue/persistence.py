@@ -364,10 +364,7 @@ class StorePersistence:
         """After a fail-stop: the state a reopen will recover, rebuilt from the directory
         (newest snapshot, then the journal through the last group written before the
         failure); the queue swaps it in so no refused change stays visible."""
-        recovery = self.store.read_durable()
-        with bulk_allocation():
-            state = decode_state(self.config, recovery.snapshot)
-            replay(state, recovery.records())
+        state, _ = rebuild(self.config, self.store.read_durable())
         return state
 
     def stats(self) -> dict[str, Any]:
