@@ -1,7 +1,7 @@
 // The one list of the plugin's commands, included by build.rs (which generates a permission
 // per command) and by the tests (which allow them in the mock runtime). It must match, name
 // for name, `generate_handler!` in src/lib.rs, permissions/default.toml and the
-// `invoke('plugin:sync-queue|…')` wrappers in guest-js/src/index.ts (tests/command_list.rs).
+// `invoke('plugin:sync-queue|…')` wrappers in guest-js/index.ts (tests/command_list.rs).
 const COMMANDS: &[&str] = &[
     "ping",
     "push",

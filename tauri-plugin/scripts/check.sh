@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests tauri-plugin-sync-queue: Rust (rustfmt, clippy, unit and
-# IPC tests) and guest-js (npm ci, typecheck, rollup build, vitest).
+# IPC tests) and the JavaScript API (npm ci, typecheck, rollup build, vitest),
+# and fails when the committed api-iife.js is not what guest-js/ builds to.
 #
 # Env:
 #   CARGO_TARGET_DIR            default ~/.cache/sync-queue/cargo-target (outside the clone)
@@ -29,8 +30,12 @@ nice -n 10 cargo test --locked --lib --tests -- --include-ignored
 nice -n 10 cargo test --locked --doc
 
 echo "== guest-js: install, typecheck, build, tests"
-cd guest-js
 npm ci --no-audit --no-fund
 npm run typecheck
+committed=$(sha256sum api-iife.js)
 npm run build
+if [ "$(sha256sum api-iife.js)" != "$committed" ]; then
+  echo "check.sh: api-iife.js was stale: rebuilt it from guest-js/; commit it" >&2
+  exit 1
+fi
 npm test

@@ -1,5 +1,5 @@
 //! The wire types of docs/protocol.md §3–§6, in Rust. Field names are camelCase on
-//! the wire and in TypeScript (guest-js/src/index.ts mirrors this file).
+//! the wire and in TypeScript (guest-js/index.ts mirrors this file).
 //!
 //! Optional request fields are left out of the JSON when `None`: the sidecar
 //! refuses unknown params, and an absent field means "use the default".

@@ -75,7 +75,7 @@ fn python_kinds() -> BTreeSet<String> {
 
 /// The names listed in guest-js's `export type ErrorKind = | 'A' | 'B' …`.
 fn ts_kinds() -> BTreeSet<String> {
-    let source = std::fs::read_to_string(crate_dir().join("guest-js/src/index.ts")).unwrap();
+    let source = std::fs::read_to_string(crate_dir().join("guest-js/index.ts")).unwrap();
     let start = source
         .find("export type ErrorKind =")
         .expect("guest-js exports ErrorKind");
@@ -120,7 +120,7 @@ fn every_sidecar_error_kind_is_known_to_rust_typescript_and_the_readme() {
         );
         assert!(
             ts.contains(&kind),
-            "the sidecar's {kind} is missing from ErrorKind (guest-js/src/index.ts)"
+            "the sidecar's {kind} is missing from ErrorKind (guest-js/index.ts)"
         );
         assert!(
             readme.contains(&format!("`{kind}`")),

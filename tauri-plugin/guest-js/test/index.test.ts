@@ -3,14 +3,14 @@ import { clearMocks, mockIPC } from '@tauri-apps/api/mocks'
 import { emit } from '@tauri-apps/api/event'
 import type { InvokeArgs } from '@tauri-apps/api/core'
 
-import * as api from '../src/index'
+import * as api from '../index'
 import {
   EVENTS,
   SyncQueueError,
   isSyncQueueError,
   type Item,
   type SyncQueueErrorData,
-} from '../src/index'
+} from '../index'
 
 type Call = { cmd: string; args: InvokeArgs | undefined }
 

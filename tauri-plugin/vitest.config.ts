@@ -4,6 +4,6 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     environment: 'jsdom',
-    include: ['test/**/*.test.ts'],
+    include: ['guest-js/test/**/*.test.ts'],
   },
 })
