@@ -22,4 +22,6 @@ const COMMANDS: &[&str] = &[
     "resume",
     "flush",
     "shutdown",
+    // The plugin's own (no protocol method): the supervisor's state.
+    "status",
 ];

@@ -249,6 +249,25 @@ export interface SidecarExited {
   restartInMs: number | null
 }
 
+/**
+ * Where the sidecar is in its life: `starting` (the first start; calls wait),
+ * `ready` (it answers calls), `restarting` (it exited and is started again after
+ * a delay; calls wait), `failed` (it exited with a status a restart cannot fix;
+ * calls fail with `failure`), `stopped` (by `shutdown` or the app exiting).
+ */
+export type SidecarState = 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped'
+
+/** What `status` returns: what a listener registered from the start would know. */
+export interface SidecarStatus {
+  state: SidecarState
+  /** The last `sync-queue://ready` payload (the running sidecar's when `ready`); `null` before the first. */
+  ready: Ready | null
+  /** The last `sync-queue://sidecar-exited` payload, if any. */
+  lastExit: SidecarExited | null
+  /** When `failed`: the error every call rejects with. */
+  failure: SyncQueueErrorData | null
+}
+
 // ---------------------------------------------------------------- errors
 
 /**
@@ -494,6 +513,24 @@ export async function flush(): Promise<void> {
  */
 export async function shutdown(): Promise<void> {
   await call<null>('shutdown')
+}
+
+/**
+ * Where the sidecar is, with the last `ready` and `sidecar-exited` payloads:
+ * for a frontend that starts listening after the sidecar was ready (a late
+ * `onReady` never fires for a start that already happened). Answered by the
+ * plugin, without a call to the sidecar. Listen first, then ask, so that
+ * nothing falls between the two.
+ *
+ * @example
+ * ```ts
+ * const unlisten = await onReady(showReady)
+ * const now = await status()
+ * if (now.state === 'ready' && now.ready) showReady(now.ready)
+ * ```
+ */
+export async function status(): Promise<SidecarStatus> {
+  return await call<SidecarStatus>('status')
 }
 
 // ---------------------------------------------------------------- events

@@ -1,10 +1,11 @@
-//! One thin command per protocol method; each delegates to [`SyncQueue`].
-//! Arguments arrive camelCase from JavaScript (`leaseId`, `leaseMs`).
-//! The list must match `COMMANDS` in command_names.rs and guest-js.
+//! One thin command per protocol method, plus the plugin's own `status`; each
+//! delegates to [`SyncQueue`]. Arguments arrive camelCase from JavaScript
+//! (`leaseId`, `leaseMs`). The list must match `COMMANDS` in command_names.rs
+//! (tests/command_list.rs and tests/test_method_list.py check it).
 
 use tauri::{command, State};
 
-use crate::{error::Result, models::*, SyncQueue};
+use crate::{error::Result, models::*, SidecarStatus, SyncQueue};
 
 #[command]
 pub(crate) async fn ping(queue: State<'_, SyncQueue>) -> Result<bool> {
@@ -125,4 +126,10 @@ pub(crate) async fn flush(queue: State<'_, SyncQueue>) -> Result<()> {
 #[command]
 pub(crate) async fn shutdown(queue: State<'_, SyncQueue>) -> Result<()> {
     queue.shutdown().await
+}
+
+/// The plugin's own: no call to the sidecar.
+#[command]
+pub(crate) fn status(queue: State<'_, SyncQueue>) -> SidecarStatus {
+    queue.status()
 }

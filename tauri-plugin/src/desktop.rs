@@ -11,12 +11,14 @@ use crate::{
     config::LaunchSpec,
     error::{Error, Result},
     models::*,
+    status::{Recorder, SidecarStatus},
     supervisor::{EventSink, Supervisor},
 };
 
 /// A supervised sync-queue sidecar. Dropping it stops the sidecar.
 pub struct SyncQueue {
     supervisor: Arc<Supervisor>,
+    recorder: Arc<Recorder>,
 }
 
 /// Stops the sidecar when dropped. The plugin puts one in the app's resource
@@ -53,8 +55,11 @@ impl SyncQueue {
         spec: LaunchSpec,
         events: EventSink,
     ) -> SyncQueue {
+        let recorder = Recorder::new();
+        let events = recorder.wrap(events);
         SyncQueue {
             supervisor: Arc::new(Supervisor::start(runtime, spec, events)),
+            recorder,
         }
     }
 
@@ -245,11 +250,20 @@ impl SyncQueue {
     /// process group) and waits for it. The plugin does this on app exit.
     pub async fn stop(&self) {
         self.supervisor.stop().await;
+        self.recorder.stopped();
     }
 
     /// [`SyncQueue::stop`] from synchronous code outside an async runtime.
     pub fn stop_blocking(&self) {
         self.supervisor.stop_blocking(self.supervisor.stop_limit());
+        self.recorder.stopped();
+    }
+
+    /// The sidecar's state and the last `ready` and `sidecar-exited`
+    /// payloads: what a listener registered from the start would know. No
+    /// call to the sidecar is made (this is the `status` command).
+    pub fn status(&self) -> SidecarStatus {
+        self.recorder.status(self.supervisor.failure())
     }
 
     /// Process id of the running sidecar, if one runs.

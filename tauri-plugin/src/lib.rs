@@ -15,7 +15,9 @@
 //! The sidecar's notifications become the events `sync-queue://items-available`,
 //! `sync-queue://item-failed`, `sync-queue://breaker-changed` and
 //! `sync-queue://ready`; `sync-queue://sidecar-exited` reports the process
-//! ending. This file is wiring only.
+//! ending. The plugin's own command `status` (no protocol method) tells where
+//! the sidecar is, for a frontend that starts listening late. This file is
+//! wiring only.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -31,6 +33,7 @@ mod desktop;
 mod error;
 pub mod models;
 mod pipe;
+mod status;
 mod supervisor;
 
 pub use client::Notification;
@@ -39,6 +42,7 @@ pub use config::{
 };
 pub use desktop::SyncQueue;
 pub use error::{Error, ExitInfo, Result, RpcError, LOCAL_KINDS, SIDECAR_KINDS};
+pub use status::{SidecarState, SidecarStatus};
 pub use supervisor::{EventSink, SupervisorEvent};
 
 /// The plugin's name: the `plugin:sync-queue|…` prefix, the permission prefix
@@ -174,6 +178,7 @@ impl Builder {
                 commands::resume,
                 commands::flush,
                 commands::shutdown,
+                commands::status,
             ])
             .setup(move |app, api| {
                 let app_data_dir = || {
