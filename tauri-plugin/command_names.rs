@@ -1,7 +1,10 @@
 // The one list of the plugin's commands, included by build.rs (which generates a permission
-// per command) and by the tests (which allow them in the mock runtime). It must match, name
-// for name, `generate_handler!` in src/lib.rs, permissions/default.toml and the
-// `invoke('plugin:sync-queue|…')` wrappers in guest-js/index.ts (tests/command_list.rs).
+// per command) and by the tests (which allow them in the mock runtime): the sidecar's
+// methods (`sync_queue.methods`) in snake_case, plus the plugin's own. It must match, name
+// for name, `generate_handler!` in src/lib.rs, src/commands.rs, src/desktop.rs,
+// permissions/default.toml and the `invoke('plugin:sync-queue|…')` wrappers in
+// guest-js/index.ts: tests/command_list.rs (cargo) and tests/test_method_list.py at the
+// repository's root (pytest, against the sidecar's method table) check them.
 const COMMANDS: &[&str] = &[
     "ping",
     "push",

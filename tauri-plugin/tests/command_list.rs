@@ -1,6 +1,8 @@
 //! One method list in four places (command_names.rs `COMMANDS`, `generate_handler!`
 //! in src/lib.rs, permissions/default.toml, guest-js): this keeps them equal,
-//! and keeps the destructive commands out of `sync-queue:default`.
+//! and keeps the destructive commands out of `sync-queue:default`. The
+//! repository's tests/test_method_list.py ties `COMMANDS` to the sidecar's
+//! method table.
 
 use std::{collections::BTreeSet, path::Path};
 
