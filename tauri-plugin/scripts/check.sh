@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests tauri-plugin-sync-queue: Rust (rustfmt, clippy, unit and
 # IPC tests) and the JavaScript API (npm ci, typecheck, rollup build, vitest),
-# and fails when the committed api-iife.js is not what guest-js/ builds to.
+# and fails when the committed api-iife.js is not what guest-js/ builds to, or
+# when the crate or the npm package would ship too much or too little.
 #
 # Env:
 #   CARGO_TARGET_DIR            default ~/.cache/sync-queue/cargo-target (outside the clone)
@@ -39,3 +40,22 @@ if [ "$(sha256sum api-iife.js)" != "$committed" ]; then
   exit 1
 fi
 npm test
+
+echo "== packaging: what the crate and the npm package ship"
+# build.rs needs command_names.rs, permissions/ and api-iife.js in the crate.
+crate_files=$(cargo package --list --allow-dirty --locked 2>/dev/null)
+for file in build.rs command_names.rs api-iife.js permissions/default.toml LICENSE README.md; do
+  grep -qx "$file" <<<"$crate_files" || { echo "check.sh: the crate lacks $file" >&2; exit 1; }
+done
+if grep -E '^(tests|guest-js|node_modules|dist-js)/' <<<"$crate_files"; then
+  echo "check.sh: the crate ships the files above, which it must not" >&2
+  exit 1
+fi
+npm_files=$(npm pack --dry-run --json --ignore-scripts | node -e '
+  const [pack] = JSON.parse(require("fs").readFileSync(0, "utf8"))
+  console.log(pack.files.map((f) => f.path).sort().join(" "))')
+expected="LICENSE README.md dist-js/index.cjs dist-js/index.d.ts dist-js/index.js package.json"
+if [ "$npm_files" != "$expected" ]; then
+  echo "check.sh: npm pack ships [$npm_files], expected [$expected]" >&2
+  exit 1
+fi
