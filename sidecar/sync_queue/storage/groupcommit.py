@@ -159,6 +159,7 @@ class GroupCommit:
         return True
 
     def _lead(self, first: int, records: list[bytes]) -> None:
+        """Write the group as the leader, wake its waiters, rotate if the segment is full."""
         writer = self.writer
         assert writer is not None
         error = self._write_group(writer, first, records)
@@ -324,6 +325,11 @@ class GroupCommit:
         while self._busy:  # a leader that was writing when the store failed
             self.cond.wait()
         return self._done_seq
+
+    def take_writer(self) -> SegmentWriter | None:
+        """Detach the segment writer for close (no group may follow). Caller holds ``mu``."""
+        writer, self.writer = self.writer, None
+        return writer
 
     def journal_bytes(self) -> int:
         """Caller holds ``mu`` (sizes may lag a concurrent write by one group)."""

@@ -374,7 +374,7 @@ class Store:
             t.join()
         with self._mu:
             self._failstop.closed = True
-            writer, self._journal.writer = self._journal.writer, None
+            writer = self._journal.take_writer()
             unserved = self._compaction.take_futures()
         settle(unserved, ShuttingDown(f"the store in {self.path} closed before compacting"))
         if writer is not None:
