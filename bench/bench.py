@@ -7,6 +7,10 @@ Engine section (issue 2): push, pop+complete and a full push->pop->complete cycl
 with N items already queued, for sync-queue's in-memory engine and, side by side, the same
 workload through persist-queue's SQLiteAckQueue and litequeue (both on SQLite ``:memory:``,
 so all three are in memory); memory per queued item with a 100-byte payload.
+
+Longer than 400 lines on purpose: it is the one entry point of every section and holds the
+engine and storage sections, which share its peer adapters and measuring helpers; the other
+sections live beside it (``sidecar_bench.py``, ``compaction_bench.py``).
 """
 
 from __future__ import annotations
@@ -259,37 +263,61 @@ def du(directory: str) -> int:
     return sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
 
 
+Row = tuple[str, str, str, str]
+
+
 def storage_section(quick: bool) -> list[str]:
     import shutil
     import tempfile
 
-    from sync_queue.storage import EncryptionService
-
     base = tempfile.mkdtemp(prefix="sq-bench-", dir=os.environ.get("SYNC_QUEUE_BENCH_DIR"))
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     n_seq = 300 if quick else 1_000
     floor = fsync_floor(base, n_seq)
     rows.append(("fsync floor (write + fdatasync of 120 B)", f"{fmt(floor)}/s", "—", "—"))
+    rows.append(_sequential_push_row(base, n_seq, floor))
+    rows += _push_batch_rows(base, quick)
+    rows.append(_group_commit_row(base, quick))
+    n_rec = 100_000 if quick else 1_000_000
+    for compression in (True, False):
+        rows += _recovery_rows(os.path.join(base, f"recover-{compression}"), n_rec, compression)
+    shutil.rmtree(base, ignore_errors=True)
+    lines = [
+        '### Storage, `durability="always"` unless said',
+        "",
+        "| figure | sync-queue | compared with | ratio |",
+        "|---|---:|---|---:|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return lines
 
-    def fresh(name: str, **overrides: Any) -> SyncQueue:
-        path = os.path.join(base, name)
-        shutil.rmtree(path, ignore_errors=True)
-        return durable_queue(path, **overrides)
 
-    q = fresh("seq")
+def _fresh_queue(base: str, name: str, **overrides: Any) -> SyncQueue:
+    """A durable queue in an empty directory ``base/name``."""
+    import shutil
+
+    path = os.path.join(base, name)
+    shutil.rmtree(path, ignore_errors=True)
+    return durable_queue(path, **overrides)
+
+
+def _sequential_push_row(base: str, n_seq: int, floor: float) -> Row:
+    q = _fresh_queue(base, "seq")
     r = rate(n_seq, lambda: [q.push(SyncItem.new(PAYLOAD)) for _ in range(n_seq)] and None)
     q.shutdown()
-    rows.append(
-        (
-            "sequential durable push",
-            f"{fmt(r)}/s",
-            "fsync floor",
-            f"{r / floor:.2f}× (target ≥ 0.8)",
-        )
+    return (
+        "sequential durable push",
+        f"{fmt(r)}/s",
+        "fsync floor",
+        f"{r / floor:.2f}× (target ≥ 0.8)",
     )
 
+
+def _push_batch_rows(base: str, quick: bool) -> list[Row]:
+    from sync_queue.storage import EncryptionService
+
     def batch_rate(**overrides: Any) -> float:
-        q = fresh("batch", **overrides)
+        q = _fresh_queue(base, "batch", **overrides)
         batches = [
             [SyncItem.new(payload()) for _ in range(1000)] for _ in range(5 if quick else 20)
         ]
@@ -300,100 +328,85 @@ def storage_section(quick: bool) -> list[str]:
     plain = batch_rate(enable_compression=False)
     compressed = batch_rate()
     encrypted = batch_rate(enable_encryption=True, encryption_key=EncryptionService.generate_key())
-    rows.append(
+    return [
         (
             "durable push_batch(1000), zstd",
             f"{fmt(compressed)} items/s",
             "target 200 k",
             f"{compressed / 200_000:.2f}×",
-        )
-    )
-    rows.append(
+        ),
         (
             "… with AES-256-GCM too",
             f"{fmt(encrypted)} items/s",
             "without encryption",
             f"{encrypted / compressed:.2f}× (cost of encryption)",
-        )
-    )
-    rows.append(
+        ),
         (
             "… without compression",
             f"{fmt(plain)} items/s",
             "with zstd",
             f"{plain / compressed:.2f}×",
-        )
-    )
+        ),
+    ]
 
+
+def _group_commit_row(base: str, quick: bool) -> Row:
     seconds = 2.0 if quick else 5.0
-    q = fresh("threads")
+    q = _fresh_queue(base, "threads")
     ours = threaded_rate(16, seconds, lambda: q.push(SyncItem.new(PAYLOAD)) and None)
     q.shutdown()
     pq = persist_queue_durable(os.path.join(base, "persist-queue"))
     theirs = threaded_rate(16, seconds, lambda: pq.put(PAYLOAD))
-    rows.append(
-        (
-            "16 threads pushing, durable (group commit)",
-            f"{fmt(ours)}/s",
-            f"persist-queue SQLiteAckQueue, synchronous=FULL: {fmt(theirs)}/s",
-            f"{ours / theirs:.1f}× (target ≥ 5×; ≥ 20 k/s)",
-        )
+    return (
+        "16 threads pushing, durable (group commit)",
+        f"{fmt(ours)}/s",
+        f"persist-queue SQLiteAckQueue, synchronous=FULL: {fmt(theirs)}/s",
+        f"{ours / theirs:.1f}× (target ≥ 5×; ≥ 20 k/s)",
     )
 
-    n_rec = 100_000 if quick else 1_000_000
-    for compression in (True, False):
-        path = os.path.join(base, f"recover-{compression}")
-        q = durable_queue(path, enable_compression=compression)
-        for _ in range(0, n_rec, 10_000):
-            q.push_batch([SyncItem.new(payload()) for _ in range(10_000)])
-        q.shutdown()
-        journal_bytes = du(path)
-        start = time.perf_counter()
-        q = durable_queue(path, enable_compression=compression)
-        replay_s = time.perf_counter() - start
-        q.flush()
-        q.shutdown()
-        snapshot_bytes = du(path)
-        start = time.perf_counter()
-        q = durable_queue(path, enable_compression=compression)
-        load_s = time.perf_counter() - start
-        assert len(q) == n_rec
-        q.shutdown()
-        label = "zstd" if compression else "no compression"
-        rows.append(
-            (
-                f"recover {fmt(n_rec)} items from the journal ({label})",
-                f"{replay_s:.2f} s",
-                "target 5 s",
-                f"{replay_s / 5:.2f}×",
-            )
-        )
-        rows.append(
-            (
-                f"recover {fmt(n_rec)} items from a snapshot ({label})",
-                f"{load_s:.2f} s",
-                "target 5 s",
-                f"{load_s / 5:.2f}×",
-            )
-        )
-        rows.append(
-            (
-                f"bytes on disk per item ({label}, 100-byte payload)",
-                f"journal {journal_bytes / n_rec:.0f} B, snapshot {snapshot_bytes / n_rec:.0f} B",
-                "—",
-                "—",
-            )
-        )
-        shutil.rmtree(path)
-    shutil.rmtree(base, ignore_errors=True)
-    lines = [
-        '### Storage, `durability="always"` unless said',
-        "",
-        "| figure | sync-queue | compared with | ratio |",
-        "|---|---:|---|---:|",
+
+def _recovery_rows(path: str, n_rec: int, compression: bool) -> list[Row]:
+    """Time to reopen ``n_rec`` items from the journal, then from a snapshot; bytes of each."""
+    import shutil
+
+    q = durable_queue(path, enable_compression=compression)
+    for _ in range(0, n_rec, 10_000):
+        q.push_batch([SyncItem.new(payload()) for _ in range(10_000)])
+    q.shutdown()
+    journal_bytes = du(path)
+    start = time.perf_counter()
+    q = durable_queue(path, enable_compression=compression)
+    replay_s = time.perf_counter() - start
+    q.flush()
+    q.shutdown()
+    snapshot_bytes = du(path)
+    start = time.perf_counter()
+    q = durable_queue(path, enable_compression=compression)
+    load_s = time.perf_counter() - start
+    assert len(q) == n_rec
+    q.shutdown()
+    shutil.rmtree(path)
+    label = "zstd" if compression else "no compression"
+    return [
+        (
+            f"recover {fmt(n_rec)} items from the journal ({label})",
+            f"{replay_s:.2f} s",
+            "target 5 s",
+            f"{replay_s / 5:.2f}×",
+        ),
+        (
+            f"recover {fmt(n_rec)} items from a snapshot ({label})",
+            f"{load_s:.2f} s",
+            "target 5 s",
+            f"{load_s / 5:.2f}×",
+        ),
+        (
+            f"bytes on disk per item ({label}, 100-byte payload)",
+            f"journal {journal_bytes / n_rec:.0f} B, snapshot {snapshot_bytes / n_rec:.0f} B",
+            "—",
+            "—",
+        ),
     ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return lines
 
 
 def _sidecar_section(quick: bool) -> list[str]:

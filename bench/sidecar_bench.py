@@ -13,6 +13,9 @@ Every figure sits beside what it is measured against:
 The sidecar is ``$SYNC_QUEUE_SIDECAR`` (a frozen binary) if set, else ``python -m
 sync_queue`` from this checkout. Nothing here tunes the sidecar: default config except
 ``max_capacity`` (so that the pushes fit).
+
+A little over 400 lines on purpose: it also runs on its own, and the process harness (spawn,
+pipelined writer and reader, echo floor) serves only the figures below it.
 """
 
 from __future__ import annotations
@@ -266,6 +269,9 @@ def _rate(x: float, unit: str) -> str:
     return f"{x / 1000:,.1f} k {unit}/s" if x >= 1000 else f"{x:,.0f} {unit}/s"
 
 
+Row = tuple[str, str, str, str]
+
+
 def sidecar_section(quick: bool) -> list[str]:
     trips = 2_000 if quick else 10_000
     cycle_items = 20_000 if quick else 100_000
@@ -274,110 +280,13 @@ def sidecar_section(quick: bool) -> list[str]:
     base = tempfile.mkdtemp(prefix="sq-sidecar-bench-", dir=os.environ.get("SYNC_QUEUE_BENCH_DIR"))
     config = os.path.join(base, "config.json")
     Path(config).write_bytes(orjson.dumps({"max_capacity": 10_000_000}))
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     try:
-        # -- round trips: the sidecar and the echo floor, same lines, same client code
-        floor = echo_floor()
-        floor_ping = round_trips(floor, _ping, trips)
-        floor_push = round_trips(floor, _push, trips)
-        floor_rate = pipelined(floor, b"".join(_ping(n) for n in range(cycle_items)), cycle_items)
-        floor.close()
-        mem = sidecar("--memory", "--config", config)
-        ping = round_trips(mem, _ping, trips)
-        push = round_trips(mem, _push, trips)
-        mem.close()
-        for name, ours, theirs in (
-            ("ping", ping, floor_ping),
-            ("push (--memory)", push, floor_push),
-        ):
-            for label, q in (("p50", 0.50), ("p99", 0.99)):
-                a, b = percentile(ours, q), percentile(theirs, q)
-                rows.append(
-                    (
-                        f"`{name}` round trip {label} (target ≤ 2× floor)",
-                        _us(a),
-                        f"echo floor {_us(b)}",
-                        f"{a / b:.2f}×",
-                    )
-                )
-
-        # -- pipelined push, pop, complete in memory
-        mem = sidecar("--memory", "--config", config)
-        cycle_rate = pipelined(mem, _cycle_stream(cycle_items), 3 * cycle_items)
-        mem.close()
-        rows.append(
-            (
-                "pipelined push → pop + complete, --memory (target ≥ 100 k req/s)",
-                _rate(cycle_rate, "req"),
-                f"echo floor {_rate(floor_rate, 'req')}",
-                f"{cycle_rate / floor_rate:.2f}×",
-            )
-        )
-
-        # -- pipelined durable pushes, "always"
-        data = os.path.join(base, "durable")
-        disk = sidecar("--data-dir", data, "--config", config)
-        durable_rate = pipelined(
-            disk, b"".join(_push(n) for n in range(durable_items)), durable_items
-        )
-        disk.close()
-        fsyncs = fsync_floor(base, 300 if quick else 1000)
-        peer = persist_queue_puts(base, 2_000 if quick else 5_000, 3.0 if quick else 8.0)
-        rows.append(
-            (
-                'pipelined durable `push`, "always" (target ≥ 50 k items/s, ≥ 10× peer)',
-                _rate(durable_rate, "items"),
-                "persist-queue SQLiteAckQueue.put (defaults, on disk) "
-                + (_rate(peer, "items") if peer else "not installed"),
-                f"{durable_rate / peer:.1f}×" if peer else "—",
-            )
-        )
-        rows.append(
-            (
-                'pipelined durable `push`, "always", vs the fsync floor',
-                _rate(durable_rate, "items"),
-                f"fsync floor (write + fdatasync, 120 B) {_rate(fsyncs, 'fsync')}",
-                f"{durable_rate / fsyncs:.1f} items per fsync time",
-            )
-        )
-
-        # -- start-up
-        runs = 3 if quick else 5
-        spawn_floor = time_to_first_reply(runs)
-        empty_dir = os.path.join(base, "empty")
-        ready_empty = time_to_ready("--data-dir", empty_dir, runs=runs)
-        rows.append(
-            (
-                "spawn → `ready`, empty data dir",
-                f"{ready_empty * 1000:,.0f} ms",
-                f"echo floor spawn → first reply {spawn_floor * 1000:,.0f} ms",
-                f"{ready_empty / spawn_floor:.2f}×",
-            )
-        )
-        full_dir = os.path.join(base, "full")
-        prefill(full_dir, on_disk)
-        ready_journal = time_to_ready("--data-dir", full_dir, runs=1 if quick else 2)
-        rows.append(
-            (
-                f"spawn → `ready`, {on_disk // 1000} k items on disk (journal)",
-                f"{ready_journal * 1000:,.0f} ms",
-                f"empty {ready_empty * 1000:,.0f} ms",
-                f"{ready_journal / ready_empty:.2f}×",
-            )
-        )
-        compact = sidecar("--data-dir", full_dir)
-        compact.stdin.write(b'{"jsonrpc":"2.0","id":0,"method":"flush"}\n')
-        compact.read_until_id(b'"id":0')
-        compact.close()
-        ready_snapshot = time_to_ready("--data-dir", full_dir, runs=1 if quick else 2)
-        rows.append(
-            (
-                f"spawn → `ready`, {on_disk // 1000} k items on disk (after `flush`: snapshot)",
-                f"{ready_snapshot * 1000:,.0f} ms",
-                f"empty {ready_empty * 1000:,.0f} ms",
-                f"{ready_snapshot / ready_empty:.2f}×",
-            )
-        )
+        round_trip_rows, floor_rate = _round_trip_rows(config, trips, cycle_items)
+        rows += round_trip_rows
+        rows.append(_memory_cycle_row(config, cycle_items, floor_rate))
+        rows += _durable_push_rows(base, config, durable_items, quick)
+        rows += _startup_rows(base, on_disk, quick)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     lines = [
@@ -394,6 +303,115 @@ def sidecar_section(quick: bool) -> list[str]:
         f"requests; {durable_items:,} durable pushes). Sidecar: `{' '.join(sidecar_argv())}`.",
     ]
     return lines
+
+
+def _round_trip_rows(config: str, trips: int, cycle_items: int) -> tuple[list[Row], float]:
+    """Round trips of the sidecar and the echo floor, same lines, same client code; and the
+    echo floor's pipelined rate (for the next row)."""
+    floor = echo_floor()
+    floor_ping = round_trips(floor, _ping, trips)
+    floor_push = round_trips(floor, _push, trips)
+    floor_rate = pipelined(floor, b"".join(_ping(n) for n in range(cycle_items)), cycle_items)
+    floor.close()
+    mem = sidecar("--memory", "--config", config)
+    ping = round_trips(mem, _ping, trips)
+    push = round_trips(mem, _push, trips)
+    mem.close()
+    rows: list[Row] = []
+    for name, ours, theirs in (
+        ("ping", ping, floor_ping),
+        ("push (--memory)", push, floor_push),
+    ):
+        for label, q in (("p50", 0.50), ("p99", 0.99)):
+            a, b = percentile(ours, q), percentile(theirs, q)
+            rows.append(
+                (
+                    f"`{name}` round trip {label} (target ≤ 2× floor)",
+                    _us(a),
+                    f"echo floor {_us(b)}",
+                    f"{a / b:.2f}×",
+                )
+            )
+    return rows, floor_rate
+
+
+def _memory_cycle_row(config: str, cycle_items: int, floor_rate: float) -> Row:
+    """Pipelined push, pop, complete in memory."""
+    mem = sidecar("--memory", "--config", config)
+    cycle_rate = pipelined(mem, _cycle_stream(cycle_items), 3 * cycle_items)
+    mem.close()
+    return (
+        "pipelined push → pop + complete, --memory (target ≥ 100 k req/s)",
+        _rate(cycle_rate, "req"),
+        f"echo floor {_rate(floor_rate, 'req')}",
+        f"{cycle_rate / floor_rate:.2f}×",
+    )
+
+
+def _durable_push_rows(base: str, config: str, durable_items: int, quick: bool) -> list[Row]:
+    """Pipelined durable pushes, "always", against persist-queue and the fsync floor."""
+    data = os.path.join(base, "durable")
+    disk = sidecar("--data-dir", data, "--config", config)
+    durable_rate = pipelined(disk, b"".join(_push(n) for n in range(durable_items)), durable_items)
+    disk.close()
+    fsyncs = fsync_floor(base, 300 if quick else 1000)
+    peer = persist_queue_puts(base, 2_000 if quick else 5_000, 3.0 if quick else 8.0)
+    return [
+        (
+            'pipelined durable `push`, "always" (target ≥ 50 k items/s, ≥ 10× peer)',
+            _rate(durable_rate, "items"),
+            "persist-queue SQLiteAckQueue.put (defaults, on disk) "
+            + (_rate(peer, "items") if peer else "not installed"),
+            f"{durable_rate / peer:.1f}×" if peer else "—",
+        ),
+        (
+            'pipelined durable `push`, "always", vs the fsync floor',
+            _rate(durable_rate, "items"),
+            f"fsync floor (write + fdatasync, 120 B) {_rate(fsyncs, 'fsync')}",
+            f"{durable_rate / fsyncs:.1f} items per fsync time",
+        ),
+    ]
+
+
+def _startup_rows(base: str, on_disk: int, quick: bool) -> list[Row]:
+    """Spawn to ``ready``: empty, ``on_disk`` items in the journal, then in a snapshot."""
+    runs = 3 if quick else 5
+    spawn_floor = time_to_first_reply(runs)
+    empty_dir = os.path.join(base, "empty")
+    ready_empty = time_to_ready("--data-dir", empty_dir, runs=runs)
+    rows: list[Row] = [
+        (
+            "spawn → `ready`, empty data dir",
+            f"{ready_empty * 1000:,.0f} ms",
+            f"echo floor spawn → first reply {spawn_floor * 1000:,.0f} ms",
+            f"{ready_empty / spawn_floor:.2f}×",
+        )
+    ]
+    full_dir = os.path.join(base, "full")
+    prefill(full_dir, on_disk)
+    ready_journal = time_to_ready("--data-dir", full_dir, runs=1 if quick else 2)
+    rows.append(
+        (
+            f"spawn → `ready`, {on_disk // 1000} k items on disk (journal)",
+            f"{ready_journal * 1000:,.0f} ms",
+            f"empty {ready_empty * 1000:,.0f} ms",
+            f"{ready_journal / ready_empty:.2f}×",
+        )
+    )
+    compact = sidecar("--data-dir", full_dir)
+    compact.stdin.write(b'{"jsonrpc":"2.0","id":0,"method":"flush"}\n')
+    compact.read_until_id(b'"id":0')
+    compact.close()
+    ready_snapshot = time_to_ready("--data-dir", full_dir, runs=1 if quick else 2)
+    rows.append(
+        (
+            f"spawn → `ready`, {on_disk // 1000} k items on disk (after `flush`: snapshot)",
+            f"{ready_snapshot * 1000:,.0f} ms",
+            f"empty {ready_empty * 1000:,.0f} ms",
+            f"{ready_snapshot / ready_empty:.2f}×",
+        )
+    )
+    return rows
 
 
 if __name__ == "__main__":

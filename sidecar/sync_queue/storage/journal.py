@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from sync_queue.errors import DataDirUnusable, EncryptionError, PersistenceError
 from sync_queue.storage.blocks import (
+    BlockScan,
+    ScannedBlock,
     decode_payload,
     encode_block,
     join_records,
@@ -109,24 +111,42 @@ def read_segment(
     scan = scan_blocks(
         data, FILE_HEADER_SIZE, btype=BT_RECORDS, aes=cipher is not None, first_seq=first_seq
     )
-    torn: int | None = None
-    if scan.bad_offset is not None:
-        if not last or scan.valid_after:
-            what = "good blocks follow it" if scan.valid_after else "later segments follow it"
-            raise PersistenceError(
-                f"journal segment {path} is corrupt at offset {scan.bad_offset}: "
-                f"{scan.bad_reason}; {what}, so this is not a torn tail and nothing was "
-                "truncated",
-                file=path,
-                offset=scan.bad_offset,
-            )
-        torn = scan.bad_offset
-    damaged, reason, end = scan.damaged, scan.bad_reason, scan.end
-    records: list[bytes] = []
-    starts: list[tuple[int, int]] = []
-    blocks = scan.blocks
+    read = SegmentRead(name, path, size, first_seq, header, [], 0, scan.end)
+    read.torn_offset = _torn_tail_offset(scan, path, last)
+    read.torn_reason, read.torn_damaged = scan.bad_reason, scan.damaged
+    _decode_blocks(read, scan.blocks, header, cipher, compression, last)
+    return read
+
+
+def _torn_tail_offset(scan: BlockScan, path: str, last: bool) -> int | None:
+    """Where the segment's torn tail starts, or None; a bad block anywhere else (not the
+    last segment, or good blocks after it) is corruption in the middle: refused."""
+    if scan.bad_offset is None:
+        return None
+    if not last or scan.valid_after:
+        what = "good blocks follow it" if scan.valid_after else "later segments follow it"
+        raise PersistenceError(
+            f"journal segment {path} is corrupt at offset {scan.bad_offset}: "
+            f"{scan.bad_reason}; {what}, so this is not a torn tail and nothing was "
+            "truncated",
+            file=path,
+            offset=scan.bad_offset,
+        )
+    return scan.bad_offset
+
+
+def _decode_blocks(
+    read: SegmentRead,
+    blocks: list[ScannedBlock],
+    header: FileHeader,
+    cipher: FileCipher | None,
+    compression: Compression,
+    last: bool,
+) -> None:
+    """Decode the good blocks' records into ``read``, in order; in the ``last`` segment, a
+    last block that fails its GCM tag becomes a damaged tail instead."""
     for i, b in enumerate(blocks):
-        where = f"journal segment {path} at offset {b.offset}"
+        where = f"journal segment {read.path} at offset {b.offset}"
         try:
             plain = decode_payload(
                 kind=KIND_JOURNAL,
@@ -143,26 +163,12 @@ def read_segment(
                 raise  # blocks or segments follow it: corruption in the middle
             # The last block's bytes passed their CRC but not their tag: as damaged as a
             # failed CRC, and handled the same way (quarantined, never dropped silently).
-            torn, damaged, end = b.offset, True, b.offset
-            reason = "block failed authentication (GCM tag mismatch)"
-            blocks = blocks[:i]
-            break
-        records.extend(split_records(plain, b.header.count, where))
-        starts.append((b.offset, b.header.first_seq))
-    return SegmentRead(
-        name,
-        path,
-        size,
-        first_seq,
-        header,
-        records,
-        len(blocks),
-        end,
-        torn,
-        reason,
-        damaged,
-        starts,
-    )
+            read.torn_offset, read.torn_damaged, read.end = b.offset, True, b.offset
+            read.torn_reason = "block failed authentication (GCM tag mismatch)"
+            return
+        read.records.extend(split_records(plain, b.header.count, where))
+        read.block_starts.append((b.offset, b.header.first_seq))
+        read.blocks += 1
 
 
 def iter_segment_records(

@@ -156,9 +156,10 @@ class Plan:
 def load_directory(
     io: FileIO, dirpath: str, *, enc: EncryptionService | None, compression: Compression
 ) -> Plan:
+    """Read the directory back (newest snapshot, then the journal after it) and plan the
+    changes an opener for writing makes; change nothing. Refuses with a clear error."""
     listing = list_directory(io, dirpath)
     delete: list[str] = list(listing.temps)
-
     snap: SnapshotRead | None = None
     snap_seq = 0
     if listing.snapshots:
@@ -168,20 +169,57 @@ def load_directory(
         snap = read_snapshot(io, dirpath, name, seq, enc=enc, compression=compression)
         snap_seq = seq
         delete.extend(n for _, n in listing.snapshots[:-1])
+    live = _live_segments(listing.segments, snap_seq, delete)
+    reads = _read_segments(io, dirpath, live, snap, snap_seq, enc=enc, compression=compression)
+    torn, truncate, tail = _settle_last_segment(reads, snap_seq, delete)
+    chunks: list[list[bytes]] = []
+    last_seq = snap_seq
+    for seg in reads:
+        skip = max(0, snap_seq + 1 - seg.first_seq)
+        if seg.count > skip:
+            chunks.append(seg.records[skip:] if skip else seg.records)
+            last_seq = seg.first_seq + seg.count - 1
+    recovery = Recovery(
+        snap.blob if snap else None,
+        snap_seq,
+        last_seq,
+        torn,
+        chunks,
+        snap.path if snap else None,
+        [(seg.path, seg.block_starts) for seg in reads],
+    )
+    return Plan(recovery, snap, reads, truncate, delete, tail, last_seq + 1)
 
-    segs = listing.segments
-    live_names: list[tuple[int, str]] = []
+
+def _live_segments(
+    segs: list[tuple[int, str]], snap_seq: int, delete: list[str]
+) -> list[tuple[int, str]]:
+    """The segments recovery reads; those the snapshot supersedes go to ``delete``."""
+    live: list[tuple[int, str]] = []
     for i, (first, name) in enumerate(segs):
         # A non-last segment is superseded when the next one starts within the snapshot:
         # a compaction finished its snapshot but not its deletions.
         if i + 1 < len(segs) and segs[i + 1][0] <= snap_seq + 1:
             delete.append(name)
         else:
-            live_names.append((first, name))
+            live.append((first, name))
+    return live
 
+
+def _read_segments(
+    io: FileIO,
+    dirpath: str,
+    live: list[tuple[int, str]],
+    snap: SnapshotRead | None,
+    snap_seq: int,
+    *,
+    enc: EncryptionService | None,
+    compression: Compression,
+) -> list[SegmentRead]:
+    """Read each live segment, refusing a gap in sequence numbers before or between them."""
     reads: list[SegmentRead] = []
     expected: int | None = None
-    for i, (first, name) in enumerate(live_names):
+    for i, (first, name) in enumerate(live):
         if expected is None:
             if first > snap_seq + 1:
                 raise PersistenceError(
@@ -202,54 +240,40 @@ def load_directory(
                 file=os.path.join(dirpath, name),
                 offset=0,
             )
-        last = i == len(live_names) - 1
+        last = i == len(live) - 1
         seg = read_segment(io, dirpath, name, first, enc=enc, compression=compression, last=last)
         reads.append(seg)
         expected = first + seg.count
+    return reads
 
-    truncate: SegmentRead | None = None
+
+def _settle_last_segment(
+    reads: list[SegmentRead], snap_seq: int, delete: list[str]
+) -> tuple[TornTail | None, SegmentRead | None, SegmentRead | None]:
+    """The last segment's torn tail, the segment to truncate and the one to append to
+    (each or None); a last segment with nothing to keep leaves ``reads`` for ``delete``."""
+    if not reads:
+        return None, None, None
+    lastseg = reads[-1]
     torn: TornTail | None = None
-    tail: SegmentRead | None = None
-    if reads:
-        lastseg = reads[-1]
-        if lastseg.torn_offset is not None:
-            torn = TornTail(
-                lastseg.path,
-                lastseg.torn_offset,
-                lastseg.size - lastseg.torn_offset,
-                lastseg.torn_reason,
-                lastseg.torn_damaged,
-            )
-        if lastseg.header is None:
-            # Torn while being created: holds nothing, so it is removed, not truncated.
-            delete.append(lastseg.name)
-            reads.pop()
-        else:
-            if lastseg.torn_offset is not None:
-                truncate = lastseg
-            if lastseg.first_seq + lastseg.count < snap_seq + 1:
-                # Entirely older than the snapshot (a snapshot-mode store wrote it after
-                # the journal): appending to it would break the sequence, so drop it.
-                delete.append(lastseg.name)
-                reads.pop()
-                truncate = None
-            else:
-                tail = lastseg
-
-    chunks: list[list[bytes]] = []
-    last_seq = snap_seq
-    for seg in reads:
-        skip = max(0, snap_seq + 1 - seg.first_seq)
-        if seg.count > skip:
-            chunks.append(seg.records[skip:] if skip else seg.records)
-            last_seq = seg.first_seq + seg.count - 1
-    recovery = Recovery(
-        snap.blob if snap else None,
-        snap_seq,
-        last_seq,
-        torn,
-        chunks,
-        snap.path if snap else None,
-        [(seg.path, seg.block_starts) for seg in reads],
-    )
-    return Plan(recovery, snap, reads, truncate, delete, tail, last_seq + 1)
+    if lastseg.torn_offset is not None:
+        torn = TornTail(
+            lastseg.path,
+            lastseg.torn_offset,
+            lastseg.size - lastseg.torn_offset,
+            lastseg.torn_reason,
+            lastseg.torn_damaged,
+        )
+    if lastseg.header is None:
+        # Torn while being created: holds nothing, so it is removed, not truncated.
+        delete.append(lastseg.name)
+        reads.pop()
+        return torn, None, None
+    if lastseg.first_seq + lastseg.count < snap_seq + 1:
+        # Entirely older than the snapshot (a snapshot-mode store wrote it after
+        # the journal): appending to it would break the sequence, so drop it.
+        delete.append(lastseg.name)
+        reads.pop()
+        return torn, None, None
+    truncate = lastseg if lastseg.torn_offset is not None else None
+    return torn, truncate, lastseg

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from sync_queue.errors import PersistenceError, QueueError
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO
-from sync_queue.storage.journal import read_segment
+from sync_queue.storage.journal import SegmentRead, read_segment
 from sync_queue.storage.lock import DirLock
-from sync_queue.storage.recovery import list_directory, load_directory
+from sync_queue.storage.recovery import Listing, list_directory, load_directory
 from sync_queue.storage.snapshot import read_snapshot
 
 __all__ = ["FileReport", "Problem", "VerifyReport", "verify"]
@@ -106,6 +106,16 @@ def _problem(e: QueueError, path: str) -> Problem:
 def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: VerifyReport) -> None:
     compression = Compression(1)  # reading needs no level; any enabled instance decodes
     listing = list_directory(io, dirpath)
+    _report_leftovers(dirpath, listing, report)
+    _report_snapshots(io, dirpath, listing, enc, compression, report)
+    _report_segments(io, dirpath, listing, enc, compression, report)
+    if all(f.status != "corrupt" for f in report.files):
+        # The files are readable one by one; now the whole: sequence continuity, snapshot cover.
+        _report_whole(io, dirpath, enc, compression, report)
+
+
+def _report_leftovers(dirpath: str, listing: Listing, report: VerifyReport) -> None:
+    """Temp files (a warning) and quarantine files (an error until removed)."""
     for name in listing.temps:
         path = os.path.join(dirpath, name)
         report.files.append(FileReport(name, "temp", _size(path), status="leftover"))
@@ -128,6 +138,16 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
                 "error",
             )
         )
+
+
+def _report_snapshots(
+    io: FileIO,
+    dirpath: str,
+    listing: Listing,
+    enc: EncryptionService | None,
+    compression: Compression,
+    report: VerifyReport,
+) -> None:
     for seq, name in listing.snapshots:
         path = os.path.join(dirpath, name)
         fr = FileReport(name, "snapshot", _size(path), last_seq=seq)
@@ -140,6 +160,16 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
             continue
         fr.encrypted, fr.blocks, fr.records = snap.header.encrypted, 1, 1
         fr.created_ms = snap.header.created_ms
+
+
+def _report_segments(
+    io: FileIO,
+    dirpath: str,
+    listing: Listing,
+    enc: EncryptionService | None,
+    compression: Compression,
+    report: VerifyReport,
+) -> None:
     for i, (first, name) in enumerate(listing.segments):
         path = os.path.join(dirpath, name)
         fr = FileReport(name, "journal", _size(path), first_seq=first)
@@ -157,41 +187,50 @@ def _walk(io: FileIO, dirpath: str, enc: EncryptionService | None, report: Verif
         fr.last_seq = first + seg.count - 1 if seg.count else None
         if seg.header is not None:
             fr.encrypted, fr.created_ms = seg.header.encrypted, seg.header.created_ms
-        if seg.torn_offset is not None and seg.torn_damaged:
-            fr.status = "damaged-tail"
-            report.problems.append(
-                Problem(
-                    path,
-                    seg.torn_offset,
-                    f"the last block is damaged ({seg.torn_reason}), not a torn write: its "
-                    f"records may have been acknowledged; the next open moves its "
-                    f"{seg.size - seg.torn_offset} bytes to a quarantine file and goes on "
-                    "without them",
-                    "error",
-                )
-            )
-        elif seg.torn_offset is not None:
-            fr.status = "torn-tail" if seg.header is not None else "torn-header"
-            report.problems.append(
-                Problem(
-                    path,
-                    seg.torn_offset,
-                    f"torn tail ({seg.torn_reason}): {seg.size - seg.torn_offset} bytes would be "
-                    "truncated on the next open",
-                    "warning",
-                )
-            )
-    if all(f.status != "corrupt" for f in report.files):
-        # The files are readable one by one; now the whole: sequence continuity, snapshot cover.
-        try:
-            plan = load_directory(io, dirpath, enc=enc, compression=compression)
-        except QueueError as e:
-            report.problems.append(_problem(e, dirpath))
-            return
-        except OSError as e:  # pragma: no cover - load_directory converts these
-            report.problems.append(Problem(dirpath, None, str(PersistenceError(str(e))), "error"))
-            return
-        rec = plan.recovery
-        report.snapshot_seq = rec.snapshot_seq if plan.snapshot is not None else None
-        report.last_seq = rec.last_seq
-        report.records_after_snapshot = rec.record_count
+        if seg.torn_offset is not None:
+            report.problems.append(_torn_tail_problem(seg, path, fr))
+
+
+def _torn_tail_problem(seg: SegmentRead, path: str, fr: FileReport) -> Problem:
+    """What the next open does with the last segment's torn tail; sets ``fr.status``."""
+    assert seg.torn_offset is not None
+    if seg.torn_damaged:
+        fr.status = "damaged-tail"
+        return Problem(
+            path,
+            seg.torn_offset,
+            f"the last block is damaged ({seg.torn_reason}), not a torn write: its "
+            f"records may have been acknowledged; the next open moves its "
+            f"{seg.size - seg.torn_offset} bytes to a quarantine file and goes on "
+            "without them",
+            "error",
+        )
+    fr.status = "torn-tail" if seg.header is not None else "torn-header"
+    return Problem(
+        path,
+        seg.torn_offset,
+        f"torn tail ({seg.torn_reason}): {seg.size - seg.torn_offset} bytes would be "
+        "truncated on the next open",
+        "warning",
+    )
+
+
+def _report_whole(
+    io: FileIO,
+    dirpath: str,
+    enc: EncryptionService | None,
+    compression: Compression,
+    report: VerifyReport,
+) -> None:
+    try:
+        plan = load_directory(io, dirpath, enc=enc, compression=compression)
+    except QueueError as e:
+        report.problems.append(_problem(e, dirpath))
+        return
+    except OSError as e:  # pragma: no cover - load_directory converts these
+        report.problems.append(Problem(dirpath, None, str(PersistenceError(str(e))), "error"))
+        return
+    rec = plan.recovery
+    report.snapshot_seq = rec.snapshot_seq if plan.snapshot is not None else None
+    report.last_seq = rec.last_seq
+    report.records_after_snapshot = rec.record_count
