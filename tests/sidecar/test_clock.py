@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sync_queue.clock import WALL_OFFSET_ENV
 
 from .conftest import Spawn
-from .harness import Sidecar, write_config
+from .harness import SidecarProcess, write_config
+
+pytestmark = pytest.mark.process  # about the process: see conftest.py
 
 TWO_HOURS = 2 * 3600 * 1000
 PATIENCE_S = 15.0  # generous for a loaded machine; the stalled queue waited 2 h
@@ -21,7 +25,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def until(sidecar: Sidecar, what: str, check: Any) -> Any:
+def until(sidecar: SidecarProcess, what: str, check: Any) -> Any:
     deadline = time.monotonic() + PATIENCE_S
     while not (result := check()):
         assert time.monotonic() < deadline, f"{what}: not within {PATIENCE_S} s"
