@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from sync_queue import cli
-from sync_queue.clock import SystemClock
+from sync_queue.clock import WALL_OFFSET_ENV, SystemClock, clock_from_env
 from sync_queue.methods import QueueDispatcher
 from sync_queue.protocol import RpcSession
 from sync_queue.queue import SyncQueue
@@ -50,9 +50,9 @@ class SkippableClock:
     """The system clock plus ``skipped_ms``, which only grows: a ``sync_queue.clock.Clock``
     for the queue, and ``monotonic()`` in seconds for the session and the modules above."""
 
-    def __init__(self) -> None:
+    def __init__(self, system: SystemClock) -> None:
         self.skipped_ms = 0
-        self._system = SystemClock()
+        self._system = system
 
     def now_ms(self) -> int:
         return self._system.now_ms() + self.skipped_ms
@@ -149,14 +149,24 @@ class InProcessSidecar(Sidecar):
 
     ``skip_time``: skip the clock to the next deadline while waiting (see the module
     docstring). Off for a test whose sidecar waits on another thread (a ``flush``'s
-    compaction): then waits are real.
+    compaction): then waits are real. ``env``: the sidecar's environment variables that
+    matter in process (only ``$SYNC_QUEUE_TEST_WALL_OFFSET_MS``, read as ``cli.serve`` reads
+    it).
     """
 
-    def __init__(self, *args: str | os.PathLike[str], skip_time: bool = True) -> None:
+    def __init__(
+        self,
+        *args: str | os.PathLike[str],
+        skip_time: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
+        unused = set(env or {}) - {WALL_OFFSET_ENV}
+        if unused:
+            raise TypeError(f"no in-process meaning for {sorted(unused)}: mark the test process")
         self.argv = [str(a) for a in args]
         self.skip_time = skip_time
-        self.clock = SkippableClock()
+        self.clock = SkippableClock(clock_from_env(env or {}))
         self._woken = threading.Event()
         self._pending = b""
         self._stop_reason: str | None = None

@@ -13,9 +13,7 @@ import pytest
 from sync_queue.clock import WALL_OFFSET_ENV
 
 from .conftest import Spawn
-from .harness import SidecarProcess, write_config
-
-pytestmark = pytest.mark.process  # about the process: see conftest.py
+from .harness import Sidecar, write_config
 
 TWO_HOURS = 2 * 3600 * 1000
 PATIENCE_S = 15.0  # generous for a loaded machine; the stalled queue waited 2 h
@@ -25,14 +23,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def until(sidecar: SidecarProcess, what: str, check: Any) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
+def until(sidecar: Sidecar, what: str, check: Any) -> Any:
+    deadline = sidecar.monotonic() + PATIENCE_S
     while not (result := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {PATIENCE_S} s"
-        time.sleep(0.02)
+        assert sidecar.monotonic() < deadline, f"{what}: not within {PATIENCE_S} s"
+        sidecar.advance(0.02)
     return result
 
 
+@pytest.mark.blackbox
 def test_a_session_two_hours_ahead_does_not_stall_the_next_one(
     spawn: Spawn, tmp_path: Path
 ) -> None:
@@ -45,10 +44,10 @@ def test_a_session_two_hours_ahead_does_not_stall_the_next_one(
     assert ahead.shutdown() == 0
 
     right = spawn("--data-dir", data, "--config", config)
-    start = now_ms()
+    start = right.wall_ms()
     for item_id in ("early", "delayed"):
         item = right.result("get", id=item_id)
-        assert item["createdAt"] <= now_ms() + 1000, item  # not in the future any more
+        assert item["createdAt"] <= right.wall_ms() + 1000, item  # not in the future any more
     # The 200 ms delay is kept (at most), not stretched by two hours.
     popped: set[str] = set()
 
@@ -63,7 +62,7 @@ def test_a_session_two_hours_ahead_does_not_stall_the_next_one(
     right.result("push", id="leased", payload=3)
     item = until(right, "a pop", lambda: right.result("pop", {"leaseMs": 500}))
     leased_id = item["id"]
-    assert item["leaseExpiresAt"] <= now_ms() + 500
+    assert item["leaseExpiresAt"] <= right.wall_ms() + 500
     until(
         right, "the 500 ms lease", lambda: right.result("get", id=leased_id)["status"] == "pending"
     )
@@ -71,5 +70,5 @@ def test_a_session_two_hours_ahead_does_not_stall_the_next_one(
     failed = right.result("fail", id=again["id"], leaseId=again["leaseId"], error="x")
     assert failed["retry"] is True
     until(right, "the retry after fail", lambda: right.result("pop", {"leaseMs": 60_000}))
-    assert now_ms() - start < PATIENCE_S * 4 * 1000
+    assert right.wall_ms() - start < PATIENCE_S * 4 * 1000
     assert right.shutdown() == 0
