@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 conformance and bad input, through the real sidecar (docs/protocol.md §1, §5).
+"""JSON-RPC 2.0 conformance and bad input (docs/protocol.md §1, §5), through the sidecar's
+session in process; the ``blackbox`` tests also against a sidecar process.
 
 After every case the sidecar must still serve (``sync``), and every stdout line it ever
 wrote must be a valid JSON-RPC message (checked at teardown by the fixtures).

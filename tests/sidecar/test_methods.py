@@ -1,4 +1,5 @@
-"""Every method of docs/protocol.md §4 and every error code of §5, through a real sidecar."""
+"""Every method of docs/protocol.md §4 and every error code of §5, through the sidecar's
+session and method table in process; the ``blackbox`` tests also against a sidecar process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Notifications (docs/protocol.md §2, §6) and the settled edge cases of §7 that involve time:
-long polls, delays, TTLs, leases, the 100 ms window, shutdown answering waiting pops."""
+long polls, delays, TTLs, leases, the 100 ms window, shutdown answering waiting pops.
+
+In process the sidecar's clock skips to its next deadline instead of sleeping (inprocess.py),
+so ``advance`` and ``monotonic`` are the sidecar's time; against a process they are real."""
 
 from __future__ import annotations
 
