@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import sync_queue.methods
-from sync_queue import QueueConfig, SyncQueue
-from sync_queue.methods import QueueDispatcher
+from sync_queue.clock import SystemClock
+
+from .inprocess import SkippableClock, open_dispatcher
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,12 +25,10 @@ def wire_methods() -> set[str]:
     """The method table's names (``METHODS`` where it exists), plus the session's own
     ``shutdown``."""
     table: Any = getattr(sync_queue.methods, "METHODS", None)
-    if table is None:
-        queue = SyncQueue(QueueConfig(), maintenance_thread=False)
-        try:
-            table = QueueDispatcher(queue, data_dir=None, recovered={})._methods
-        finally:
-            queue.shutdown()
+    if table is None:  # before the method table is one mapping: the dispatcher's own
+        dispatcher = open_dispatcher(["--memory"], SkippableClock(SystemClock()))
+        table = dispatcher._methods
+        dispatcher.close()
     return {*table, "shutdown"}
 
 
