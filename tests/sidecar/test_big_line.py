@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
-from .harness import Sidecar
+import pytest
+
+from .harness import SidecarProcess
+
+pytestmark = pytest.mark.process  # about the process: see conftest.py
 
 MIB = 1024 * 1024
 
 
-def test_100mb_line_keeps_rss_bounded(mem: Sidecar) -> None:
+def test_100mb_line_keeps_rss_bounded(mem: SidecarProcess) -> None:
     mem.result("push", id="before", payload="x" * 1000)
     mem.sync()
     baseline = mem.rss_bytes()

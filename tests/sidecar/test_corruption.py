@@ -24,6 +24,8 @@ from sync_queue.storage import EncryptionService, Store
 from .conftest import Spawn
 from .harness import ROOT, dir_snapshot, sidecar_argv, sidecar_env
 
+pytestmark = pytest.mark.process  # about the process: see conftest.py
+
 KEY = EncryptionService.generate_key()
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import Spawn
-from .harness import TIMEOUT, Sidecar, dir_snapshot, list_all, sidecar_argv, sidecar_env
+from .harness import TIMEOUT, SidecarProcess, dir_snapshot, list_all, sidecar_argv, sidecar_env
+
+pytestmark = pytest.mark.process  # about the process: see conftest.py
 
 EXIT_LOCKED = 3
 EXIT_DATA_DIR = 5
@@ -70,7 +72,7 @@ def hold() -> Iterator[Hold]:
         holder.release()
 
 
-def wait_for_stderr(sidecar: Sidecar, text: str) -> None:
+def wait_for_stderr(sidecar: SidecarProcess, text: str) -> None:
     deadline = time.monotonic() + TIMEOUT
     while text not in sidecar.stderr:
         assert sidecar.proc.poll() is None, f"exited {sidecar.proc.poll()}: {sidecar.stderr}"

@@ -24,7 +24,9 @@ import pytest
 from sync_queue.state import partition_of
 
 from .conftest import Spawn
-from .harness import Sidecar, descendants, request, sidecar_argv
+from .harness import SidecarProcess, descendants, request, sidecar_argv
+
+pytestmark = pytest.mark.process  # about the process: see conftest.py
 
 CONFIG = {"persistence_interval": 3600}  # no compaction: the segment keeps growing
 PAYLOAD = "x" * 1000
@@ -36,7 +38,7 @@ def _config(data_dir: Path) -> Path:
     return path
 
 
-def _limit_file_size(sidecar: Sidecar) -> None:
+def _limit_file_size(sidecar: SidecarProcess) -> None:
     """From now on no file of the sidecar may grow past 48 KiB: a write that would fails
     with EFBIG (Python ignores SIGXFSZ). Set once it is ready, on every process of it, so a
     onefile launcher has extracted itself already."""
@@ -45,7 +47,9 @@ def _limit_file_size(sidecar: Sidecar) -> None:
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
-def _push_until_refused(sidecar: Sidecar, **params: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def _push_until_refused(
+    sidecar: SidecarProcess, **params: Any
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Push one item per cycle, each in a batch with reads of it, until a push is refused.
     Returns the acknowledged ids and the failing batch's replies."""
     acked: list[str] = []
@@ -67,12 +71,12 @@ def _push_until_refused(sidecar: Sidecar, **params: Any) -> tuple[list[str], lis
     raise AssertionError("no write failed")
 
 
-def _live_view(sidecar: Sidecar) -> tuple[list[dict[str, Any]], int]:
+def _live_view(sidecar: SidecarProcess) -> tuple[list[dict[str, Any]], int]:
     items = sidecar.result("list", {"limit": 1000})["items"]
     return items, sidecar.result("stats")["currentSize"]
 
 
-def _check_fail_stop(spawn: Spawn, sidecar: Sidecar, data_dir: Path) -> None:
+def _check_fail_stop(spawn: Spawn, sidecar: SidecarProcess, data_dir: Path) -> None:
     acked, replies = _push_until_refused(sidecar)
     assert len(acked) >= 5
     push, get, stats, ping = replies

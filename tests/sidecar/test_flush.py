@@ -13,21 +13,26 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sync_queue import QueueConfig, SyncQueue
 
-from .conftest import Spawn
+from .conftest import INPROCESS, Spawn
 from .harness import Sidecar, request
 
 ITEMS = 30_000
 SLOW = 60.0  # seconds a reply may take on a loaded machine (a fold, a recovery)
 
 
-def start(spawn: Spawn, tmp_path: Path) -> tuple[Sidecar, Path]:
-    """A sidecar on ``tmp_path / "data"`` with room for the items (and its directory)."""
+def start(spawn: Spawn, tmp_path: Path, sidecar_kind: str) -> tuple[Sidecar, Path]:
+    """A sidecar on ``tmp_path / "data"`` with room for the items (and its directory).
+
+    In process, waits are real: the compaction runs on the store's thread meanwhile."""
     config = tmp_path / "config.json"
     config.write_text('{"max_capacity": 1000000}')
     data = tmp_path / "data"
-    return spawn("--data-dir", data, "--config", config), data
+    real_time = {"skip_time": False} if sidecar_kind == INPROCESS else {}
+    return spawn("--data-dir", data, "--config", config, **real_time), data
 
 
 def fill(sidecar: Sidecar, count: int = ITEMS) -> list[str]:
@@ -68,8 +73,11 @@ def open_ids(directory: Path) -> dict[str, str]:
         q.shutdown()
 
 
-def test_requests_are_answered_while_flush_compacts(spawn: Spawn, tmp_path: Path) -> None:
-    sidecar, data = start(spawn, tmp_path)
+@pytest.mark.blackbox
+def test_requests_are_answered_while_flush_compacts(
+    spawn: Spawn, tmp_path: Path, sidecar_kind: str
+) -> None:
+    sidecar, data = start(spawn, tmp_path, sidecar_kind)
     ids = fill(sidecar)
     sidecar.send(
         request("flush", "flush"),
@@ -95,8 +103,11 @@ def test_requests_are_answered_while_flush_compacts(spawn: Spawn, tmp_path: Path
     assert set(ids) <= set(recovered)
 
 
-def test_flush_keeps_every_change_made_while_it_compacts(spawn: Spawn, tmp_path: Path) -> None:
-    sidecar, data = start(spawn, tmp_path)
+@pytest.mark.process
+def test_flush_keeps_every_change_made_while_it_compacts(
+    spawn: Spawn, tmp_path: Path, sidecar_kind: str
+) -> None:
+    sidecar, data = start(spawn, tmp_path, sidecar_kind)
     ids = fill(sidecar)
     during = [request("flush", "flush")]
     during += [request("push", f"p{n}", {"id": f"c{n}", "payload": n}) for n in range(200)]
@@ -117,8 +128,10 @@ def test_flush_keeps_every_change_made_while_it_compacts(spawn: Spawn, tmp_path:
     assert sum(status == "pending" for status in recovered.values()) == len(recovered) - 1
 
 
-def test_flush_cut_short_by_shutdown_says_so(spawn: Spawn, tmp_path: Path) -> None:
-    sidecar, data = start(spawn, tmp_path)
+def test_flush_cut_short_by_shutdown_says_so(
+    spawn: Spawn, tmp_path: Path, sidecar_kind: str
+) -> None:
+    sidecar, data = start(spawn, tmp_path, sidecar_kind)
     ids = fill(sidecar)
     sidecar.send(request("flush", "flush"), request("shutdown", "bye"))
     assert result(sidecar.reply("bye", SLOW)) == {}
@@ -129,8 +142,10 @@ def test_flush_cut_short_by_shutdown_says_so(spawn: Spawn, tmp_path: Path) -> No
     assert set(open_ids(data)) == set(ids)
 
 
-def test_flush_in_a_batch_and_as_a_notification(spawn: Spawn, tmp_path: Path) -> None:
-    sidecar, data = start(spawn, tmp_path)
+def test_flush_in_a_batch_and_as_a_notification(
+    spawn: Spawn, tmp_path: Path, sidecar_kind: str
+) -> None:
+    sidecar, data = start(spawn, tmp_path, sidecar_kind)
     fill(sidecar, 1000)
     # A batch's replies leave together, so there the flush is done before the reply.
     replies = sidecar.batch([request("flush", "b1"), request("ping", "b2")], SLOW)

@@ -126,7 +126,7 @@ def encode(value: Any) -> bytes:
 
 def check_alive(sidecar: Sidecar) -> None:
     sidecar.sync(timeout=20)
-    assert sidecar.proc.poll() is None, sidecar.stderr
+    assert sidecar.running, sidecar.stderr
     sidecar.assert_clean_output()
 
 

@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 conformance and bad input, through the real sidecar (docs/protocol.md §1, §5).
+"""JSON-RPC 2.0 conformance and bad input (docs/protocol.md §1, §5), through the sidecar's
+session in process; the ``blackbox`` tests also against a sidecar process.
 
 After every case the sidecar must still serve (``sync``), and every stdout line it ever
 wrote must be a valid JSON-RPC message (checked at teardown by the fixtures).
@@ -54,6 +55,7 @@ def null_reply(sidecar: Sidecar, data: bytes) -> dict[str, Any]:
     ],
     ids=repr,
 )
+@pytest.mark.blackbox
 def test_ids_of_every_legal_type_echo_unchanged(shared: Sidecar, request_id: Any) -> None:
     shared.send(request("ping", request_id))
     reply = shared.reply(request_id)
@@ -117,6 +119,7 @@ def test_positional_params_are_invalid_params(shared: Sidecar) -> None:
     assert reply["error"]["code"] == -32602
 
 
+@pytest.mark.blackbox
 def test_notifications_get_no_reply(shared: Sidecar) -> None:
     before = len(shared.lines)
     shared.send(
@@ -145,6 +148,7 @@ def test_unknown_members_of_a_request_are_ignored(shared: Sidecar) -> None:
 # -- batches -------------------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_batch_mixed_valid_and_invalid_members(shared: Sidecar) -> None:
     replies = shared.batch(
         [
@@ -242,6 +246,7 @@ def test_batch_members_are_applied_in_order(shared: Sidecar) -> None:
     ],
     ids=repr,
 )
+@pytest.mark.blackbox
 def test_malformed_json_is_a_parse_error(shared: Sidecar, raw: bytes) -> None:
     reply = null_reply(shared, raw + b"\n")
     assert reply["id"] is None and reply["error"]["code"] == -32700, reply
@@ -258,11 +263,13 @@ def test_malformed_json_is_a_parse_error(shared: Sidecar, raw: bytes) -> None:
     ],
     ids=repr,
 )
+@pytest.mark.blackbox
 def test_invalid_utf8_is_a_parse_error(shared: Sidecar, raw: bytes) -> None:
     reply = null_reply(shared, raw + b"\n")
     assert reply["id"] is None and reply["error"]["code"] == -32700, reply
 
 
+@pytest.mark.blackbox
 def test_blank_lines_and_crlf(shared: Sidecar) -> None:
     before = len(shared.lines)
     shared.send_raw(b"\n\n   \n\r\n" + b'{"jsonrpc":"2.0","id":"crlf","method":"ping"}\r\n')
@@ -271,6 +278,7 @@ def test_blank_lines_and_crlf(shared: Sidecar) -> None:
     assert len(shared.lines) == before + 2
 
 
+@pytest.mark.blackbox
 def test_a_request_split_over_many_writes(shared: Sidecar) -> None:
     raw = line(request("ping", "split"))
     for n in range(len(raw)):
@@ -335,6 +343,7 @@ def test_big_integers_and_floats(shared: Sidecar) -> None:
 # -- size limits -----------------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_oversized_line_is_answered_as_soon_as_the_limit_is_crossed(shared: Sidecar) -> None:
     limit = 16 * MIB
     shared.discard(None)
@@ -368,6 +377,7 @@ def test_a_line_at_the_limit_that_is_a_request(shared: Sidecar) -> None:
 # -- pipelining ------------------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_pipelining_10000_requests_each_get_exactly_one_reply(mem: Sidecar) -> None:
     count = 10_000
     messages = []

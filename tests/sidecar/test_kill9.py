@@ -18,15 +18,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import LONG, Spawn
-from .harness import TIMEOUT, Sidecar, line, list_all, request, write_config
+from .harness import TIMEOUT, SidecarProcess, line, list_all, request, write_config
+
+pytestmark = pytest.mark.process  # about the process: see conftest.py
 
 ROUNDS = 60 if LONG else 10
 SEED = int(os.environ.get("SYNC_QUEUE_TEST_SEED", "4"))
 
 
 def stream(
-    sidecar: Sidecar, lines: list[bytes], rng: random.Random, release: threading.Event, hold_at: int
+    sidecar: SidecarProcess,
+    lines: list[bytes],
+    rng: random.Random,
+    release: threading.Event,
+    hold_at: int,
 ) -> threading.Thread:
     """Write ``lines`` in chunks of random size from a thread, until done or the pipe breaks.
 
@@ -59,7 +67,7 @@ def stream(
     return writer
 
 
-def kill_mid_stream(sidecar: Sidecar, lines: list[bytes], rng: random.Random) -> None:
+def kill_mid_stream(sidecar: SidecarProcess, lines: list[bytes], rng: random.Random) -> None:
     """Stream ``lines`` and SIGKILL the sidecar in the middle of the stream, by construction.
 
     The writer sends a random first part (``hold_at`` lines, at least one) and holds the rest
@@ -81,7 +89,7 @@ def kill_mid_stream(sidecar: Sidecar, lines: list[bytes], rng: random.Random) ->
     assert not writer.is_alive()
 
 
-def acknowledged(sidecar: Sidecar, request_ids: Iterable[str]) -> set[str]:
+def acknowledged(sidecar: SidecarProcess, request_ids: Iterable[str]) -> set[str]:
     """The ids whose reply was a success (read before the kill closed stdout)."""
     with sidecar._cond:
         return {
@@ -91,7 +99,7 @@ def acknowledged(sidecar: Sidecar, request_ids: Iterable[str]) -> set[str]:
         }
 
 
-def get_many(sidecar: Sidecar, ids: list[str]) -> dict[str, dict[str, Any]]:
+def get_many(sidecar: SidecarProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
     """``get`` for many ids, in JSON-RPC batches; id -> item (missing ids are left out)."""
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 5000):

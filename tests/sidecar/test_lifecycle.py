@@ -22,7 +22,7 @@ from .conftest import Spawn
 from .harness import (
     ROOT,
     TIMEOUT,
-    Sidecar,
+    SidecarProcess,
     dir_snapshot,
     line,
     list_all,
@@ -33,10 +33,12 @@ from .harness import (
     write_config,
 )
 
+pytestmark = pytest.mark.process  # about the process: see conftest.py
+
 HERE = Path(__file__).resolve().parent
 
 
-def fill(sidecar: Sidecar) -> None:
+def fill(sidecar: SidecarProcess) -> None:
     """Some state to find again: pending, processing, completed and a pause."""
     sidecar.result("pushBatch", items=[{"id": f"i{n}", "payload": {"n": n}} for n in range(10)])
     done = sidecar.result("pop")
@@ -44,7 +46,7 @@ def fill(sidecar: Sidecar) -> None:
     sidecar.result("pop")  # left processing: back to pending after the restart
 
 
-def check_intact(sidecar: Sidecar) -> None:
+def check_intact(sidecar: SidecarProcess) -> None:
     items = {item["id"]: item for item in list_all(sidecar)}
     assert sorted(items) == sorted(f"i{n}" for n in range(10))
     assert items["i0"]["status"] == "completed"
@@ -136,7 +138,7 @@ def test_parent_that_dies_takes_the_sidecar_with_it(tmp_path: Path) -> None:
     report = json.loads(out.stdout.splitlines()[-1])
     assert report["status"] == 0, (report, out.stderr.decode(errors="replace")[-2000:])
     assert process_gone(report["pid"])
-    again = Sidecar("--data-dir", data)
+    again = SidecarProcess("--data-dir", data)
     try:
         again.wait_ready()
         assert {item["id"] for item in list_all(again)} == {f"item-{n}" for n in range(20)}
@@ -145,7 +147,7 @@ def test_parent_that_dies_takes_the_sidecar_with_it(tmp_path: Path) -> None:
         again.kill()
 
 
-def big_queue(spawn: Spawn, tmp_path: Path, count: int, **options: object) -> Sidecar:
+def big_queue(spawn: Spawn, tmp_path: Path, count: int, **options: object) -> SidecarProcess:
     config = write_config(tmp_path / "c.json", max_capacity=1_000_000, **options)
     sidecar = spawn("--data-dir", tmp_path / "data", "--config", config)
     for start in range(0, count, 8000):
@@ -248,7 +250,7 @@ def test_second_signal_after_close_still_exits_128_plus_n(tmp_path: Path, signum
     stderr = (tmp_path / "stderr.log").read_text(errors="replace")
     assert status == 128 + signum, (status, stderr[-2000:])
     assert "Traceback" not in stderr, stderr[-2000:]
-    again = Sidecar("--data-dir", data)
+    again = SidecarProcess("--data-dir", data)
     try:
         again.wait_ready()
         assert [item["id"] for item in list_all(again)] == ["kept"], "closed before the write"

@@ -1,8 +1,8 @@
-"""Every method of docs/protocol.md §4 and every error code of §5, through a real sidecar."""
+"""Every method of docs/protocol.md §4 and every error code of §5, through the sidecar's
+session and method table in process; the ``blackbox`` tests also against a sidecar process."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ ITEM_FIELDS = {
 }
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def now_ms(sidecar: Sidecar) -> int:
+    return sidecar.wall_ms()
 
 
 def assert_error(error: dict[str, Any], code: int, kind: str, field: str | None = None) -> None:
@@ -65,10 +65,10 @@ def pop(sidecar: Sidecar, **params: Any) -> dict[str, Any]:
 
 
 def pop_eventually(sidecar: Sidecar, timeout: float = 10, **params: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = sidecar.monotonic() + timeout
     while (item := sidecar.result("pop", params)) is None:
-        assert time.monotonic() < deadline, "nothing became ready"
-        time.sleep(0.02)
+        assert sidecar.monotonic() < deadline, "nothing became ready"
+        sidecar.advance(0.02)
     check_item(item)
     return item  # type: ignore[no-any-return]
 
@@ -76,6 +76,7 @@ def pop_eventually(sidecar: Sidecar, timeout: float = 10, **params: Any) -> dict
 # -- ping, push, pushBatch -----------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_ping(mem: Sidecar) -> None:
     assert mem.call("ping") == {"jsonrpc": "2.0", "id": mem.order[-1], "result": {"pong": True}}
     assert mem.result("ping", {}) == {"pong": True}
@@ -89,8 +90,9 @@ def test_push_generates_unique_time_ordered_ids(mem: Sidecar) -> None:
     assert ids == sorted(ids), "generated ids are time-ordered"
 
 
+@pytest.mark.blackbox
 def test_push_all_fields_round_trip(mem: Sidecar) -> None:
-    before = now_ms()
+    before = now_ms(mem)
     params = {
         "id": "job-1",
         "payload": {"nested": [1, 2.5, "é😀", None, True]},
@@ -114,7 +116,7 @@ def test_push_all_fields_round_trip(mem: Sidecar) -> None:
     assert item["correlationId"] == "corr" and item["metadata"] == {"k": "v", "empty": ""}
     assert item["partitionKey"] == "user-1"
     assert item["status"] == "pending" and item["attempts"] == 0
-    assert before <= item["createdAt"] <= now_ms()
+    assert before <= item["createdAt"] <= now_ms(mem)
     assert item["availableAt"] == item["createdAt"] + 60_000
     assert item["expiresAt"] == item["createdAt"] + 120_000
     assert item["lastError"] is None
@@ -147,6 +149,7 @@ def test_push_defaults_and_null_payload(mem: Sidecar) -> None:
         ({"payload": 1, "delay": 5}, "delay"),
     ],
 )
+@pytest.mark.blackbox
 def test_push_invalid_params(shared: Sidecar, params: dict[str, Any], field: str) -> None:
     error = shared.error("push", params)
     assert_error(error, -32602, "InvalidParams", field)
@@ -165,6 +168,7 @@ def test_duplicate_push(mem: Sidecar) -> None:
     assert mem.result("get", id="a")["payload"] == 1
 
 
+@pytest.mark.blackbox
 def test_push_batch(mem: Sidecar) -> None:
     mem.result("push", id="old", payload=0)
     result = mem.result(
@@ -231,14 +235,15 @@ def test_pop_hands_out_by_priority_then_fifo(mem: Sidecar) -> None:
     assert mem.result("pop") is None
 
 
+@pytest.mark.blackbox
 def test_pop_item_and_lease(mem: Sidecar) -> None:
     assert mem.result("pop") is None
     mem.result("push", id="a", payload={"x": 1})
-    before = now_ms()
+    before = now_ms(mem)
     item = pop(mem, leaseMs=5000)
     assert item["id"] == "a" and item["payload"] == {"x": 1}
     assert item["status"] == "processing" and item["attempts"] == 1
-    assert before + 5000 <= item["leaseExpiresAt"] <= now_ms() + 5000
+    assert before + 5000 <= item["leaseExpiresAt"] <= now_ms(mem) + 5000
     assert mem.result("get", id="a")["leaseId"] == item["leaseId"]
     mem.result("cancel", id="a")
     mem.result("requeue", id="a")
@@ -267,6 +272,7 @@ def test_unknown_param_is_named(shared: Sidecar) -> None:
     assert "timeout" in error["message"] and error["data"]["field"] == "timeout"
 
 
+@pytest.mark.blackbox
 def test_pop_batch(mem: Sidecar) -> None:
     assert mem.result("popBatch") == []
     mem.result("pushBatch", items=[{"payload": n, "id": f"{n:03}"} for n in range(150)])
@@ -321,6 +327,7 @@ def test_pop_partition_param(spawn: Spawn, tmp_path: Path) -> None:
 # -- complete, fail, cancel, requeue, extendLease --------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_complete(mem: Sidecar) -> None:
     mem.result("pushBatch", items=[{"payload": 1, "id": "a"}, {"payload": 2, "id": "b"}])
     assert_error(mem.error("complete", id="a"), -32009, "InvalidState")  # still pending
@@ -338,10 +345,10 @@ def test_complete(mem: Sidecar) -> None:
 def test_stale_lease_id_is_invalid_state(mem: Sidecar) -> None:
     mem.result("push", id="a", payload=1)
     first = pop(mem, leaseMs=50)
-    deadline = time.monotonic() + 5
+    deadline = mem.monotonic() + 5
     while mem.result("get", id="a")["status"] != "pending":  # the lease ran out
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+        assert mem.monotonic() < deadline
+        mem.advance(0.02)
     item = mem.result("get", id="a")
     assert item["lastError"] == "lease expired" and item["attempts"] == 1
     second = pop_eventually(mem)  # an expired lease is a failed attempt: backoff applies
@@ -358,6 +365,7 @@ def test_stale_lease_id_is_invalid_state(mem: Sidecar) -> None:
     assert mem.result("complete", id="a", leaseId=second["leaseId"]) == {}
 
 
+@pytest.mark.blackbox
 def test_lease_id_from_before_a_restart_is_stale(spawn: Spawn, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = spawn("--data-dir", data)
@@ -373,10 +381,11 @@ def test_lease_id_from_before_a_restart_is_stale(spawn: Spawn, tmp_path: Path) -
     assert second.result("complete", id="a", leaseId=new["leaseId"]) == {}
 
 
+@pytest.mark.blackbox
 def test_fail_retries_then_dead_letters(mem: Sidecar) -> None:
     mem.result("push", id="a", payload=1, maxRetries=1)
     pop(mem)
-    before = now_ms()
+    before = now_ms(mem)
     result = mem.result("fail", id="a", error="boom")
     assert result["retry"] is True and result["availableAt"] >= before
     item = mem.result("get", id="a")
@@ -394,6 +403,7 @@ def test_fail_retries_then_dead_letters(mem: Sidecar) -> None:
     assert_error(mem.error("fail", id="a", error=5), -32602, "InvalidParams", "error")
 
 
+@pytest.mark.blackbox
 def test_cancel(mem: Sidecar) -> None:
     mem.result("pushBatch", items=[{"payload": n, "id": str(n)} for n in range(3)])
     assert mem.result("cancel", id="1") == {}  # pending
@@ -411,6 +421,7 @@ def test_cancel(mem: Sidecar) -> None:
     assert mem.result("pop") is None
 
 
+@pytest.mark.blackbox
 def test_requeue(mem: Sidecar) -> None:
     mem.result("pushBatch", items=[{"payload": n, "id": str(n), "maxRetries": 0} for n in range(3)])
     pop(mem)
@@ -426,12 +437,13 @@ def test_requeue(mem: Sidecar) -> None:
     assert_error(mem.error("requeue", id="zzz"), -32002, "ItemNotFound")
 
 
+@pytest.mark.blackbox
 def test_extend_lease(mem: Sidecar) -> None:
     mem.result("push", id="a", payload=1)
     item = pop(mem, leaseMs=1000)
-    before = now_ms()
+    before = now_ms(mem)
     result = mem.result("extendLease", id="a", leaseMs=60_000, leaseId=item["leaseId"])
-    assert before + 60_000 <= result["leaseExpiresAt"] <= now_ms() + 60_000
+    assert before + 60_000 <= result["leaseExpiresAt"] <= now_ms(mem) + 60_000
     assert mem.result("get", id="a")["leaseExpiresAt"] == result["leaseExpiresAt"]
     assert_error(mem.error("extendLease", id="a"), -32602, "InvalidParams", "leaseMs")
     assert_error(mem.error("extendLease", id="a", leaseMs=0), -32602, "InvalidParams", "leaseMs")
@@ -498,6 +510,7 @@ def test_a_bad_partition_is_refused_even_while_pops_wait(mem: Sidecar) -> None:
 # -- get, list, purge ----------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_get(shared: Sidecar) -> None:
     error = shared.error("get", id="no-such-item")
     assert_error(error, -32002, "ItemNotFound")
@@ -505,6 +518,7 @@ def test_get(shared: Sidecar) -> None:
     assert_error(shared.error("get", {}), -32602, "InvalidParams", "id")
 
 
+@pytest.mark.blackbox
 def test_list_paging_and_filters(mem: Sidecar) -> None:
     priorities = ["high", "low", "normal"]
     items = [
@@ -560,6 +574,7 @@ def test_list_cursor_survives_removals(mem: Sidecar) -> None:
     assert_error(mem.error("list", after="not-a-cursor"), -32602, "InvalidParams", "after")
 
 
+@pytest.mark.blackbox
 def test_purge(mem: Sidecar) -> None:
     mem.result("pushBatch", items=[{"payload": n, "id": str(n), "maxRetries": 0} for n in range(5)])
     for item_id in ("0", "1"):
@@ -598,6 +613,7 @@ STATS_FIELDS = {
 }
 
 
+@pytest.mark.blackbox
 def test_stats(mem: Sidecar) -> None:
     stats = mem.result("stats")
     assert set(stats) >= STATS_FIELDS, STATS_FIELDS - set(stats)
@@ -637,13 +653,14 @@ def test_stats(mem: Sidecar) -> None:
     assert_error(mem.error("stats", verbose=True), -32602, "InvalidParams", "verbose")
 
 
+@pytest.mark.blackbox
 def test_stats_storage_and_flush_on_disk(disk: Sidecar) -> None:
     storage = disk.result("stats")["storage"]
     assert {"bytesOnDisk", "journalBytes", "lastSnapshotAt"} <= set(storage)
     disk.result("pushBatch", items=[{"payload": "x" * 100} for _ in range(50)])
     storage = disk.result("stats")["storage"]
     assert storage["bytesOnDisk"] > 0 and storage["journalBytes"] > 0
-    before = now_ms()
+    before = now_ms(disk)
     assert disk.result("flush") == {}
     storage = disk.result("stats")["storage"]
     assert type(storage["lastSnapshotAt"]) is int and storage["lastSnapshotAt"] >= before - 1000
@@ -651,6 +668,7 @@ def test_stats_storage_and_flush_on_disk(disk: Sidecar) -> None:
     assert_error(disk.error("flush", now=True), -32602, "InvalidParams", "now")
 
 
+@pytest.mark.blackbox
 def test_health_pause_resume(mem: Sidecar) -> None:
     assert mem.result("health") == {"healthy": True, "breaker": "closed", "paused": False}
     mem.result("push", id="a", payload=1)
@@ -668,6 +686,7 @@ def test_health_pause_resume(mem: Sidecar) -> None:
         assert_error(mem.error(method, x=1), -32602, "InvalidParams", "x")
 
 
+@pytest.mark.process
 def test_pause_is_durable_across_restart(spawn: Spawn, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = spawn("--data-dir", data)
@@ -684,6 +703,7 @@ def test_pause_is_durable_across_restart(spawn: Spawn, tmp_path: Path) -> None:
     assert pop(third)["id"] == "a"
 
 
+@pytest.mark.blackbox
 def test_breaker_health_and_notifications(spawn: Spawn, tmp_path: Path) -> None:
     # A long retry backoff: the breaker's cool-down is the only timer running.
     config = write_config(
@@ -717,6 +737,7 @@ def test_breaker_health_and_notifications(spawn: Spawn, tmp_path: Path) -> None:
     assert len(sidecar.result("popBatch")) == 1, "the failed item waits out its backoff"
 
 
+@pytest.mark.blackbox
 def test_shutdown_then_shutting_down_in_the_same_write(mem: Sidecar) -> None:
     mem.send_raw(
         b'{"jsonrpc":"2.0","id":"before","method":"push","params":{"payload":1}}\n'
@@ -747,6 +768,7 @@ def test_shutdown_params(shared: Sidecar) -> None:
     assert_error(shared.error("shutdown", now=True), -32602, "InvalidParams", "now")
 
 
+@pytest.mark.blackbox
 def test_method_not_found(shared: Sidecar) -> None:
     error = shared.error("popp")
     assert_error(error, -32601, "MethodNotFound")

@@ -1,12 +1,14 @@
 """Notifications (docs/protocol.md §2, §6) and the settled edge cases of §7 that involve time:
-long polls, delays, TTLs, leases, the 100 ms window, shutdown answering waiting pops."""
+long polls, delays, TTLs, leases, the 100 ms window, shutdown answering waiting pops.
+
+In process the sidecar's clock skips to its next deadline instead of sleeping (inprocess.py),
+so ``advance`` and ``monotonic`` are the sidecar's time; against a process they are real."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 import sync_queue
 
 from .conftest import Spawn
-from .harness import ENV_EXECUTABLE, Sidecar, notification, request, write_config
+from .harness import ENV_EXECUTABLE, Sidecar, SidecarProcess, notification, request, write_config
 
 EMPTY_COUNTS = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "cancelled": 0}
 
@@ -22,6 +24,7 @@ EMPTY_COUNTS = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "can
 # -- ready ---------------------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_ready_memory(spawn: Spawn) -> None:
     sidecar = spawn("--memory", ready=False)
     ready = sidecar.wait_ready()
@@ -34,6 +37,7 @@ def test_ready_memory(spawn: Spawn) -> None:
     assert "durability" in ready
 
 
+@pytest.mark.process
 def test_ready_data_dir_and_recovered_counts(spawn: Spawn, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = spawn("--data-dir", data, ready=False)
@@ -64,12 +68,14 @@ def test_ready_data_dir_and_recovered_counts(spawn: Spawn, tmp_path: Path) -> No
     assert second.result("get", id="3")["status"] == "pending"
 
 
+@pytest.mark.blackbox
 def test_ready_with_periodic_durability(spawn: Spawn, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.json", durability="periodic")
     sidecar = spawn("--data-dir", tmp_path / "d", "--config", config, ready=False)
     assert sidecar.wait_ready()["durability"] == "periodic"
 
 
+@pytest.mark.blackbox
 def test_requests_sent_before_ready_are_answered_after_it(spawn: Spawn) -> None:
     sidecar = spawn("--memory", ready=False)
     sidecar.send(request("ping", "early"))  # most likely before recovery finished
@@ -81,6 +87,7 @@ def test_requests_sent_before_ready_are_answered_after_it(spawn: Spawn) -> None:
 # -- itemsAvailable, itemFailed ----------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_items_available_after_push_to_empty_queue(mem: Sidecar) -> None:
     assert mem.notes("itemsAvailable") == []
     mem.result("push", payload=1)
@@ -88,7 +95,7 @@ def test_items_available_after_push_to_empty_queue(mem: Sidecar) -> None:
     mem.result("push", payload=2)  # not from none to some: no new notification
     mem.result("pop")
     mem.result("pop")
-    time.sleep(0.15)
+    mem.advance(0.15)
     mem.sync()
     assert len(mem.notes("itemsAvailable")) == 1
 
@@ -96,21 +103,22 @@ def test_items_available_after_push_to_empty_queue(mem: Sidecar) -> None:
 def test_items_available_after_resume(mem: Sidecar) -> None:
     mem.result("pause")
     mem.result("push", payload=1)
-    time.sleep(0.15)
+    mem.advance(0.15)
     mem.sync()
     assert mem.notes("itemsAvailable") == [], "nothing can be handed out while paused"
     mem.result("resume")
     assert mem.wait_notification("itemsAvailable", timeout=2) == {"pending": 1}
 
 
+@pytest.mark.blackbox
 def test_items_available_when_a_delay_runs_out(mem: Sidecar) -> None:
     mem.result("push", id="later", payload=1, delayMs=300)
-    start = time.monotonic()
+    start = mem.monotonic()
     assert mem.result("pop") is None
     assert mem.notes("itemsAvailable") == []
     # No request is sent: the sidecar's own timer notices the delay ran out.
     assert mem.wait_notification("itemsAvailable", timeout=5) == {"pending": 1}
-    assert time.monotonic() - start >= 0.25
+    assert mem.monotonic() - start >= 0.25
     assert mem.result("pop")["id"] == "later"
 
 
@@ -125,27 +133,28 @@ def test_items_available_when_a_lease_expires(mem: Sidecar) -> None:
 
 def test_items_available_at_most_once_per_100ms(mem: Sidecar) -> None:
     # Flip between "none ready" and "some ready" as fast as round trips go.
-    start = time.monotonic()
+    start = mem.monotonic()
     flips = 0
-    while time.monotonic() - start < 0.6:
+    while mem.monotonic() - start < 0.6:
         mem.result("push", payload=flips)
         mem.result("pop")
         flips += 1
     # Leave one ready: a notification held back by the window is sent when it ends.
     mem.result("push", id="last", payload=None)
-    held_from = time.monotonic()
+    held_from = mem.monotonic()
     mem.sync()
-    time.sleep(0.25)
+    mem.advance(0.25)
     mem.sync()
     times = [t for t, m in mem.notifications if m["method"] == "itemsAvailable"]
     assert flips > 10, "the check needs many flips per window"
-    assert len(times) <= (time.monotonic() - start) / 0.1 + 2, (len(times), flips)
+    assert len(times) <= (mem.monotonic() - start) / 0.1 + 2, (len(times), flips)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= 0.05 for gap in gaps), gaps  # client-side arrival times: some jitter
     assert times[-1] >= held_from - 0.1, "the held-back notification came at the window's end"
     assert mem.notes("itemsAvailable")[-1] == {"pending": 1}
 
 
+@pytest.mark.blackbox
 def test_item_failed_notification(mem: Sidecar) -> None:
     mem.result("push", id="a", payload=1, maxRetries=0)
     mem.result("pop")
@@ -169,7 +178,7 @@ def test_item_failed_when_the_last_lease_expires(mem: Sidecar) -> None:
 def test_ttl_expiry(mem: Sidecar) -> None:
     mem.result("push", id="short", payload=1, ttlMs=50, delayMs=100)
     mem.result("push", id="long", payload=2, ttlMs=60_000)
-    time.sleep(0.15)
+    mem.advance(0.15)
     assert mem.result("pop")["id"] == "long"
     assert mem.result("pop") is None
     item = mem.result("get", id="short")
@@ -179,6 +188,7 @@ def test_ttl_expiry(mem: Sidecar) -> None:
 # -- long polls ----------------------------------------------------------------------------
 
 
+@pytest.mark.blackbox
 def test_long_poll_answered_when_an_item_is_pushed(mem: Sidecar) -> None:
     mem.send(request("pop", "wait", {"timeoutMs": 20_000}))
     # Other requests flow past the waiting pop.
@@ -186,21 +196,22 @@ def test_long_poll_answered_when_an_item_is_pushed(mem: Sidecar) -> None:
     assert mem.reply("p1")["result"] == {"pong": True}
     assert mem.result("stats")["byStatus"]["processing"] == 0
     assert not mem.has_reply("wait")
-    start = time.monotonic()
+    start = mem.monotonic()
     mem.send(request("push", "push", {"id": "x", "payload": 42}))
     item = mem.reply("wait", timeout=5)["result"]
-    assert time.monotonic() - start < 1.0, "answered the moment an item was pushed"
+    assert mem.monotonic() - start < 1.0, "answered the moment an item was pushed"
     assert item["id"] == "x" and item["status"] == "processing" and item["payload"] == 42
     assert mem.reply("push")["result"] == {"id": "x"}
     assert mem.order.index("p1") < mem.order.index("wait")
 
 
+@pytest.mark.blackbox
 def test_long_poll_times_out_with_null(mem: Sidecar) -> None:
-    start = time.monotonic()
+    start = mem.monotonic()
     mem.send(request("pop", "a", {"timeoutMs": 300}), request("popBatch", "b", {"timeoutMs": 300}))
     assert mem.reply("a", timeout=5)["result"] is None
     assert mem.reply("b", timeout=5)["result"] == []
-    elapsed = time.monotonic() - start
+    elapsed = mem.monotonic() - start
     assert 0.28 <= elapsed < 3, elapsed
 
 
@@ -225,16 +236,17 @@ def test_waiting_pops_are_served_in_the_order_read(mem: Sidecar) -> None:
     assert mem.reply("late")["result"]["id"] == "i5"
 
 
+@pytest.mark.blackbox
 def test_waiting_pop_gets_a_delayed_item_when_ready(mem: Sidecar) -> None:
     mem.result("push", id="d", payload=1, delayMs=200)
-    start = time.monotonic()
+    start = mem.monotonic()
     item = mem.reply(mem.request("pop", {"timeoutMs": 10_000}), timeout=5)["result"]
     assert item["id"] == "d"
-    assert 0.15 <= time.monotonic() - start < 2
+    assert 0.15 <= mem.monotonic() - start < 2
 
 
 def test_timeouts_are_ignored_inside_a_batch(mem: Sidecar) -> None:
-    start = time.monotonic()
+    start = mem.monotonic()
     replies = mem.batch(
         [
             request("pop", 1, {"timeoutMs": 10_000}),
@@ -243,7 +255,7 @@ def test_timeouts_are_ignored_inside_a_batch(mem: Sidecar) -> None:
         ],
         timeout=5,
     )
-    assert time.monotonic() - start < 2
+    assert mem.monotonic() - start < 2
     assert {r["id"]: r["result"] for r in replies} == {1: None, 2: [], 3: {"pong": True}}
 
 
@@ -264,23 +276,25 @@ def test_pop_as_a_notification_hands_out_nothing(mem: Sidecar) -> None:
     assert mem.result("stats")["totalDequeued"] == 0
 
 
+@pytest.mark.blackbox
 def test_shutdown_answers_waiting_polls_at_once(mem: Sidecar) -> None:
     mem.send(
         request("pop", "w1", {"timeoutMs": 60_000}),
         request("popBatch", "w2", {"timeoutMs": 60_000}),
     )
     mem.sync()
-    start = time.monotonic()
+    start = mem.monotonic()
     mem.send(request("shutdown", "bye"))
     assert mem.reply("w1", timeout=5)["result"] is None
     assert mem.reply("w2", timeout=5)["result"] == []
     assert mem.reply("bye")["result"] == {}
     assert mem.wait_exit() == 0
-    assert time.monotonic() - start < 3
+    assert mem.monotonic() - start < 3
 
 
 @pytest.mark.parametrize("how", ["eof", "sigterm"])
-def test_stopping_answers_waiting_polls(mem: Sidecar, how: str) -> None:
+@pytest.mark.process
+def test_stopping_answers_waiting_polls(mem: SidecarProcess, how: str) -> None:
     mem.send(request("pop", "w", {"timeoutMs": 60_000}))
     mem.sync()
     if how == "eof":
