@@ -15,10 +15,13 @@
 //! loop in the `Failed` state: no restart, and every call fails with why.
 //!
 //! Stopping is gentle first: close stdin (the sidecar answers what it has read,
-//! persists and exits), wait; SIGTERM the process group, wait; only then
-//! SIGKILL the group. A onefile PyInstaller sidecar is two processes, and a
-//! SIGKILL to only the first one orphans the second and leaks its temporary
-//! directory, hence the group.
+//! persists and exits), wait; SIGTERM the process we spawned (the group's
+//! leader), wait; only then SIGKILL the whole group. A onefile PyInstaller
+//! sidecar is two processes: its launcher forwards the SIGTERM to its Python
+//! child, so the child gets it once (a SIGTERM to the group would reach it
+//! twice, and a second stop signal means "exit at once"). A SIGKILL to only
+//! the launcher would orphan the child and leak its temporary directory,
+//! hence the group for the SIGKILL.
 //!
 //! Like the client, this module knows nothing of Tauri: events go to a sink.
 
@@ -671,7 +674,7 @@ fn exit_signal(_: &ExitStatus) -> Option<i32> {
     None
 }
 
-/// Close stdin and wait; SIGTERM the group and wait; SIGKILL the group.
+/// Close stdin and wait; SIGTERM the leader and wait; SIGKILL the group.
 async fn stop_child(
     child: &mut Child,
     client: &Client,
@@ -686,7 +689,7 @@ async fn stop_child(
         "the sync-queue sidecar did not exit within {} ms of stdin closing; sending SIGTERM",
         grace.as_millis()
     );
-    signal_group(pid, Signal::Term);
+    signal_leader(pid, Signal::Term);
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status;
     }
@@ -710,7 +713,7 @@ async fn terminate_group(pgid: u32, grace: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if group_alive(pgid) {
-        signal_group(pgid, Signal::Term);
+        signal_leader(pgid, Signal::Term);
         let deadline = Instant::now() + grace;
         while group_alive(pgid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -725,8 +728,10 @@ fn terminate_group_blocking(pgid: u32, grace: Duration) {
         if !group_alive(pgid) {
             return;
         }
-        if let Some(signal) = signal {
-            signal_group(pgid, signal);
+        match signal {
+            Some(Signal::Term) => signal_leader(pgid, Signal::Term),
+            Some(Signal::Kill) => signal_group(pgid, Signal::Kill),
+            None => {}
         }
         let deadline = Instant::now() + grace;
         while group_alive(pgid) && Instant::now() < deadline {
@@ -742,6 +747,33 @@ enum Signal {
 }
 
 #[cfg(unix)]
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+/// SIGTERM goes to the leader only: a onefile launcher forwards it to its
+/// child, which must get one stop signal, not two.
+#[cfg(unix)]
+fn signal_leader(pid: u32, signal: Signal) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill only sends a signal; the pid is the group leader we
+    // spawned, and it cannot be reused while its group exists.
+    unsafe {
+        libc::kill(pid, signal.number());
+    }
+}
+
+#[cfg(unix)]
 fn signal_group(pgid: u32, signal: Signal) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
         return;
@@ -749,14 +781,10 @@ fn signal_group(pgid: u32, signal: Signal) {
     if pgid <= 1 {
         return;
     }
-    let sig = match signal {
-        Signal::Term => libc::SIGTERM,
-        Signal::Kill => libc::SIGKILL,
-    };
     // SAFETY: killpg only sends a signal; the group is the sidecar's own
     // (spawned with process_group(0)), never ours or init's.
     unsafe {
-        libc::killpg(pgid, sig);
+        libc::killpg(pgid, signal.number());
     }
 }
 
@@ -808,6 +836,9 @@ fn group_is_only_zombies(_: libc::pid_t) -> bool {
 
 #[cfg(not(unix))]
 fn signal_group(_: u32, _: Signal) {}
+
+#[cfg(not(unix))]
+fn signal_leader(_: u32, _: Signal) {}
 
 #[cfg(not(unix))]
 fn group_alive(_: u32) -> bool {
@@ -1188,6 +1219,28 @@ mod tests {
         assert!(!process_exists(launcher_pid));
         assert!(exits(&events)[0].restarting);
         sup.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_reaches_a_launchers_child_once() {
+        // A launcher that forwards SIGTERM to its child (as a onefile
+        // PyInstaller bootloader does): the stop signals the launcher only,
+        // so the child gets one SIGTERM, not a second copy from the group.
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/launcher.py");
+        let mut spec = fake(&[("FAKE_COUNT_SIGTERM", "1")]);
+        spec.args.insert(0, spec.program.clone().into_os_string());
+        spec.args.insert(0, launcher.into());
+        let (sup, events) = start(spec);
+        sup.call("ping", &json!({}), Duration::ZERO).await.unwrap();
+        sup.stop().await;
+        let exited = exits(&events);
+        assert_eq!(exited[0].code, Some(0), "{exited:?}");
+        assert_eq!(
+            exited[0].stderr_tail.matches("got SIGTERM").count(),
+            1,
+            "{}",
+            exited[0].stderr_tail
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
