@@ -706,10 +706,12 @@ mod tests {
         for _ in 0..5 {
             fake.next_request().await;
         }
-        let info = crate::error::ExitInfo {
+        let info = crate::error::SidecarExited {
             code: None,
             signal: Some(9),
             stderr_tail: "last words".into(),
+            restarting: true,
+            restart_in_ms: Some(100),
         };
         assert_eq!(client.close(Error::SidecarExited(info.clone())), 5);
         for call in calls {

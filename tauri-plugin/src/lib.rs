@@ -38,7 +38,7 @@ pub use config::{
     Config, KeySource, LaunchSpec, Sidecar, Timing, DEFAULT_EXTERNAL_BIN, KEY_ENV_VAR,
 };
 pub use desktop::SyncQueue;
-pub use error::{Error, ExitInfo, Result, RpcError, LOCAL_KINDS, SIDECAR_KINDS};
+pub use error::{Error, Result, RpcError, SidecarExited, LOCAL_KINDS, SIDECAR_KINDS};
 pub use supervisor::{EventSink, SupervisorEvent};
 
 /// The plugin's name: the `plugin:sync-queue|…` prefix, the permission prefix

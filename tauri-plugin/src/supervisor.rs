@@ -43,9 +43,8 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     client::{Client, Notification},
-    config::LaunchSpec,
-    error::{Error, ExitInfo, Result},
-    models::SidecarExited,
+    config::{LaunchSpec, Timing},
+    error::{Error, Result, SidecarExited},
 };
 
 /// A sidecar that ran this long before it died restarts with the first delay again.
@@ -184,18 +183,18 @@ impl Supervisor {
         // An attempt that fails from now on fails this call too.
         let first_counting = match &*rx.borrow_and_update() {
             State::Ready { client, .. } => return Ok(client.clone()),
-            State::Stopped => return Err(Error::Stopped),
+            State::Stopped => return Err(Error::ShuttingDown),
             State::Failed { error } => return Err(error.clone()),
             State::Starting { attempt } => *attempt,
             State::Backoff { attempt, .. } => attempt + 1,
         };
         loop {
             if rx.changed().await.is_err() {
-                return Err(Error::Stopped);
+                return Err(Error::ShuttingDown);
             }
             match &*rx.borrow_and_update() {
                 State::Ready { client, .. } => return Ok(client.clone()),
-                State::Stopped => return Err(Error::Stopped),
+                State::Stopped => return Err(Error::ShuttingDown),
                 State::Failed { error } => return Err(error.clone()),
                 State::Backoff { attempt, error } if *attempt >= first_counting => {
                     return Err(error.clone())
@@ -214,7 +213,7 @@ impl Supervisor {
             .await;
         match result {
             Ok(_) => {
-                // It is exiting; wait until it is gone, so later calls get `Stopped`.
+                // It is exiting; wait until it is gone, so later calls get `ShuttingDown`.
                 self.stop().await;
             }
             Err(_) => self.inner.exit_expected.store(false, Ordering::SeqCst),
@@ -223,7 +222,7 @@ impl Supervisor {
     }
 
     /// Stops the sidecar (stdin EOF, then SIGTERM, then SIGKILL to its group)
-    /// and waits until it is gone. Calls in flight fail with `Stopped`.
+    /// and waits until it is gone. Calls in flight fail with `ShuttingDown`.
     pub async fn stop(&self) {
         self.inner.stop.send_replace(true);
         let mut rx = self.inner.state.subscribe();
@@ -296,71 +295,72 @@ impl Drop for Supervisor {
 enum Outcome {
     /// A stop was requested (or the exit was expected): do not restart.
     Stopped,
-    /// The attempt ended badly: restart after a delay.
-    Failed {
-        error: Error,
-        exit: Option<ExitInfo>,
-    },
+    /// The attempt ended badly; `exit` says whether and when it restarts.
+    Failed { error: Error, exit: SidecarExited },
 }
 
+/// Delays between restarts: the first, doubled after each failure up to the
+/// longest; the first again after a life of [`STABLE_AFTER`].
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(timing: &Timing) -> Backoff {
+        Backoff {
+            first: timing.restart_delay,
+            max: timing.max_restart_delay,
+            next: timing.restart_delay,
+        }
+    }
+
+    /// The delay before the restart that follows a life of `ran`.
+    fn after(&mut self, ran: Duration) -> Duration {
+        if ran >= STABLE_AFTER {
+            self.next = self.first;
+        }
+        let delay = self.next;
+        self.next = (delay * 2).min(self.max);
+        delay
+    }
+}
+
+/// The restart loop: one [`attempt::run`] after another until a stop, or an
+/// exit a restart cannot fix.
 async fn run(inner: Arc<Inner>, sink: EventSink) {
-    let timing = inner.spec.timing;
-    let mut delay = timing.restart_delay;
+    let mut backoff = Backoff::new(&inner.spec.timing);
     let mut stop_rx = inner.stop.subscribe();
     let mut attempt = 0u64;
     loop {
         attempt += 1;
         inner.state.send_replace(State::Starting { attempt });
-        let started = Instant::now();
-        let outcome = attempt::run(&inner, &sink, attempt, &mut stop_rx).await;
+        let outcome = attempt::run(&inner, &sink, attempt, &mut stop_rx, &mut backoff).await;
         inner.pgid.store(0, Ordering::SeqCst);
-        let (error, exit) = match outcome {
-            Outcome::Stopped => break,
-            Outcome::Failed { error, exit } => (error, exit),
+        let Outcome::Failed { error, exit } = outcome else {
+            break;
         };
-        if let Error::SidecarFailed(info) = &error {
+        // State first: whoever reacts to the event finds calls waiting for
+        // the restart (or failing with why), not the dead process.
+        inner.publish_failure(attempt, &error);
+        let restart_in = exit.restart_in_ms.map(Duration::from_millis);
+        sink(SupervisorEvent::Exited(exit));
+        let Some(delay) = restart_in else {
             // Starting it again would fail the same way (or, for `Locked`,
             // fight the other instance for its directory): stay failed.
             log::error!("{error}");
-            let exited = SidecarExited {
-                code: info.code,
-                signal: info.signal,
-                stderr_tail: info.stderr_tail.clone(),
-                restarting: false,
-                restart_in_ms: None,
-            };
-            inner.publish_failure(attempt, &error);
-            sink(SupervisorEvent::Exited(exited));
             stop_requested(&mut stop_rx).await;
             break;
-        }
-        if started.elapsed() >= STABLE_AFTER {
-            delay = timing.restart_delay;
-        }
+        };
         log::warn!(
             "{error}; restarting the sync-queue sidecar in {} ms",
             delay.as_millis()
         );
-        // State first: whoever reacts to the event finds calls waiting for
-        // the restart, not the dead process.
-        inner.publish_failure(attempt, &error);
-        let exit = exit.unwrap_or(ExitInfo {
-            code: None,
-            signal: None,
-            stderr_tail: inner.tail_text(),
-        });
-        sink(SupervisorEvent::Exited(SidecarExited {
-            code: exit.code,
-            signal: exit.signal,
-            stderr_tail: exit.stderr_tail,
-            restarting: true,
-            restart_in_ms: Some(delay.as_millis() as u64),
-        }));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop_requested(&mut stop_rx) => break,
         }
-        delay = (delay * 2).min(timing.max_restart_delay);
     }
     inner.state.send_replace(State::Stopped);
 }

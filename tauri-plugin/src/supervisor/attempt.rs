@@ -16,11 +16,12 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{process, stderr, stop_requested, EventSink, Inner, Outcome, State, SupervisorEvent};
+use super::{
+    process, stderr, stop_requested, Backoff, EventSink, Inner, Outcome, State, SupervisorEvent,
+};
 use crate::{
     client::{Client, ClientTasks, Notification, NotificationSink},
-    error::{Error, ExitInfo},
-    models::SidecarExited,
+    error::{is_fatal_exit, Error, SidecarExited},
     pipe::{self, PipeProbe},
 };
 
@@ -43,15 +44,26 @@ pub(super) async fn run(
     sink: &EventSink,
     attempt: u64,
     stop_rx: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
 ) -> Outcome {
     if *stop_rx.borrow() {
         return Outcome::Stopped;
     }
+    let started = Instant::now();
     let (child, config_file) = match process::spawn(&inner.spec, attempt) {
         Ok(spawned) => spawned,
-        Err(error) => return Outcome::Failed { error, exit: None },
+        Err(error) => {
+            let exit = SidecarExited {
+                code: None,
+                signal: None,
+                stderr_tail: inner.tail_text(),
+                restarting: true,
+                restart_in_ms: Some(backoff.after(started.elapsed()).as_millis() as u64),
+            };
+            return Outcome::Failed { error, exit };
+        }
     };
-    let (ready_rx, mut life) = Life::start(inner, sink, child);
+    let (ready_rx, mut life) = Life::start(inner, sink, child, attempt, started);
     let ready_timeout = inner.spec.timing.ready_timeout;
     let ready = tokio::select! {
         params = ready_rx => params.map_err(|_| None),
@@ -67,9 +79,9 @@ pub(super) async fn run(
         // The reader ended (stdout closed) without `ready`: the exit follows.
         Err(None) => {
             let status = life.child.wait().await;
-            return life.end(Ending::Exited(status), attempt).await;
+            return life.end(Ending::Exited(status), backoff).await;
         }
-        Err(Some(ending)) => return life.end(ending, attempt).await,
+        Err(Some(ending)) => return life.end(ending, backoff).await,
     };
     log::info!("the sync-queue sidecar is ready: {ready}");
     inner.state.send_replace(State::Ready {
@@ -81,12 +93,14 @@ pub(super) async fn run(
         status = life.child.wait() => Ending::Exited(status),
         _ = stop_requested(stop_rx) => Ending::Stop(None),
     };
-    life.end(ending, attempt).await
+    life.end(ending, backoff).await
 }
 
 /// One running process, and what talks to it and reads from it.
 struct Life {
     child: Child,
+    attempt: u64,
+    started: Instant,
     inner: Arc<Inner>,
     sink: EventSink,
     client: Arc<Client>,
@@ -100,6 +114,8 @@ impl Life {
         inner: &Arc<Inner>,
         sink: &EventSink,
         mut child: Child,
+        attempt: u64,
+        started: Instant,
     ) -> (oneshot::Receiver<Value>, Life) {
         let pid = child.id().unwrap_or(0);
         inner.pgid.store(pid, Ordering::SeqCst);
@@ -133,6 +149,8 @@ impl Life {
         };
         let life = Life {
             child,
+            attempt,
+            started,
             inner: inner.clone(),
             sink: sink.clone(),
             client: Arc::new(client),
@@ -144,55 +162,60 @@ impl Life {
     /// The one way a life ends: stop the process if it still runs, describe
     /// its exit, fail the calls in flight (with `ShuttingDown` for a wanted
     /// exit, else with why), clean up the group, say what happened.
-    async fn end(mut self, ending: Ending, attempt: u64) -> Outcome {
-        let inner = self.inner.clone();
+    async fn end(mut self, ending: Ending, backoff: &mut Backoff) -> Outcome {
         let (status, stopped_for) = match ending {
             Ending::Exited(status) => (status, None),
             Ending::Stop(why) => {
                 self.client.close_stdin();
-                let grace = inner.spec.timing.stop_timeout;
+                let grace = self.inner.spec.timing.stop_timeout;
                 (process::stop_child(&mut self.child, grace).await, Some(why))
             }
         };
         // Fail the calls in flight now, not at EOF: what is left of the group
         // must not answer them after its stdin closes (see the module doc).
         let exit = self.describe_exit(status).await;
-        let error = match stopped_for {
-            Some(why) => why,
-            None if inner.exit_expected.swap(false, Ordering::SeqCst) || *inner.stop.borrow() => {
-                None
+        let inner = &self.inner;
+        let wanted = inner.exit_expected.swap(false, Ordering::SeqCst) || *inner.stop.borrow();
+        let (error, exit) = match stopped_for {
+            Some(None) => return self.stopped(exit).await,
+            None if wanted => return self.stopped(exit).await,
+            Some(Some(error)) => (error, self.restarting(exit, backoff)),
+            None if is_fatal_exit(exit.code) => (Error::from_exit(exit.clone()), exit),
+            None => {
+                let exit = self.restarting(exit, backoff);
+                (Error::from_exit(exit.clone()), exit)
             }
-            None => Some(Error::from_exit(exit.clone())),
         };
-        let Some(error) = error else {
-            self.client.close(Error::Stopped);
-            let sink = self.sink.clone();
-            self.cleanup().await;
-            log::info!("the sync-queue sidecar stopped ({exit})");
-            sink(SupervisorEvent::Exited(SidecarExited {
-                code: exit.code,
-                signal: exit.signal,
-                stderr_tail: exit.stderr_tail,
-                restarting: false,
-                restart_in_ms: None,
-            }));
-            return Outcome::Stopped;
-        };
-        inner.publish_failure(attempt, &error);
+        inner.publish_failure(self.attempt, &error);
         let n = self.client.close(error.clone());
         if n > 0 {
             log::error!("the sync-queue sidecar ended with {n} call(s) in flight ({exit})");
         }
         self.cleanup().await;
-        Outcome::Failed {
-            error,
-            exit: Some(exit),
-        }
+        Outcome::Failed { error, exit }
+    }
+
+    /// A wanted end (a stop, or the exit after `shutdown`).
+    async fn stopped(self, exit: SidecarExited) -> Outcome {
+        self.client.close(Error::ShuttingDown);
+        let sink = self.sink.clone();
+        self.cleanup().await;
+        log::info!("the sync-queue sidecar stopped ({exit})");
+        sink(SupervisorEvent::Exited(exit));
+        Outcome::Stopped
+    }
+
+    /// `exit`, to be followed by a restart after the next backoff delay.
+    fn restarting(&self, mut exit: SidecarExited, backoff: &mut Backoff) -> SidecarExited {
+        let delay = backoff.after(self.started.elapsed());
+        exit.restarting = true;
+        exit.restart_in_ms = Some(delay.as_millis() as u64);
+        exit
     }
 
     /// After the process ended: lets the replies and stderr lines it wrote
     /// reach their readers, and describes the exit.
-    async fn describe_exit(&self, status: std::io::Result<ExitStatus>) -> ExitInfo {
+    async fn describe_exit(&self, status: std::io::Result<ExitStatus>) -> SidecarExited {
         self.pipes.settle().await;
         let (code, signal) = match status {
             Ok(status) => (status.code(), process::exit_signal(&status)),
@@ -201,10 +224,12 @@ impl Life {
                 (None, None)
             }
         };
-        ExitInfo {
+        SidecarExited {
             code,
             signal,
             stderr_tail: self.inner.tail_text(),
+            restarting: false,
+            restart_in_ms: None,
         }
     }
 

@@ -161,7 +161,7 @@ async fn stop_closes_stdin_and_leaves_no_process() {
         .call("ping", &json!({}), Duration::ZERO)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "Stopped");
+    assert_eq!(err.kind(), "ShuttingDown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +250,7 @@ async fn exit_statuses_a_restart_cannot_fix_stop_the_restarts() {
             .call("ping", &json!({}), Duration::ZERO)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "Stopped");
+        assert_eq!(err.kind(), "ShuttingDown");
     }
 }
 
@@ -333,7 +333,7 @@ async fn shutdown_request_is_not_followed_by_a_restart() {
         .call("ping", &json!({}), Duration::ZERO)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "Stopped");
+    assert_eq!(err.kind(), "ShuttingDown");
 }
 
 #[test]
