@@ -12,6 +12,10 @@
 //!
 //! [`SIDECAR_KINDS`] and [`LOCAL_KINDS`] list every kind; a test checks them
 //! against the sidecar's Python sources and the TypeScript `ErrorKind`.
+//!
+//! Over 400 lines with its tests on purpose: the error type, its kinds, its
+//! messages and its wire shape are one table, read (and tested) together;
+//! the code itself is under 300 lines.
 
 use std::{sync::Arc, time::Duration};
 
