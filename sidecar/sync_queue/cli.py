@@ -144,7 +144,7 @@ def serve(config: QueueConfig) -> NoReturn:
     data_dir = None if config.persistence_path is None else str(config.persistence_path)
     dispatcher = QueueDispatcher(queue, data_dir=data_dir, recovered=recovered)
     try:
-        status = StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd, owns_process=True).run()
+        status = StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd).run()
     finally:
         if not queue.is_shut_down:
             queue.shutdown()

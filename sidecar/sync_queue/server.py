@@ -17,7 +17,12 @@ Rules:
 3. Stopping (stdin EOF, SIGTERM, SIGINT, a ``shutdown`` request, or stdout gone): stop
    reading, answer waiting calls with their empty result, commit, ``close()``, write the
    last replies, exit 0 (1 if ``close()`` failed). A second SIGTERM/SIGINT exits at once
-   with 128 + the signal number, even while ``close()`` runs.
+   with 128 + the signal number, even while ``close()`` runs, and until the process is
+   gone: the handlers stay installed once a signal has begun the stop.
+
+   A signal to a onefile build's launcher reaches this process once (the launcher
+   forwards it); one to the whole process group reaches it twice, and the second copy
+   exits at once. The Tauri plugin therefore sends SIGTERM to the launcher only.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import select
 import signal
 import sys
 import threading
-import time
 from types import FrameType
 from typing import Any, Final
 
@@ -60,9 +64,6 @@ _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT) + (
 # answer: the caller's peer is gone, and a long poll answered `null` would read as "no item"
 # where the truth is "the sidecar went away" (the plugin fails it with SidecarExited).
 _HANG_UP: Final = getattr(signal, "SIGHUP", None)
-# Only a frozen onefile build has a launcher that forwards signals (see _forwarded_copy).
-# Forwarding takes microseconds; the window leaves room for a loaded machine.
-DUPLICATE_SIGNAL_WINDOW_S: Final = 0.2 if getattr(sys, "frozen", False) else 0.0
 
 
 def claim_stdio() -> tuple[int, int]:
@@ -103,7 +104,6 @@ class StdioServer:
         max_batch_members: int = DEFAULT_MAX_BATCH_MEMBERS,
         read_size: int = DEFAULT_READ_SIZE,
         handle_signals: bool = True,
-        owns_process: bool = False,
     ) -> None:
         self._dispatcher = dispatcher
         self._in_fd = in_fd
@@ -114,9 +114,8 @@ class StdioServer:
         }
         self._read_size = read_size
         self._handle_signals = handle_signals
-        self._owns_process = owns_process  # the process ends when run() returns (the CLI)
         self._stop_reason: str | None = None
-        self._signalled: tuple[int, float] | None = None  # the first stop signal, and when
+        self._signalled: int | None = None  # the first stop signal
         self._output_broken = False
         self._wake_pending = False
         self._reading_with_thread = False
@@ -150,13 +149,11 @@ class StdioServer:
             return self._finish()
         finally:
             self._stop_reading()
-            if self._owns_process and old_handlers:
-                # The process ends right after run() returns (the CLI exits with os._exit);
-                # until then a signal must still end it at once with 128 + n.
-                for signum in old_handlers:
-                    signal.signal(signum, self._on_late_signal)
-            else:
+            if self._signalled is None:
                 self._restore_signal_handlers(old_handlers)
+            # else: a signal began this stop, and the process is on its way out (the CLI
+            # exits with os._exit right after run()). Until it is gone, the next signal
+            # must still end it at once with 128 + n, so _on_signal stays installed.
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -175,7 +172,7 @@ class StdioServer:
         if self._timer is not None:
             self._timer.cancel()
         session = self._session
-        hung_up = self._signalled is not None and self._signalled[0] == _HANG_UP
+        hung_up = self._signalled is not None and self._signalled == _HANG_UP
         session.stop(answer_waiting=not hung_up)
         output = session.commit_and_render()
         status = EXIT_OK
@@ -200,30 +197,11 @@ class StdioServer:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
 
-    def _on_late_signal(self, signum: int, frame: FrameType | None) -> None:
-        if not self._forwarded_copy(signum):
-            os._exit(128 + signum)
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._signalled is not None:
-            if self._forwarded_copy(signum):
-                return
             os._exit(128 + signum)
-        self._signalled = (signum, time.monotonic())
+        self._signalled = signum
         self._loop.call_soon_threadsafe(self.stop, f"signal {signal.Signals(signum).name}")
-
-    def _forwarded_copy(self, signum: int) -> bool:
-        """Is this the same stop signal again, forwarded by a onefile launcher?
-
-        A PyInstaller onefile bootloader forwards every signal it gets to its Python child,
-        so a signal to the whole process group (``killpg``, as the Tauri plugin stops it, or
-        Ctrl-C in a terminal) reaches this process twice, a moment apart. That is one stop
-        request, not the second one that means "exit at once".
-        """
-        if self._signalled is None or not DUPLICATE_SIGNAL_WINDOW_S:
-            return False
-        first, at = self._signalled
-        return signum == first and time.monotonic() - at < DUPLICATE_SIGNAL_WINDOW_S
 
     # -- reading ----------------------------------------------------------------------
 

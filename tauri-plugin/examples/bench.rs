@@ -120,9 +120,19 @@ fn main() {
         "sidecar: {} --memory; {n} pushes; {callers} concurrent callers",
         command.join(" ")
     );
+    let (raw_p50, raw_rate) = bench_raw(&command, n, callers);
+    let (plugin_p50, plugin_rate) = bench_plugin(&command, n, callers);
+    println!(
+        "plugin adds {:.1} µs per call (p50) and loses {:.1} % throughput",
+        (plugin_p50.as_secs_f64() - raw_p50.as_secs_f64()) * 1e6,
+        (1.0 - plugin_rate / raw_rate) * 100.0
+    );
+}
 
-    // Raw pipe: one request at a time, then pipelined with `callers` in flight.
-    let mut raw = Raw::start(&command);
+/// Raw pipe: one request at a time, then pipelined with `callers` in flight.
+/// The median latency and the pipelined rate.
+fn bench_raw(command: &[String], n: usize, callers: usize) -> (Duration, f64) {
+    let mut raw = Raw::start(command);
     for i in 0..100 {
         raw.send(i);
         raw.stdin.flush().unwrap();
@@ -136,7 +146,7 @@ fn main() {
         raw.reply();
         latencies.push(t.elapsed());
     }
-    let raw_p50 = report("raw pipe, sequential", latencies);
+    let p50 = report("raw pipe, sequential", latencies);
     let t = Instant::now();
     let mut sent = 0;
     for _ in 0..callers.min(n) {
@@ -152,14 +162,17 @@ fn main() {
             raw.stdin.flush().unwrap();
         }
     }
-    let raw_rate = n as f64 / t.elapsed().as_secs_f64();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
     println!(
-        "{:<28} {raw_rate:>9.0} calls/s",
+        "{:<28} {rate:>9.0} calls/s",
         format!("raw pipe, {callers} in flight")
     );
-    drop(raw);
+    (p50, rate)
+}
 
-    // The plugin's Rust API.
+/// The plugin's Rust API: sequential, then `callers` concurrent tasks. The
+/// median latency and the concurrent rate.
+fn bench_plugin(command: &[String], n: usize, callers: usize) -> (Duration, f64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,7 +183,7 @@ fn main() {
     );
     spec.timing.call_timeout = Duration::from_secs(60);
     let queue = Arc::new(SyncQueue::start(rt.handle(), spec, Arc::new(|_| {})));
-    let (plugin_p50, plugin_rate) = rt.block_on(async {
+    rt.block_on(async {
         for i in 0..100 {
             queue.push(&PushItem::new(json!({ "n": i }))).await.unwrap();
         }
@@ -202,10 +215,5 @@ fn main() {
         );
         queue.stop().await;
         (p50, rate)
-    });
-    println!(
-        "plugin adds {:.1} µs per call (p50) and loses {:.1} % throughput",
-        (plugin_p50.as_secs_f64() - raw_p50.as_secs_f64()) * 1e6,
-        (1.0 - plugin_rate / raw_rate) * 100.0
-    );
+    })
 }

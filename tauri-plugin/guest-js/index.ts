@@ -278,13 +278,13 @@ export interface SidecarStatus {
  * `NestingTooDeep`, `BatchTooLarge`, code -32600), `MethodNotFound`,
  * `InternalError`, `RpcError` (any other code). From the plugin
  * (`code: null`): `SidecarExited` (the sidecar died; it is restarted),
- * `Stopped`, `Timeout`, `ReadyTimeout`, `Spawn`, `Config`, `Protocol`, `Io`,
+ * `ShuttingDown` (it was stopped: `shutdown` or app exit), `Timeout`, `ReadyTimeout`, `Spawn`, `Config`, `Protocol`, `Io`,
  * `Json`; and `Ipc` when Tauri refused the call itself (a missing permission, a
  * bad argument). A sidecar that exits with a status a restart cannot fix is not
  * restarted, and every call fails with `Config` (exit status 2: its command
  * line, config or key was refused), `Locked` (3: another process owns the data
  * directory), `DataUnreadable` (4: corrupt data, or a wrong or missing key) or
- * `DataDirUnusable` (5), with `data` = `{code, signal, stderrTail}`, until the
+ * `DataDirUnusable` (5), with `data` = a `SidecarExited` payload, until the
  * app restarts.
  */
 export type ErrorKind =
@@ -309,7 +309,6 @@ export type ErrorKind =
   | 'SidecarExited'
   | 'DataUnreadable'
   | 'DataDirUnusable'
-  | 'Stopped'
   | 'Timeout'
   | 'ReadyTimeout'
   | 'Spawn'
@@ -327,7 +326,7 @@ export interface SyncQueueErrorData {
   /** The JSON-RPC error code for errors from the queue; `null` for the plugin's own. */
   code: number | null
   message: string
-  /** Details: the queue's `data`, or e.g. `{code, signal, stderrTail}` for `SidecarExited`. */
+  /** Details: the queue's `data`, or e.g. a `SidecarExited` payload for `SidecarExited`. */
   data: unknown
 }
 
@@ -508,7 +507,7 @@ export async function flush(): Promise<void> {
 
 /**
  * Stops the sidecar for the rest of the app's run: it finishes, persists and
- * exits, and later calls reject with `Stopped`. Needs the
+ * exits, and later calls reject with `ShuttingDown`. Needs the
  * `sync-queue:allow-shutdown` permission, which `sync-queue:default` lacks.
  */
 export async function shutdown(): Promise<void> {

@@ -223,14 +223,42 @@ pub(crate) fn resolve(
 ) -> Result<LaunchSpec> {
     let default_config = Config::default();
     let config = config.unwrap_or(&default_config);
-    let ms = |v: Option<u64>| v.map(Duration::from_millis);
+    let (program, mut args) = program_and_args(config, over, paths)?;
+    args.extend(storage_args(config, over, paths)?);
+    let mut env: BTreeMap<String, String> = config.env.clone();
+    env.extend(over.env.clone());
+    // A sidecar run from source must not block-buffer its stdout.
+    env.entry("PYTHONUNBUFFERED".into())
+        .or_insert_with(|| "1".into());
+    apply_key(config, over, &mut args, &mut env)?;
+    let queue_config = over.queue.as_ref().or(config.queue.as_ref());
+    if queue_config.is_some_and(|q| q.keys().any(|k| k == "key" || k == "encryption_key")) {
+        return Err(Error::Config(
+            "the queue config may not hold the encryption key; use `keyFile` or `keyEnv`".into(),
+        ));
+    }
+    Ok(LaunchSpec {
+        program,
+        args,
+        cwd: over.cwd.clone().or_else(|| config.cwd.clone()),
+        env: env.into_iter().collect(),
+        queue_config: queue_config.filter(|q| !q.is_empty()).cloned(),
+        timing: timing(config, over),
+    })
+}
 
+/// The program to run and its first arguments, from `sidecar`.
+fn program_and_args(
+    config: &Config,
+    over: &Overrides,
+    paths: &AppPaths<'_>,
+) -> Result<(PathBuf, Vec<OsString>)> {
     let sidecar = over
         .sidecar
         .clone()
         .or_else(|| config.sidecar.clone())
         .unwrap_or_default();
-    let (program, mut args): (PathBuf, Vec<OsString>) = match sidecar {
+    Ok(match sidecar {
         Sidecar::ExternalBin(name) => (external_bin_path(&(paths.exe_dir)()?, &name), Vec::new()),
         Sidecar::Path(path) => (path, Vec::new()),
         Sidecar::Command(mut words) => {
@@ -242,44 +270,48 @@ pub(crate) fn resolve(
             let program = words.remove(0);
             (program.into(), words.into_iter().map(Into::into).collect())
         }
-    };
+    })
+}
 
+/// `--memory`, or `--data-dir <dir>` (created here; relative to the app's
+/// data directory).
+fn storage_args(config: &Config, over: &Overrides, paths: &AppPaths<'_>) -> Result<Vec<OsString>> {
     if over.memory.unwrap_or(config.memory) {
-        args.push("--memory".into());
-    } else {
-        let dir = match over.data_dir.clone().or_else(|| config.data_dir.clone()) {
-            Some(dir) if dir.is_absolute() => dir,
-            Some(dir) => (paths.app_data_dir)()?.join(dir),
-            None => (paths.app_data_dir)()?.join("sync-queue"),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::Config(format!(
-                "cannot create the data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        args.push("--data-dir".into());
-        args.push(dir.into());
+        return Ok(vec!["--memory".into()]);
     }
+    let dir = match over.data_dir.clone().or_else(|| config.data_dir.clone()) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => (paths.app_data_dir)()?.join(dir),
+        None => (paths.app_data_dir)()?.join("sync-queue"),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(vec!["--data-dir".into(), dir.into()])
+}
 
-    let mut env: BTreeMap<String, String> = config.env.clone();
-    env.extend(over.env.clone());
-    // A sidecar run from source must not block-buffer its stdout.
-    env.entry("PYTHONUNBUFFERED".into())
-        .or_insert_with(|| "1".into());
-
+/// Passes the encryption key: `--key-file`, or the key itself in
+/// [`KEY_ENV_VAR`] (never on the command line).
+fn apply_key(
+    config: &Config,
+    over: &Overrides,
+    args: &mut Vec<OsString>,
+    env: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    if over.key.is_none() && config.key_file.is_some() && config.key_env.is_some() {
+        return Err(Error::Config("set `keyFile` or `keyEnv`, not both".into()));
+    }
     let key = over
         .key
         .clone()
         .or_else(|| match (&config.key_file, &config.key_env) {
-            (Some(_), Some(_)) => None, // reported below
-            (Some(file), None) => Some(KeySource::File(file.clone())),
+            (Some(file), _) => Some(KeySource::File(file.clone())),
             (None, Some(var)) => Some(KeySource::Env(var.clone())),
             (None, None) => None,
         });
-    if over.key.is_none() && config.key_file.is_some() && config.key_env.is_some() {
-        return Err(Error::Config("set `keyFile` or `keyEnv`, not both".into()));
-    }
     match key {
         Some(KeySource::File(file)) => {
             args.push("--key-file".into());
@@ -298,18 +330,14 @@ pub(crate) fn resolve(
         }
         None => {}
     }
+    Ok(())
+}
 
-    if let Some(queue) = over.queue.as_ref().or(config.queue.as_ref()) {
-        if queue.keys().any(|k| k == "key" || k == "encryption_key") {
-            return Err(Error::Config(
-                "the queue config may not hold the encryption key; use `keyFile` or `keyEnv`"
-                    .into(),
-            ));
-        }
-    }
-
+/// Each limit from the builder, else the config file, else its default.
+fn timing(config: &Config, over: &Overrides) -> Timing {
+    let ms = |v: Option<u64>| v.map(Duration::from_millis);
     let defaults = Timing::default();
-    let timing = Timing {
+    Timing {
         call_timeout: over
             .call_timeout
             .or(ms(config.call_timeout_ms))
@@ -330,20 +358,7 @@ pub(crate) fn resolve(
             .max_restart_delay
             .or(ms(config.max_restart_delay_ms))
             .unwrap_or(defaults.max_restart_delay),
-    };
-
-    Ok(LaunchSpec {
-        program,
-        args,
-        cwd: over.cwd.clone().or_else(|| config.cwd.clone()),
-        env: env.into_iter().collect(),
-        queue_config: over
-            .queue
-            .clone()
-            .or_else(|| config.queue.clone())
-            .filter(|q| !q.is_empty()),
-        timing,
-    })
+    }
 }
 
 /// Where Tauri puts an `externalBin` at run time: next to the app's
@@ -357,177 +372,4 @@ pub(crate) fn external_bin_path(exe_dir: &Path, name: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn paths_in(
-        dir: &Path,
-    ) -> (
-        impl Fn() -> Result<PathBuf> + '_,
-        impl Fn() -> Result<PathBuf>,
-    ) {
-        (
-            move || Ok(dir.join("appdata")),
-            || Ok(PathBuf::from("/opt/app/bin")),
-        )
-    }
-
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "sync-queue-config-test-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    #[test]
-    fn defaults_run_the_bundled_sidecar_on_the_app_data_dir() {
-        let dir = tmp("defaults");
-        let (data, exe) = paths_in(&dir);
-        let spec = resolve(
-            None,
-            &Overrides::default(),
-            &AppPaths {
-                app_data_dir: &data,
-                exe_dir: &exe,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            spec.program,
-            external_bin_path(Path::new("/opt/app/bin"), "sync-queue-sidecar")
-        );
-        let data_dir = dir.join("appdata").join("sync-queue");
-        assert_eq!(
-            spec.args,
-            vec![OsString::from("--data-dir"), data_dir.clone().into()]
-        );
-        assert!(data_dir.is_dir());
-        assert_eq!(spec.timing, Timing::default());
-        assert!(spec.queue_config.is_none());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn config_file_shape() {
-        let config: Config = serde_json::from_value(json!({
-            "sidecar": {"command": ["python", "-m", "sync_queue"]},
-            "cwd": "/src", "env": {"A": "1"}, "memory": true,
-            "queue": {"max_capacity": 5}, "keyFile": "/k", "callTimeoutMs": 10
-        }))
-        .unwrap();
-        let (data, exe) = paths_in(Path::new("/nonexistent"));
-        let spec = resolve(
-            Some(&config),
-            &Overrides::default(),
-            &AppPaths {
-                app_data_dir: &data,
-                exe_dir: &exe,
-            },
-        )
-        .unwrap();
-        assert_eq!(spec.program, PathBuf::from("python"));
-        let args: Vec<_> = spec.args.iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args, ["-m", "sync_queue", "--memory", "--key-file", "/k"]);
-        assert_eq!(spec.cwd, Some(PathBuf::from("/src")));
-        assert!(spec.env.contains(&("A".into(), "1".into())));
-        assert_eq!(
-            spec.queue_config,
-            Some(json!({"max_capacity": 5}).as_object().unwrap().clone())
-        );
-        assert_eq!(spec.timing.call_timeout, Duration::from_millis(10));
-
-        let err = serde_json::from_value::<Config>(json!({"timeout": 1})).unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
-    }
-
-    #[test]
-    fn builder_overrides_the_config_file() {
-        let config: Config =
-            serde_json::from_value(json!({"sidecar": {"path": "/a"}, "memory": true})).unwrap();
-        let over = Overrides {
-            sidecar: Some(Sidecar::Path("/b".into())),
-            call_timeout: Some(Duration::from_secs(1)),
-            ..Overrides::default()
-        };
-        let (data, exe) = paths_in(Path::new("/nonexistent"));
-        let spec = resolve(
-            Some(&config),
-            &over,
-            &AppPaths {
-                app_data_dir: &data,
-                exe_dir: &exe,
-            },
-        )
-        .unwrap();
-        assert_eq!(spec.program, PathBuf::from("/b"));
-        assert_eq!(spec.args, vec![OsString::from("--memory")]);
-        assert_eq!(spec.timing.call_timeout, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn key_never_reaches_argv_or_debug_output() {
-        let over = Overrides {
-            memory: Some(true),
-            key: Some(KeySource::Value("c2VjcmV0LWtleQ==".into())),
-            ..Overrides::default()
-        };
-        let (data, exe) = paths_in(Path::new("/nonexistent"));
-        let spec = resolve(
-            None,
-            &over,
-            &AppPaths {
-                app_data_dir: &data,
-                exe_dir: &exe,
-            },
-        )
-        .unwrap();
-        assert!(spec
-            .args
-            .iter()
-            .all(|a| !a.to_string_lossy().contains("c2VjcmV0")));
-        assert!(spec
-            .env
-            .contains(&(KEY_ENV_VAR.into(), "c2VjcmV0LWtleQ==".into())));
-        let shown = format!("{spec:?} {:?}", over.key);
-        assert!(!shown.contains("c2VjcmV0"), "{shown}");
-    }
-
-    #[test]
-    fn key_env_must_be_set_and_queue_config_may_not_hold_a_key() {
-        let (data, exe) = paths_in(Path::new("/nonexistent"));
-        let paths = AppPaths {
-            app_data_dir: &data,
-            exe_dir: &exe,
-        };
-        let config: Config = serde_json::from_value(
-            json!({"memory": true, "keyEnv": "SYNC_QUEUE_TEST_SURELY_UNSET"}),
-        )
-        .unwrap();
-        assert_eq!(
-            resolve(Some(&config), &Overrides::default(), &paths)
-                .unwrap_err()
-                .kind(),
-            "Config"
-        );
-        let config: Config =
-            serde_json::from_value(json!({"memory": true, "queue": {"encryption_key": "x"}}))
-                .unwrap();
-        assert_eq!(
-            resolve(Some(&config), &Overrides::default(), &paths)
-                .unwrap_err()
-                .kind(),
-            "Config"
-        );
-        let config: Config =
-            serde_json::from_value(json!({"sidecar": {"command": []}, "memory": true})).unwrap();
-        assert_eq!(
-            resolve(Some(&config), &Overrides::default(), &paths)
-                .unwrap_err()
-                .kind(),
-            "Config"
-        );
-    }
-}
+mod tests;

@@ -240,7 +240,7 @@ impl SyncQueue {
     }
 
     /// Asks the sidecar to finish its work, persist and exit. It is not
-    /// restarted: later calls fail with `Stopped`.
+    /// restarted: later calls fail with `ShuttingDown`.
     pub async fn shutdown(&self) -> Result<()> {
         self.supervisor.shutdown_sidecar().await?;
         Ok(())

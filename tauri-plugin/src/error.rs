@@ -12,6 +12,10 @@
 //!
 //! [`SIDECAR_KINDS`] and [`LOCAL_KINDS`] list every kind; a test checks them
 //! against the sidecar's Python sources and the TypeScript `ErrorKind`.
+//!
+//! Over 400 lines with its tests on purpose: the error type, its kinds, its
+//! messages and its wire shape are one table, read (and tested) together;
+//! the code itself is under 300 lines.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,20 +33,27 @@ pub struct RpcError {
     pub data: Option<Value>,
 }
 
-/// How a sidecar process ended: what `sync-queue://sidecar-exited` carries and
-/// what every call that was in flight at that moment fails with.
+/// How a sidecar process ended: the payload of `sync-queue://sidecar-exited`,
+/// and what every call that was in flight at that moment fails with
+/// ([`Error::SidecarExited`], [`Error::SidecarFailed`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ExitInfo {
+pub struct SidecarExited {
     /// Exit code, when the process exited by itself.
     pub code: Option<i32>,
     /// Signal number, when a signal ended it (unix).
     pub signal: Option<i32>,
     /// The last lines the sidecar wrote to stderr, oldest first.
     pub stderr_tail: String,
+    /// Whether the plugin will start it again: false after a requested stop,
+    /// and after an exit status a restart cannot fix (2 to 5, see
+    /// [`Error::SidecarFailed`]).
+    pub restarting: bool,
+    /// Delay before the restart, when `restarting`.
+    pub restart_in_ms: Option<u64>,
 }
 
-impl std::fmt::Display for ExitInfo {
+impl std::fmt::Display for SidecarExited {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.code, self.signal) {
             (Some(code), _) => write!(f, "exit status {code}")?,
@@ -65,7 +76,7 @@ pub enum Error {
     /// The sidecar process ended while the call was in flight, or before it
     /// became ready. It is restarted after the backoff delay.
     #[error("the sync-queue sidecar stopped unexpectedly ({0})")]
-    SidecarExited(ExitInfo),
+    SidecarExited(SidecarExited),
     /// The sidecar exited with a status that says a restart cannot help (the
     /// sidecar's exit-code table): 2 its command line, config file or key was
     /// refused (kind `Config`); 3 another process owns the data directory
@@ -74,11 +85,12 @@ pub enum Error {
     /// used (kind `DataDirUnusable`). The plugin does not restart it: every
     /// call fails with this error until the app starts the plugin again.
     #[error("{}", fatal_message(.0))]
-    SidecarFailed(ExitInfo),
+    SidecarFailed(SidecarExited),
     /// The sidecar was stopped on purpose (app exit or `shutdown`), so it takes
-    /// no more calls.
+    /// no more calls. The same kind as the sidecar's own `ShuttingDown` (-32003)
+    /// for a request it reads while it stops, but raised here (`code: null`).
     #[error("the sync-queue sidecar has been stopped and takes no more calls")]
-    Stopped,
+    ShuttingDown,
     /// No reply within the call's time limit. The request may still be applied
     /// by the sidecar; its late reply is dropped.
     #[error("`{method}` got no reply from the sync-queue sidecar within {} ms", .timeout.as_millis())]
@@ -152,7 +164,7 @@ pub const LOCAL_KINDS: &[&str] = &[
     "Locked",
     "DataUnreadable",
     "DataDirUnusable",
-    "Stopped",
+    "ShuttingDown",
     "Timeout",
     "ReadyTimeout",
     "Spawn",
@@ -168,7 +180,7 @@ pub(crate) fn is_fatal_exit(code: Option<i32>) -> bool {
     matches!(code, Some(2..=5))
 }
 
-fn fatal_message(info: &ExitInfo) -> String {
+fn fatal_message(info: &SidecarExited) -> String {
     let what = match info.code {
         Some(2) => "the sync-queue sidecar refused its command line, config file or key",
         Some(3) => {
@@ -189,7 +201,7 @@ impl Error {
     /// The error for a sidecar that ended on its own with `info`:
     /// [`Error::SidecarFailed`] for the exit statuses a restart cannot fix,
     /// else [`Error::SidecarExited`].
-    pub(crate) fn from_exit(info: ExitInfo) -> Error {
+    pub(crate) fn from_exit(info: SidecarExited) -> Error {
         if is_fatal_exit(info.code) {
             Error::SidecarFailed(info)
         } else {
@@ -203,7 +215,7 @@ impl Error {
     /// `BatchTooLarge`; for the standard JSON-RPC codes without one
     /// `ParseError`, `InvalidRequest`, `MethodNotFound`, `InvalidParams`,
     /// `InternalError` (or `RpcError` for any other code).
-    /// Local kinds: `SidecarExited`, `Stopped`, `Timeout`, `ReadyTimeout`,
+    /// Local kinds: `SidecarExited`, `ShuttingDown`, `Timeout`, `ReadyTimeout`,
     /// `Spawn`, `Config`, `Protocol`, `Io`, `Json`, and for
     /// [`Error::SidecarFailed`] `Config` (exit status 2), `Locked` (3),
     /// `DataUnreadable` (4) or `DataDirUnusable` (5).
@@ -230,7 +242,7 @@ impl Error {
                 Some(5) => "DataDirUnusable",
                 _ => "SidecarExited",
             },
-            Error::Stopped => "Stopped",
+            Error::ShuttingDown => "ShuttingDown",
             Error::Timeout { .. } => "Timeout",
             Error::ReadyTimeout(_) => "ReadyTimeout",
             Error::Spawn { .. } => "Spawn",
@@ -317,10 +329,12 @@ mod tests {
 
     #[test]
     fn local_errors_have_null_code_and_useful_data() {
-        let e = Error::SidecarExited(ExitInfo {
+        let e = Error::SidecarExited(SidecarExited {
             code: None,
             signal: Some(9),
             stderr_tail: "Traceback…".into(),
+            restarting: false,
+            restart_in_ms: None,
         });
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["kind"], "SidecarExited");
@@ -333,10 +347,12 @@ mod tests {
 
     #[test]
     fn fatal_exit_statuses_have_their_own_kinds() {
-        let exit = |code| ExitInfo {
+        let exit = |code| SidecarExited {
             code: Some(code),
             signal: None,
             stderr_tail: "sync-queue-sidecar: Locked: owned by pid 7".into(),
+            restarting: false,
+            restart_in_ms: None,
         };
         for (code, kind) in [
             (2, "Config"),
@@ -360,10 +376,12 @@ mod tests {
             assert_eq!(e.kind(), "SidecarExited", "exit status {code}");
         }
         assert_eq!(
-            Error::from_exit(ExitInfo {
+            Error::from_exit(SidecarExited {
                 code: None,
                 signal: Some(9),
-                stderr_tail: String::new()
+                stderr_tail: String::new(),
+                restarting: false,
+                restart_in_ms: None,
             })
             .kind(),
             "SidecarExited"
@@ -372,16 +390,18 @@ mod tests {
 
     #[test]
     fn every_local_kind_is_listed() {
-        let info = ExitInfo {
+        let info = SidecarExited {
             code: Some(1),
             signal: None,
             stderr_tail: String::new(),
+            restarting: false,
+            restart_in_ms: None,
         };
         let io = || Arc::new(std::io::Error::other("x"));
         let json = Arc::new(serde_json::from_str::<Value>("{").unwrap_err());
         let errors = [
             Error::SidecarExited(info.clone()),
-            Error::Stopped,
+            Error::ShuttingDown,
             Error::Timeout {
                 method: "pop".into(),
                 timeout: Duration::from_secs(1),

@@ -23,7 +23,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tauri::{
     plugin::{self, TauriPlugin},
-    AppHandle, Emitter, Manager, RunEvent, Runtime,
+    AppHandle, Emitter, Manager, Runtime,
 };
 
 mod client;
@@ -41,7 +41,7 @@ pub use config::{
     Config, KeySource, LaunchSpec, Sidecar, Timing, DEFAULT_EXTERNAL_BIN, KEY_ENV_VAR,
 };
 pub use desktop::SyncQueue;
-pub use error::{Error, ExitInfo, Result, RpcError, LOCAL_KINDS, SIDECAR_KINDS};
+pub use error::{Error, Result, RpcError, SidecarExited, LOCAL_KINDS, SIDECAR_KINDS};
 pub use status::{SidecarState, SidecarStatus};
 pub use supervisor::{EventSink, SupervisorEvent};
 
@@ -199,21 +199,12 @@ impl Builder {
                 let spec = config::resolve(api.config().as_ref(), &over, &paths)?;
                 let runtime = tauri::async_runtime::handle();
                 let queue = SyncQueue::start(runtime.inner(), spec, event_sink(app.clone()));
+                // The one exit hook: Tauri clears the resource table in
+                // `cleanup_before_exit` (after `RunEvent::Exit`, and on the exit
+                // paths that skip it) and when the app is dropped.
                 app.resources_table().add(queue.exit_guard());
                 app.manage(queue);
                 Ok(())
-            })
-            .on_event(|app, event| {
-                if let RunEvent::Exit = event {
-                    if let Some(queue) = app.try_state::<SyncQueue>() {
-                        queue.stop_blocking();
-                    }
-                }
-            })
-            .on_drop(|app| {
-                if let Some(queue) = app.try_state::<SyncQueue>() {
-                    queue.stop_blocking();
-                }
             })
             .build()
     }

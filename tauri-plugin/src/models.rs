@@ -273,46 +273,6 @@ pub struct Quarantined {
     pub reason: String,
 }
 
-/// `sync-queue://items-available`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemsAvailable {
-    pub pending: u64,
-}
-
-/// `sync-queue://item-failed`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemFailed {
-    pub id: String,
-    pub attempts: u32,
-    pub error: Option<String>,
-}
-
-/// `sync-queue://breaker-changed`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BreakerChanged {
-    pub state: BreakerState,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// `sync-queue://sidecar-exited`: the sidecar process ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SidecarExited {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub stderr_tail: String,
-    /// Whether the plugin will start it again: false after a requested stop,
-    /// and after an exit status a restart cannot fix (2 to 5, see
-    /// [`crate::Error::SidecarFailed`]).
-    pub restarting: bool,
-    /// Delay before the restart, when `restarting`.
-    pub restart_in_ms: Option<u64>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

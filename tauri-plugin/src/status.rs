@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     error::Error,
-    models::SidecarExited,
+    error::SidecarExited,
     supervisor::{EventSink, SupervisorEvent},
 };
 

@@ -245,5 +245,5 @@ fn every_command_answers(command: &[String]) {
 
     assert_eq!(invoke(&w, "shutdown", json!({})), Ok(Value::Null));
     let err = invoke(&w, "ping", json!({})).unwrap_err();
-    assert_eq!(err["kind"], "Stopped", "{err}");
+    assert_eq!(err["kind"], "ShuttingDown", "{err}");
 }

@@ -233,14 +233,23 @@ pub fn collect(app: &App<MockRuntime>, event: &str) -> mpsc::Receiver<Value> {
     rx
 }
 
+#[cfg(unix)]
 pub fn process_exists(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // On Linux a zombie counts as gone; elsewhere it exists until reaped.
+    #[cfg(target_os = "linux")]
+    let exists = exists
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
             s.rsplit(')')
                 .next()
                 .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+        });
+    exists
 }
 
 /// The processes of a process group (Linux).

@@ -1,0 +1,172 @@
+//! Resolution of the plugin config into a launch spec.
+
+use super::*;
+use serde_json::json;
+
+fn paths_in(
+    dir: &Path,
+) -> (
+    impl Fn() -> Result<PathBuf> + '_,
+    impl Fn() -> Result<PathBuf>,
+) {
+    (
+        move || Ok(dir.join("appdata")),
+        || Ok(PathBuf::from("/opt/app/bin")),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sync-queue-config-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn defaults_run_the_bundled_sidecar_on_the_app_data_dir() {
+    let dir = tmp("defaults");
+    let (data, exe) = paths_in(&dir);
+    let spec = resolve(
+        None,
+        &Overrides::default(),
+        &AppPaths {
+            app_data_dir: &data,
+            exe_dir: &exe,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        spec.program,
+        external_bin_path(Path::new("/opt/app/bin"), "sync-queue-sidecar")
+    );
+    let data_dir = dir.join("appdata").join("sync-queue");
+    assert_eq!(
+        spec.args,
+        vec![OsString::from("--data-dir"), data_dir.clone().into()]
+    );
+    assert!(data_dir.is_dir());
+    assert_eq!(spec.timing, Timing::default());
+    assert!(spec.queue_config.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_file_shape() {
+    let config: Config = serde_json::from_value(json!({
+        "sidecar": {"command": ["python", "-m", "sync_queue"]},
+        "cwd": "/src", "env": {"A": "1"}, "memory": true,
+        "queue": {"max_capacity": 5}, "keyFile": "/k", "callTimeoutMs": 10
+    }))
+    .unwrap();
+    let (data, exe) = paths_in(Path::new("/nonexistent"));
+    let spec = resolve(
+        Some(&config),
+        &Overrides::default(),
+        &AppPaths {
+            app_data_dir: &data,
+            exe_dir: &exe,
+        },
+    )
+    .unwrap();
+    assert_eq!(spec.program, PathBuf::from("python"));
+    let args: Vec<_> = spec.args.iter().map(|a| a.to_str().unwrap()).collect();
+    assert_eq!(args, ["-m", "sync_queue", "--memory", "--key-file", "/k"]);
+    assert_eq!(spec.cwd, Some(PathBuf::from("/src")));
+    assert!(spec.env.contains(&("A".into(), "1".into())));
+    assert_eq!(
+        spec.queue_config,
+        Some(json!({"max_capacity": 5}).as_object().unwrap().clone())
+    );
+    assert_eq!(spec.timing.call_timeout, Duration::from_millis(10));
+
+    let err = serde_json::from_value::<Config>(json!({"timeout": 1})).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+}
+
+#[test]
+fn builder_overrides_the_config_file() {
+    let config: Config =
+        serde_json::from_value(json!({"sidecar": {"path": "/a"}, "memory": true})).unwrap();
+    let over = Overrides {
+        sidecar: Some(Sidecar::Path("/b".into())),
+        call_timeout: Some(Duration::from_secs(1)),
+        ..Overrides::default()
+    };
+    let (data, exe) = paths_in(Path::new("/nonexistent"));
+    let spec = resolve(
+        Some(&config),
+        &over,
+        &AppPaths {
+            app_data_dir: &data,
+            exe_dir: &exe,
+        },
+    )
+    .unwrap();
+    assert_eq!(spec.program, PathBuf::from("/b"));
+    assert_eq!(spec.args, vec![OsString::from("--memory")]);
+    assert_eq!(spec.timing.call_timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn key_never_reaches_argv_or_debug_output() {
+    let over = Overrides {
+        memory: Some(true),
+        key: Some(KeySource::Value("c2VjcmV0LWtleQ==".into())),
+        ..Overrides::default()
+    };
+    let (data, exe) = paths_in(Path::new("/nonexistent"));
+    let spec = resolve(
+        None,
+        &over,
+        &AppPaths {
+            app_data_dir: &data,
+            exe_dir: &exe,
+        },
+    )
+    .unwrap();
+    assert!(spec
+        .args
+        .iter()
+        .all(|a| !a.to_string_lossy().contains("c2VjcmV0")));
+    assert!(spec
+        .env
+        .contains(&(KEY_ENV_VAR.into(), "c2VjcmV0LWtleQ==".into())));
+    let shown = format!("{spec:?} {:?}", over.key);
+    assert!(!shown.contains("c2VjcmV0"), "{shown}");
+}
+
+#[test]
+fn key_env_must_be_set_and_queue_config_may_not_hold_a_key() {
+    let (data, exe) = paths_in(Path::new("/nonexistent"));
+    let paths = AppPaths {
+        app_data_dir: &data,
+        exe_dir: &exe,
+    };
+    let config: Config =
+        serde_json::from_value(json!({"memory": true, "keyEnv": "SYNC_QUEUE_TEST_SURELY_UNSET"}))
+            .unwrap();
+    assert_eq!(
+        resolve(Some(&config), &Overrides::default(), &paths)
+            .unwrap_err()
+            .kind(),
+        "Config"
+    );
+    let config: Config =
+        serde_json::from_value(json!({"memory": true, "queue": {"encryption_key": "x"}})).unwrap();
+    assert_eq!(
+        resolve(Some(&config), &Overrides::default(), &paths)
+            .unwrap_err()
+            .kind(),
+        "Config"
+    );
+    let config: Config =
+        serde_json::from_value(json!({"sidecar": {"command": []}, "memory": true})).unwrap();
+    assert_eq!(
+        resolve(Some(&config), &Overrides::default(), &paths)
+            .unwrap_err()
+            .kind(),
+        "Config"
+    );
+}
