@@ -17,24 +17,34 @@ import io
 import itertools
 import logging
 import os
+import random
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import orjson
 
+from .clock import Clock
 from .config import QueueConfig
+from .engine import Engine
 from .errors import InvalidParams, PersistenceError, QueueError
 from .ops import Op, decode_op, encode_op
 from .state import QueueState
 from .storage import Recovery, Store
 from .storage.fileio import FileIO
 
-__all__ = ["StoreJournal", "StorePersistence", "decode_state", "encode_state", "open_store"]
+__all__ = [
+    "StoreJournal",
+    "StorePersistence",
+    "decode_state",
+    "encode_state",
+    "open_engine",
+    "open_store",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -293,9 +303,9 @@ class StoreJournal:
 
 
 class StorePersistence:
-    """What a persistent ``SyncQueue`` does with its store besides journaling.
+    """An engine's ``Storage``: what it does with its store besides journaling.
 
-    - ``tick``: called by the queue's maintenance thread every ``interval`` seconds: in
+    - ``tick``: called by ``Engine.maintain`` every ``interval`` seconds: in
       ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
       the journal modes it asks the store for a background compaction if the journal grew.
     - ``flush``: everything so far durable and compacted; ``flush_async`` the same without
@@ -322,8 +332,12 @@ class StorePersistence:
             self._compacted_through = last_seq
             self.store.compact(wait=False)
 
-    def flush(self, encode_live: Callable[[], bytes]) -> None:
-        self.flush_async(encode_live).result()
+    def encode(self, state: QueueState) -> bytes:
+        return encode_state(state)
+
+    @property
+    def quarantined(self) -> Sequence[dict[str, Any]]:
+        return [q.to_dict() for q in self.store.quarantined]
 
     def flush_async(self, encode_live: Callable[[], bytes]) -> Future[None]:
         """A future that completes when everything appended so far is in a snapshot.
@@ -422,3 +436,26 @@ def open_store(
         with contextlib.suppress(QueueError):
             store.close()
         raise
+
+
+def open_engine(
+    config: QueueConfig,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    file_io: FileIO | None = None,
+) -> Engine:
+    """Open the data directory (if ``config`` names one) and an engine on what it holds,
+    started (its time anchored, interrupted items released): the one place a store and a
+    core are put together.
+
+    ``file_io`` is the storage's I/O seam, for tests that inject failing writes. Raises what
+    :func:`open_store` raises, and ``DataDirUnusable`` if the first records cannot be written.
+    """
+    if config.persistence_path is None:
+        engine = Engine(config, clock=clock, rng=rng)
+    else:
+        state, persistence = open_store(config, file_io)
+        engine = Engine(config, state, clock=clock, rng=rng, storage=persistence)
+    engine.start()
+    return engine

@@ -59,6 +59,7 @@ from .ops import (
 )
 
 __all__ = [
+    "FROM_STATUS",
     "MAX_CLOCK_MS",
     "MAX_TIME_MS",
     "Event",
@@ -83,6 +84,24 @@ MAX_TIME_MS = 2**64 - 1
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
 FINISHED = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
+LIVE = frozenset({PENDING, PROCESSING})
+
+# The one table of legal transitions: the statuses an item may have for each operation that
+# names it. ``QueueState.check`` refuses replayed records against it; the core (``core.py``)
+# refuses requests against it, before it builds a record, adding only what a request alone
+# knows (lease ids, capacity, deduplication).
+FROM_STATUS: dict[type[Any], frozenset[ItemStatus]] = {
+    Pop: frozenset({PENDING}),
+    Complete: frozenset({PROCESSING}),
+    Fail: frozenset({PROCESSING}),
+    LeaseExpired: frozenset({PROCESSING}),
+    ExtendLease: frozenset({PROCESSING}),
+    Cancel: LIVE,
+    Expire: frozenset({PENDING}),
+    Requeue: frozenset({ItemStatus.FAILED, ItemStatus.CANCELLED}),
+    Purge: FINISHED,
+    Drop: FINISHED,
+}
 
 
 class ItemFailed(NamedTuple):
@@ -302,21 +321,21 @@ class QueueState:
             raise ValueError("lease_ms 0 is not a lease")
         _time("lease end", op.t + op.lease_ms)
         for item_id in self._distinct(op.ids, "pop"):
-            item = self._existing(item_id, (PENDING,), "pop")
+            item = self._existing(item_id, FROM_STATUS[Pop], "pop")
             if item._where == BLOCKED:
                 raise ValueError(f"pop of item {item_id!r:.140}, which waits behind its line")
 
     def _check_complete(self, op: Complete) -> None:
-        self._existing(op.id, (PROCESSING,), "complete")
+        self._existing(op.id, FROM_STATUS[Complete], "complete")
 
     def _check_fail(self, op: Fail | LeaseExpired) -> None:
         _time("retry_at", op.retry_at)
         if not (op.error is None or type(op.error) is str):
             raise ValueError(f"error {op.error!r:.40} is not a string")
-        self._existing(op.id, (PROCESSING,), "fail")
+        self._existing(op.id, FROM_STATUS[type(op)], "fail")
 
     def _check_cancel(self, op: Cancel) -> None:
-        self._existing(op.id, (PENDING, PROCESSING), "cancel")
+        self._existing(op.id, FROM_STATUS[Cancel], "cancel")
 
     @staticmethod
     def _distinct(ids: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -331,21 +350,21 @@ class QueueState:
             self._existing(item_id, allowed, what)
 
     def _check_expire(self, op: Expire) -> None:
-        self._check_each(op.ids, (PENDING,), "expire")
+        self._check_each(op.ids, FROM_STATUS[Expire], "expire")
 
     def _check_requeue(self, op: Requeue) -> None:
-        self._existing(op.id, (ItemStatus.FAILED, ItemStatus.CANCELLED), "requeue")
+        self._existing(op.id, FROM_STATUS[Requeue], "requeue")
 
     def _check_extend_lease(self, op: ExtendLease) -> None:
         _time("expires_at", op.expires_at)
-        self._existing(op.id, (PROCESSING,), "extendLease")
+        self._existing(op.id, FROM_STATUS[ExtendLease], "extendLease")
 
     def _check_purge(self, op: Purge) -> None:
-        if type(op.status) is not str or op.status not in {s.value for s in FINISHED}:
+        if type(op.status) is not str or op.status not in {s.value for s in FROM_STATUS[Purge]}:
             raise ValueError(f"purge of status {op.status!r:.40}")
 
     def _check_drop(self, op: Drop) -> None:
-        self._check_each(op.ids, FINISHED, "drop")
+        self._check_each(op.ids, FROM_STATUS[Drop], "drop")
 
     def _check_set_paused(self, op: SetPaused) -> None:
         if type(op.paused) is not bool:
@@ -601,7 +620,7 @@ class QueueState:
 
     # ---------------------------------------------------------------- queries
 
-    def promote(self, now: int) -> None:
+    def _release_delayed(self, now: int) -> None:
         """Move delayed items that are due to the ready heap (an index change only)."""
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
@@ -617,7 +636,7 @@ class QueueState:
         The caller applies a ``Pop`` of exactly these ids right away: their heap entries are
         consumed here.
         """
-        self.promote(now)
+        self._release_delayed(now)
         if self.paused or n <= 0:
             return []
         allowance = self.breaker.may_hand_out()
@@ -704,7 +723,7 @@ class QueueState:
 
     def ready_now(self, now: int) -> int:
         """How many pending items are ready to be handed out now (ignoring pause/breaker)."""
-        self.promote(now)
+        self._release_delayed(now)
         return self.ready_count
 
     @property
@@ -865,7 +884,7 @@ class QueueState:
                     key = (item.priority << SEQ_BITS) | item._seq
                     ready[item._partition].append((key, token, item))
             else:
-                # Schedule as of the snapshot's time; promote() moves what is due by now.
+                # Schedule as of the snapshot's time; _release_delayed() moves what is due.
                 state._enter_line_or_schedule(item, last_t)
         state.ready_count += ready_count
         state.delayed_count += delayed_count

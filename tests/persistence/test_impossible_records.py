@@ -55,7 +55,7 @@ def seed(path: Path, key: bytes | None) -> None:
     q.push(SyncItem("x", id="waiting").with_partition_key("k"))
     # Not shutdown(): that would release the lease of "busy" on the next open anyway, but
     # keep the directory as a crash leaves it (only the journal).
-    q._persistence.store.close()  # type: ignore[union-attr]
+    q._engine.storage.store.close()  # type: ignore[union-attr]
 
 
 def push_record(item_id: str, **changes: Any) -> dict[str, Any]:
