@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .clock import Clock
 from .config import QueueConfig
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .storage.fileio import FileIO
 
 __all__ = ["FailResult", "Health", "Journal", "Page", "PushBatchResult", "SyncQueue"]
+
+T = TypeVar("T")
 
 
 class SyncQueue:
@@ -62,6 +64,7 @@ class SyncQueue:
                 engine.start()
         self.config = engine.config
         self._engine = engine
+        self._core = engine.core
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # wakes blocked pops
         self._waiters = 0
@@ -89,14 +92,12 @@ class SyncQueue:
     def push(self, item: SyncItem) -> str:
         """Add one item; returns its id. ``DuplicateItem`` if that id is already retained."""
         _check_items((item,), "item")
-        with self._change() as (core, now):
-            return core.push(now, item)
+        return self._change(self._core.push, item)
 
     def push_batch(self, items: Sequence[SyncItem]) -> list[str]:
         """Add items; returns the ids added (duplicates are skipped). Capacity: all or nothing."""
         _check_items(items, "items")
-        with self._change() as (core, now):
-            return core.push_batch(now, items).ids
+        return self._change(self._core.push_batch, items).ids
 
     # ------------------------------------------------------------- consumers
 
@@ -128,77 +129,71 @@ class SyncQueue:
         if lease_ms is not None and lease_ms <= 0:
             raise InvalidParams("lease: must be positive", field="leaseMs")
         wait_s = 0.0 if timeout is None else to_ms(timeout, "timeout") / 1000
-        engine = self._engine
-        engine.core.check_partition(partition)
+        self._core.check_partition(partition)
         deadline = time.monotonic() + wait_s
-        waited = False
-        with self._change() as (core, now):
-            while True:
-                if engine.closed and waited:
-                    return []  # woken by shutdown: waiting pops get nothing
-                if waited:
-                    now = engine.begin_change()
-                items = core.pop(now, n, lease_ms, partition)
-                remaining = deadline - time.monotonic()
-                if items or remaining <= 0:
-                    return items
-                wakeup = core.next_wakeup()
-                if wakeup is not None:
-                    remaining = min(remaining, max(0.001, (wakeup - now) / 1000))
-                self._waiters += 1
-                try:
-                    self._ready.wait(remaining)
-                finally:
-                    self._waiters -= 1
-                waited = True
+        return self._change(self._pop_or_wait, n, lease_ms, partition, deadline)
+
+    def _pop_or_wait(
+        self, now: int, n: int, lease_ms: int | None, partition: int | None, deadline: float
+    ) -> list[SyncItem]:
+        """Under the lock: pop, or wait on the condition until an item may be ready."""
+        engine, core = self._engine, self._core
+        while True:
+            items = core.pop(now, n, lease_ms, partition)
+            remaining = deadline - time.monotonic()
+            if items or remaining <= 0:
+                return items
+            wakeup = core.next_wakeup()
+            if wakeup is not None:
+                remaining = min(remaining, max(0.001, (wakeup - now) / 1000))
+            self._waiters += 1
+            try:
+                self._ready.wait(remaining)
+            finally:
+                self._waiters -= 1
+            if engine.closed:
+                return []  # woken by shutdown: waiting pops get nothing
+            now = engine.begin_change()
 
     def mark_completed(self, id: str, lease_id: str | None = None) -> None:
         """The item's work is done. Only for a ``processing`` item whose lease is current."""
-        with self._change() as (core, now):
-            core.complete(now, id, lease_id)
+        self._change(self._core.complete, id, lease_id)
 
     def mark_failed(
         self, id: str, error: str | None = None, lease_id: str | None = None
     ) -> FailResult:
         """The attempt failed. Truthy (``.retry``): the item will be retried at
         ``.available_at``; falsy: it is now ``failed``."""
-        with self._change() as (core, now):
-            return core.fail(now, id, error, lease_id)
+        return self._change(self._core.fail, id, error, lease_id)
 
     def extend_lease(self, id: str, lease: Duration, lease_id: str | None = None) -> int:
         """Heartbeat: the lease now ends ``lease`` from now. Returns the new expiry (ms)."""
         lease_ms = to_ms(lease, "lease")
         if lease_ms <= 0:
             raise InvalidParams("leaseMs: must be positive", field="leaseMs")
-        with self._change() as (core, now):
-            return core.extend_lease(now, id, lease_ms, lease_id)
+        return self._change(self._core.extend_lease, id, lease_ms, lease_id)
 
     # ------------------------------------------------------------ management
 
     def cancel(self, id: str) -> None:
         """A ``pending`` or ``processing`` item becomes ``cancelled``."""
-        with self._change() as (core, now):
-            core.cancel(now, id)
+        self._change(self._core.cancel, id)
 
     def requeue(self, id: str) -> None:
         """A ``failed`` or ``cancelled`` item goes back to pending, last in line, attempts 0."""
-        with self._change() as (core, now):
-            core.requeue(now, id)
+        self._change(self._core.requeue, id)
 
     def purge(self, status: ItemStatus | str) -> int:
         """Forget every item with ``status`` (completed, failed or cancelled only)."""
         parsed = ItemStatus.parse(status)
-        with self._change() as (core, now):
-            return core.purge(now, parsed)
+        return self._change(self._core.purge, parsed)
 
     def pause(self) -> None:
         """Stop handing out items (durable, like any change) until ``resume``."""
-        with self._change() as (core, now):
-            core.set_paused(now, True)
+        self._change(self._core.set_paused, True)
 
     def resume(self) -> None:
-        with self._change() as (core, now):
-            core.set_paused(now, False)
+        self._change(self._core.set_paused, False)
 
     def run_maintenance(self) -> None:
         """Apply what is due now (leases, TTLs, retention, breaker), tidy the indexes, and
@@ -294,21 +289,21 @@ class SyncQueue:
 
     # ----------------------------------------------------------------- inside
 
-    @contextlib.contextmanager
-    def _change(self) -> Iterator[tuple[QueueCore, int]]:
-        """The lock for a change, after the checks and catch-up every change shares; on the
-        way out (also after an error: catching up may have written records) it commits,
-        outside the lock, then delivers the events the change raised."""
+    def _change(self, change: Callable[..., T], *args: Any) -> T:
+        """``change(now, *args)`` under the lock, after the checks and catch-up every change
+        shares; on the way out (also after an error: catching up may have written records)
+        it commits, outside the lock, then delivers the events the change raised. (A plain
+        method, not a context manager: this is the cost of every call.)"""
         engine = self._engine
         ticket = 0
         try:
             with self._lock:
                 try:
-                    now = engine.begin_change()
-                    yield engine.core, now
+                    return change(engine.begin_change(), *args)
                 finally:
                     ticket = engine.core.ticket
-                    self._wake()  # a change may have made an item ready
+                    if self._waiters:  # a change may have made an item ready
+                        self._ready.notify_all()
         finally:
             self._after(ticket)
 
@@ -331,8 +326,11 @@ class SyncQueue:
             self._after(ticket if ticket != before else 0)
 
     def _after(self, ticket: int) -> None:
-        self._engine.commit(ticket)
-        self._engine.deliver_events()
+        engine = self._engine
+        if ticket:
+            engine.commit(ticket)
+        if engine.core.state.events:
+            engine.deliver_events()
 
     def _wake(self) -> None:
         if self._waiters:
