@@ -23,8 +23,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from .config import QueueConfig
+from .entry import Entry
 from .errors import CapacityExceeded, DuplicateItem, InvalidParams, InvalidState, ItemNotFound
-from .item import ItemStatus, Priority, SyncItem, check_id
+from .item import Item, ItemStatus, Priority, SyncItem, check_id
+from .legality import FROM_STATUS, LIVE
 from .metrics import Metrics
 from .ops import (
     BreakerProbe,
@@ -45,7 +47,7 @@ from .ops import (
 )
 from .results import FailResult, Page, PushBatchResult
 from .retry import Backoff
-from .state import FROM_STATUS, LIVE, Event, QueueState
+from .state import Event, QueueState
 
 __all__ = ["Journal", "QueueCore"]
 
@@ -110,12 +112,12 @@ class QueueCore:
         if self._taken(item.id):
             raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
         self._check_capacity(1)
-        self._record(Push(now, (item.admitted(now, self.config.max_retries),)))
+        self._record(Push(now, (Entry.admit(item, now, self.config.max_retries),)))
         return item.id
 
     def push_batch(self, now: int, items: Sequence[SyncItem]) -> PushBatchResult:
         """Add items, skipping duplicates. Capacity: all or nothing."""
-        accepted: list[SyncItem] = []
+        accepted: list[Entry] = []
         duplicates: list[str] = []
         seen: set[str] = set()
         for item in items:
@@ -123,7 +125,7 @@ class QueueCore:
                 duplicates.append(item.id)
                 continue
             seen.add(item.id)
-            accepted.append(item.admitted(now, self.config.max_retries))
+            accepted.append(Entry.admit(item, now, self.config.max_retries))
         if accepted:
             self._check_capacity(len(accepted))
             self._record(Push(now, tuple(accepted)))
@@ -151,8 +153,8 @@ class QueueCore:
 
     def pop(
         self, now: int, n: int, lease_ms: int | None = None, partition: int | None = None
-    ) -> list[SyncItem]:
-        """Hand out up to ``n`` ready items, now ``processing`` under a lease (copies)."""
+    ) -> list[Item]:
+        """Hand out up to ``n`` ready items, now ``processing`` under a lease."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
         lease_ms = self.lease_ms if lease_ms is None else lease_ms
@@ -162,7 +164,7 @@ class QueueCore:
         if not ids:
             return []
         handed = self._record(Pop(now, tuple(ids), lease_ms))
-        return [item.copy() for item in handed]
+        return [entry.view() for entry in handed]
 
     def check_partition(self, partition: int | None) -> int | None:
         if partition is None:
@@ -204,7 +206,7 @@ class QueueCore:
         expires_at: int = self._record(ExtendLease(now, item_id, now + lease_ms))
         return expires_at
 
-    def _leased(self, op: type[Op], item_id: str, lease_id: str | None, action: str) -> SyncItem:
+    def _leased(self, op: type[Op], item_id: str, lease_id: str | None, action: str) -> Entry:
         item = self.item(item_id)
         if item.status not in FROM_STATUS[op]:
             why = " (its lease expired)" if item.last_error == LEASE_EXPIRED else ""
@@ -322,8 +324,8 @@ class QueueCore:
 
     # ----------------------------------------------------------------- reads
 
-    def item(self, item_id: str) -> SyncItem:
-        """The core's own item (not a copy); ``ItemNotFound`` if none."""
+    def item(self, item_id: str) -> Entry:
+        """The core's own entry (callers get its ``view()``); ``ItemNotFound`` if none."""
         item = self.state.items.get(item_id)
         if item is None:
             check_id(item_id)
@@ -348,7 +350,7 @@ class QueueCore:
             raise InvalidParams(
                 f"limit: expected an integer 1-{MAX_LIST_LIMIT}, got {limit!r}", field="limit"
             )
-        page: list[SyncItem] = []
+        page: list[Item] = []
         last_seq = 0
         more = False
         for item in self._items_after(_parse_cursor(after)):
@@ -359,11 +361,11 @@ class QueueCore:
             if len(page) == limit:
                 more = True
                 break
-            page.append(item.copy())
+            page.append(item.view())
             last_seq = item._seq
         return Page(page, str(last_seq) if more else None)
 
-    def _items_after(self, after_seq: int) -> Iterator[SyncItem]:
+    def _items_after(self, after_seq: int) -> Iterator[Entry]:
         items = self.state.iter_items()
         if after_seq:
             for item in items:

@@ -25,6 +25,7 @@ from .breaker import BreakerChanged
 from .core import MAX_LIST_LIMIT
 from .engine import Engine
 from .errors import InvalidParams, PersistenceError, ShuttingDown
+from .long_polls import LongPolls
 from .protocol import CallInfo, Dispatcher, MethodNotFound, ServerLink, Waiting
 from .protocol import check_params as check
 from .state import Event, ItemFailed
@@ -55,14 +56,6 @@ class Method:
     handler: Handler
 
 
-@dataclass
-class _Waiter:
-    waiting: Waiting
-    n: int | None  # None: a single pop (answered with an item or null)
-    lease_ms: int | None
-    partition: int | None
-
-
 class QueueDispatcher(Dispatcher):
     """Serves one ``Engine`` over the protocol."""
 
@@ -72,7 +65,7 @@ class QueueDispatcher(Dispatcher):
         self._data_dir = data_dir
         self._recovered = recovered
         self._link: ServerLink | None = None
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters = LongPolls(engine)
         self._flushes: deque[tuple[Future[None], Waiting]] = deque()
         self._events: list[Event] = []
         self._ready_before = 0
@@ -118,7 +111,7 @@ class QueueDispatcher(Dispatcher):
         finally:
             self.engine.deliver_events()  # catching up may have raised some before an error
         if self._waiters:
-            self._serve_waiters()
+            self._waiters.serve()
         if self._events:
             self._send_events()
         return result
@@ -140,7 +133,7 @@ class QueueDispatcher(Dispatcher):
         engine = self.engine
         until_maintenance = engine.run_maintenance()
         if self._waiters:
-            self._serve_waiters()
+            self._waiters.serve()
         # First: reading applies what became due (and raises its events).
         ready = self._ready_count()
         wakeup, queue_now = self.core.next_wakeup(), engine.now()
@@ -218,50 +211,6 @@ class QueueDispatcher(Dispatcher):
             else:
                 waiting.fail(error)
 
-    # -- long polls --
-
-    def _serve_waiters(self) -> None:
-        """Hand ready items to waiting pops, oldest first."""
-        waiters = self._waiters
-        for waiter in list(waiters):
-            if waiter.waiting.done:
-                waiters.remove(waiter)
-                continue
-            if not self._ready_count():
-                return
-            try:
-                items = self.core.pop(
-                    self.engine.begin_change(), waiter.n or 1, waiter.lease_ms, waiter.partition
-                )
-            except PersistenceError as exc:
-                # Fail-stopped: no pop succeeds again. Answer the waiters with that, not
-                # the call that is serving them (a read must still be answered).
-                for other in waiters:
-                    other.waiting.fail(exc)
-                waiters.clear()
-                return
-            if not items:
-                continue  # e.g. nothing ready in its partition: later waiters may be served
-            waiters.remove(waiter)
-            waiter.waiting.resolve(
-                [i.to_dict() for i in items] if waiter.n is not None else items[0].to_dict()
-            )
-
-    def _wait(
-        self,
-        call: CallInfo,
-        timeout_ms: int,
-        n: int | None,
-        lease_ms: int | None,
-        partition: int | None,
-    ) -> Any:
-        empty: Any = [] if n is not None else None
-        if call.in_batch or not timeout_ms:
-            return empty
-        waiting = Waiting(empty=empty, timeout=timeout_ms / 1000)
-        self._waiters.append(_Waiter(waiting, n, lease_ms, partition))
-        return waiting
-
     # -- methods (params already checked against wire.PARAMS) --
 
     def _ping(self, params: dict[str, Any], call: CallInfo) -> Any:
@@ -294,12 +243,12 @@ class QueueDispatcher(Dispatcher):
         if call.is_notification:
             return None if n is None else []  # nothing is handed out that nobody would receive
         lease_ms, partition = params.get("leaseMs"), params.get("partition")
-        self._serve_waiters()  # older waiting pops first
+        self._waiters.serve()  # older waiting pops first
         if not self._waiters:
             items = self.core.pop(self.engine.begin_change(), n or 1, lease_ms, partition)
             if items:
                 return [i.to_dict() for i in items] if n is not None else items[0].to_dict()
-        return self._wait(call, params.get("timeoutMs", 0), n, lease_ms, partition)
+        return self._waiters.wait(call, params.get("timeoutMs", 0), n, lease_ms, partition)
 
     def _check_partition(self, method: str, params: dict[str, Any]) -> None:
         """Refused now, naming the field: a waiting pop is only handed to the core later,

@@ -24,7 +24,7 @@ from .core import Journal, QueueCore
 from .durations import Duration, to_ms
 from .engine import Engine, Health
 from .errors import InvalidParams
-from .item import ItemStatus, Priority, SyncItem
+from .item import Item, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, Throughput
 from .results import FailResult, Page, PushBatchResult
 from .state import Event, QueueState
@@ -106,7 +106,7 @@ class SyncQueue:
         timeout: Duration | None = None,
         lease: Duration | None = None,
         partition: int | None = None,
-    ) -> SyncItem | None:
+    ) -> Item | None:
         """Hand out the next ready item, now ``processing`` under a lease; None if none.
 
         With ``timeout`` it waits up to that long for one (without spinning).
@@ -120,7 +120,7 @@ class SyncQueue:
         timeout: Duration | None = None,
         lease: Duration | None = None,
         partition: int | None = None,
-    ) -> list[SyncItem]:
+    ) -> list[Item]:
         """Hand out up to ``n`` ready items (default ``batch_size``); waits like ``pop``."""
         n = self.config.batch_size if n is None else n
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -135,7 +135,7 @@ class SyncQueue:
 
     def _pop_or_wait(
         self, now: int, n: int, lease_ms: int | None, partition: int | None, deadline: float
-    ) -> list[SyncItem]:
+    ) -> list[Item]:
         """Under the lock: pop, or wait on the condition until an item may be ready."""
         engine, core = self._engine, self._core
         while True:
@@ -202,9 +202,9 @@ class SyncQueue:
 
     # ----------------------------------------------------------------- reads
 
-    def get(self, id: str) -> SyncItem:
+    def get(self, id: str) -> Item:
         with self._reading() as (core, _):
-            return core.item(id).copy()
+            return core.item(id).view()
 
     def list(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .item import SyncItem
+from .item import Item
 
 __all__ = ["FailResult", "Page", "PushBatchResult"]
 
@@ -40,5 +40,5 @@ class FailResult:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[SyncItem]
+    items: list[Item]
     next: str | None  # pass as ``after`` for the next page; None on the last page

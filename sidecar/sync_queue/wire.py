@@ -106,9 +106,9 @@ def item_from_params(where: str, params: Any, index: int | None = None) -> SyncI
         item.metadata = dict(metadata)
     item.partition_key = params.get("partitionKey")
     if "delayMs" in params:
-        item._delay_ms = params["delayMs"]
+        item.delay_ms = params["delayMs"]
     if "ttlMs" in params:
-        item._ttl_ms = params["ttlMs"]
+        item.ttl_ms = params["ttlMs"]
     return item
 
 

@@ -547,7 +547,8 @@ def test_returned_items_are_copies(q: SyncQueue) -> None:
     source.metadata["user_id"] = "changed"
     got = q.get(item_id)
     got.metadata["user_id"] = "mutated"
-    got.status = ItemStatus.COMPLETED
+    with pytest.raises(AttributeError):  # the returned Item is read-only
+        got.status = ItemStatus.COMPLETED  # type: ignore[misc]
     again = q.get(item_id)
     assert again.metadata == {"user_id": "u-1"} and again.status is ItemStatus.PENDING
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sync_queue import ManualClock, QueueConfig, SyncItem, SyncQueue
+from sync_queue.entry import Entry
 from sync_queue.ops import Cancel, Push
 from sync_queue.persistence import open_store
 from sync_queue.state import QueueState
@@ -94,7 +95,7 @@ def test_after_a_crash_with_the_clock_behind_a_deadline_loses_at_most_an_idle_in
 def test_a_version_1_snapshot_counts_retention_from_updated_at() -> None:
     config = QueueConfig(retention_period=10)
     state = QueueState(config)
-    item = SyncItem.new("x").with_id("x").admitted(1_000, 3)
+    item = Entry.admit(SyncItem.new("x").with_id("x"), 1_000, 3)
     state.apply(Push(1_000, (item,)))
     state.apply(Cancel(5_000, "x"))
     snapshot = state.to_snapshot()

@@ -109,7 +109,7 @@ def test_the_folds_small_steps_build_the_same_state() -> None:
     q.push_batch([SyncItem.new({"n": n}, priorities[n % 4]) for n in range(5_000)])
     delayed = [SyncItem.new({"late": n}) for n in range(500)]
     for n, item in enumerate(delayed):
-        item._delay_ms = 60_000 + n
+        item.delay_ms = 60_000 + n
     q.push_batch(delayed)
     for _ in range(300):
         q.pop()

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from sync_queue import ManualClock, QueueConfig, SyncItem, SyncQueue
+from sync_queue.entry import RECORD_FIELDS, Entry
 from sync_queue.errors import PersistenceError
 from sync_queue.persistence import encode_state, open_store
 from sync_queue.state import QueueState
@@ -59,8 +60,8 @@ def seed(path: Path, key: bytes | None) -> None:
 
 
 def push_record(item_id: str, **changes: Any) -> dict[str, Any]:
-    record = SyncItem("x", id=item_id).admitted(T, 1).to_record()
-    fields = SyncItem.RECORD_FIELDS
+    record = Entry.admit(SyncItem("x", id=item_id), T, 1).to_record()
+    fields = [f.name for f in RECORD_FIELDS]
     for name, value in changes.items():
         record[fields.index(name)] = value
     return {"op": "push", "t": T, "items": [record]}
@@ -176,7 +177,7 @@ def snapshot_blob(tmp_path: Path, change: Any) -> bytes:
 
 
 def _no_lease(header: dict[str, Any], items: list[list[Any]]) -> None:
-    items[0][SyncItem.RECORD_FIELDS.index("leaseExpiresAt")] = None
+    items[0][[f.name for f in RECORD_FIELDS].index("leaseExpiresAt")] = None
 
 
 def _bad_time(header: dict[str, Any], items: list[list[Any]]) -> None:
