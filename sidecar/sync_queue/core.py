@@ -85,12 +85,11 @@ class QueueCore:
         self.state.events = []
         self.journal = journal
         self.ticket = 0  # the journal ticket of the last record appended
-        self._backoff = Backoff(
-            round(config.base_retry_delay * 1000), round(config.max_retry_delay * 1000), rng
-        )
-        self.lease_ms = round(config.lease_timeout * 1000)
-        self._retention_ms = round(config.retention_period * 1000)
-        self._mark_ms = max(1, round(config.cleanup_interval * 1000))
+        ms = config.timings()
+        self._backoff = Backoff(ms.base_retry_delay_ms, ms.max_retry_delay_ms, rng)
+        self.lease_ms = ms.lease_timeout_ms
+        self._retention_ms = ms.retention_period_ms
+        self._mark_ms = max(1, ms.cleanup_interval_ms)
         self._calls = 0
 
     def replace_state(self, state: QueueState) -> None:

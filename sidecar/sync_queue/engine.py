@@ -54,8 +54,8 @@ class Storage(Protocol):
     def journal(self) -> Journal | None: ...
 
     @property
-    def interval(self) -> float:
-        """Seconds between snapshots or compactions (``persistence_interval``)."""
+    def interval_ms(self) -> int:
+        """Between snapshots or compactions (``persistence_interval``)."""
         ...
 
     @property
@@ -113,7 +113,8 @@ class Engine:
         self._rollback_lock = threading.Lock()
         self.rolled_back = False
         self.state_lost: str | None = None  # why that rebuild failed: reads refused
-        self._next_cleanup = self._next_persist = time.monotonic()
+        self._cleanup_ms = config.timings().cleanup_interval_ms
+        self._next_cleanup = self._next_persist = _monotonic_ms()
 
     def start(self) -> None:
         """Anchor the queue's time and release items a crash left processing; committed.
@@ -245,17 +246,17 @@ class Engine:
 
     # ---------------------------------------------------------- cadence
 
-    def run_maintenance(self, force: bool = False) -> float:
-        """Run the housekeeping and storage work that is due; seconds until more is.
+    def run_maintenance(self, force: bool = False) -> int:
+        """Run the housekeeping and storage work that is due; ms until more is.
 
         Housekeeping (every ``cleanup_interval``, or now if ``force``): catch up with time,
         record the queue's time when idle (so a crash loses at most this much of it), tidy
         the indexes. Storage (every ``persistence_interval``): a snapshot, or a compaction if
         the journal grew.
         """
-        mono = time.monotonic()
+        mono = _monotonic_ms()
         if force or mono >= self._next_cleanup:
-            self._next_cleanup = mono + self.config.cleanup_interval
+            self._next_cleanup = mono + self._cleanup_ms
             with contextlib.suppress(QueueError):  # fail-stop or shutdown: seen by callers
                 self._housekeep()
         next_due = self._next_cleanup
@@ -266,11 +267,11 @@ class Engine:
                 # applied since the last write are not durable and never will be.
                 self.roll_back()
             if mono >= self._next_persist:
-                self._next_persist = mono + storage.interval
+                self._next_persist = mono + storage.interval_ms
                 with contextlib.suppress(QueueError):
                     storage.tick(self.encode_live)
             next_due = min(next_due, self._next_persist)
-        return max(0.0, next_due - time.monotonic())
+        return max(0, next_due - _monotonic_ms())
 
     def _housekeep(self) -> None:
         with self.guard:
@@ -359,3 +360,7 @@ class Engine:
 
 def _nothing() -> None:
     pass
+
+
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000

@@ -145,7 +145,7 @@ class QueueDispatcher(Dispatcher):
         elif not ready:
             self._held_back = False
         self._ready_before = ready
-        waits = [until_maintenance]
+        waits = [until_maintenance / 1000]  # seconds: the server's unit
         if self._held_back:
             waits.append(self._last_notified + NOTIFY_WINDOW_S - now)
         if wakeup is not None:

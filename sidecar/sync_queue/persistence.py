@@ -240,7 +240,7 @@ class StorePersistence:
         self.journal: StoreJournal | None = (
             None if config.durability == "snapshot" else StoreJournal(store)
         )
-        self.interval = config.persistence_interval
+        self.interval_ms = config.timings().persistence_interval_ms
         self._compacted_through = store.stats().last_seq
         self._lock = threading.Lock()
 
@@ -334,7 +334,7 @@ def open_store(
         durability=config.durability,
         compression_level=config.compression_level if config.enable_compression else 0,
         key=key,
-        fsync_interval=config.persistence_interval,
+        fsync_interval=config.sync_interval,
         fold=make_fold(config),
         io=io,
         lock_timeout=config.lock_timeout,

@@ -337,9 +337,9 @@ class SyncQueue:
             self._ready.notify_all()
 
     def _maintain(self) -> None:
-        wait = 0.0
+        wait = 0.0  # seconds: threading's unit
         while not self._stop.wait(wait):
-            wait = max(0.01, self._engine.run_maintenance())
+            wait = max(10, self._engine.run_maintenance()) / 1000
 
 
 def _check_items(items: Sequence[SyncItem], field: str) -> None:

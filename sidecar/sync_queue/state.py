@@ -111,10 +111,9 @@ class QueueState:
         self.last_t = 0
         self.unmeasured = 0  # queue time minus measured time (see ``finished`` above)
         self.paused = False
-        self.breaker = CircuitBreaker(
-            config.breaker_failure_threshold, round(config.breaker_cooldown * 1000)
-        )
-        self.metrics = MetricsRecorder(config.throughput_window)
+        ms = config.timings()
+        self.breaker = CircuitBreaker(config.breaker_failure_threshold, ms.breaker_cooldown_ms)
+        self.metrics = MetricsRecorder(ms.throughput_window_ms)
         self.status_counts = dict.fromkeys(ItemStatus, 0)
         self.live_by_priority = [0] * len(Priority)
         self._partitions = config.partitions

@@ -710,3 +710,21 @@ def test_events_raised_by_time_passing_reach_the_listener_on_a_read(
     clock.advance(5_000)
     q.health()  # a read catches up with time: the breaker half-opens
     assert events[-1] == BreakerChanged("halfOpen", "cool-down ended; letting one probe through")
+
+
+def test_sync_interval_is_its_own_option_and_the_engine_reads_durations_in_ms() -> None:
+    c = QueueConfig(persistence_interval=timedelta(minutes=1), sync_interval=0.25)
+    assert (c.persistence_interval, c.sync_interval, QueueConfig().sync_interval) == (
+        60.0,
+        0.25,
+        1.0,
+    )
+    ms = c.timings()
+    assert (ms.persistence_interval_ms, ms.sync_interval_ms, ms.lease_timeout_ms) == (
+        60_000,
+        250,
+        30_000,
+    )
+    with pytest.raises(InvalidParams) as info:
+        QueueConfig(sync_interval=-1)
+    assert info.value.data["field"] == "sync_interval"

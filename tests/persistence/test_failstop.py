@@ -59,6 +59,7 @@ def make_queue(
         persistence_path=tmp_path / "data",
         durability=durability,  # type: ignore[arg-type]
         persistence_interval=kw.pop("persistence_interval", 3600),
+        sync_interval=kw.pop("sync_interval", 3600),
         **kw,
     )
     return SyncQueue(config, maintenance_thread=False, file_io=io), io
@@ -222,7 +223,7 @@ def test_periodic_fsync_failure_keeps_what_was_acknowledged(tmp_path: Path) -> N
     io = FailingIO()
     clock = ManualClock()
     config = QueueConfig(
-        persistence_path=tmp_path / "data", durability="periodic", persistence_interval=0.02
+        persistence_path=tmp_path / "data", durability="periodic", sync_interval=0.02
     )
     q = SyncQueue(config, clock=clock, maintenance_thread=False, file_io=io)
     q.push(SyncItem.new("a").with_id("a"))
