@@ -1,8 +1,8 @@
 """The method table (``METHODS``): JSON-RPC params -> core calls -> JSON results.
 
 ``METHODS`` is Python's one list of wire methods (docs/protocol.md §4): each entry says
-whether the method is read-only and which handler serves it; ``READ_ONLY`` and the param
-specs (``wire.PARAMS``) are checked against it. Everything runs on the server's thread: the
+whether the method is read-only, its params (``wire.PARAMS``) and which handler serves it;
+``READ_ONLY`` is derived from it. Everything runs on the server's thread: the
 dispatcher drives an ``Engine`` directly (no lock, no maintenance thread): each call catches
 up with time and calls the core; the server's ``commit`` makes the whole read batch durable
 with one journal commit (group commit) before any reply is written; ``tick`` drives
@@ -26,7 +26,7 @@ from .core import MAX_LIST_LIMIT
 from .engine import Engine
 from .errors import InvalidParams, PersistenceError, ShuttingDown
 from .long_polls import LongPolls
-from .protocol import CallInfo, Dispatcher, MethodNotFound, ServerLink, Waiting
+from .protocol import CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
 from .protocol import check_params as check
 from .state import Event, ItemFailed
 from .wire import PARAMS, health_to_wire, item_from_params, stats_to_wire
@@ -49,10 +49,12 @@ Handler = Callable[["QueueDispatcher", dict[str, Any], CallInfo], Any]
 
 @dataclass(frozen=True)
 class Method:
-    """One wire method: its name, whether it changes nothing, and its handler."""
+    """One wire method: its name, whether it changes nothing, its params (``wire.PARAMS``;
+    None: the handler checks them) and its handler."""
 
     name: str
     read_only: bool
+    params: Mapping[str, Param] | None
     handler: Handler
 
 
@@ -103,9 +105,8 @@ class QueueDispatcher(Dispatcher):
             )
         if not spec.read_only:
             self._changed = True
-        param_spec = PARAMS[method]
-        if param_spec is not None:
-            check(method, params, param_spec)
+        if spec.params is not None:
+            check(method, params, spec.params)
         try:
             result = spec.handler(self, params, call)
         finally:
@@ -344,7 +345,7 @@ class QueueDispatcher(Dispatcher):
 
 
 def _method(name: str, handler: Handler, *, read_only: bool = False) -> Method:
-    return Method(name, read_only, handler)
+    return Method(name, read_only, PARAMS[name], handler)
 
 
 D = QueueDispatcher

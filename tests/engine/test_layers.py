@@ -92,3 +92,14 @@ def test_the_check_sees_a_storage_import() -> None:
         "import sync_queue.storage.store",
     ):
         assert any(names_storage(m) for m, _ in imported(ast.parse(source))), source
+
+
+def test_methods_is_the_one_method_table() -> None:
+    from sync_queue.methods import METHODS, READ_ONLY, QueueDispatcher
+    from sync_queue.wire import PARAMS
+
+    assert set(METHODS) == set(PARAMS)
+    assert {name for name, m in METHODS.items() if m.read_only} == READ_ONLY
+    assert QueueDispatcher.read_only_methods == READ_ONLY
+    assert {"ping", "get", "list", "stats", "health"} == READ_ONLY
+    assert all(m.name == name and m.params is PARAMS[name] for name, m in METHODS.items())
