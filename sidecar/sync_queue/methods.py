@@ -76,7 +76,7 @@ class QueueDispatcher(Dispatcher):
         self._changed = True  # a call that may change the queue ran since the last tick
         self._next_tick = 0.0  # monotonic time when time alone makes a tick worthwhile
         self._committed = 0  # the journal ticket of the last commit
-        engine.on_event = self._events.append
+        engine.on_event = self._on_event
 
     # -- the server's hooks --
 
@@ -113,8 +113,7 @@ class QueueDispatcher(Dispatcher):
             self.engine.deliver_events()  # catching up may have raised some before an error
         if self._waiters:
             self._waiters.serve()
-        if self._events:
-            self._send_events()
+        self._send_events()
         return result
 
     def tick(self) -> float | None:
@@ -138,8 +137,7 @@ class QueueDispatcher(Dispatcher):
         # First: reading applies what became due (and raises its events).
         ready = self._ready_count()
         wakeup, queue_now = self.core.next_wakeup(), engine.now()
-        if self._events:
-            self._send_events()
+        self._send_events()
         now = time.monotonic()
         if ready and (not self._ready_before or self._held_back):
             self._notify_items_available(now)
@@ -187,9 +185,14 @@ class QueueDispatcher(Dispatcher):
         self._last_notified = now
         self._link.notify("itemsAvailable", {"pending": self._ready_count()})
 
+    def _on_event(self, event: Event) -> None:
+        self._events.append(event)  # sent as a notification after the call or tick
+
     def _send_events(self) -> None:
+        self.engine.deliver_events()  # into self._events
+        if not self._events:
+            return
         assert self._link is not None
-        self.engine.deliver_events()
         events, self._events = self._events, []
         for event in events:
             if isinstance(event, ItemFailed):
