@@ -66,7 +66,7 @@ class Storage(Protocol):
 
     def encode(self, state: QueueState) -> bytes: ...
 
-    def tick(self, encode_live: Callable[[], bytes]) -> None: ...
+    def checkpoint(self, encode_live: Callable[[], bytes]) -> None: ...
 
     def flush_async(self, encode_live: Callable[[], bytes]) -> Future[None]: ...
 
@@ -269,7 +269,7 @@ class Engine:
             if mono >= self._next_persist:
                 self._next_persist = mono + storage.interval_ms
                 with contextlib.suppress(QueueError):
-                    storage.tick(self.encode_live)
+                    storage.checkpoint(self.encode_live)
             next_due = min(next_due, self._next_persist)
         return max(0, next_due - _monotonic_ms())
 

@@ -226,11 +226,11 @@ class StoreJournal:
 class StorePersistence:
     """An engine's ``Storage``: what it does with its store besides journaling.
 
-    - ``tick``: called by ``Engine.maintain`` every ``interval`` seconds: in
+    - ``checkpoint``: called by ``Engine.run_maintenance`` every ``persistence_interval``: in
       ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
       the journal modes it asks the store for a background compaction if the journal grew.
-    - ``flush``: everything so far durable and compacted; ``flush_async`` the same without
-      waiting (the fold runs in the store's background thread).
+    - ``flush_async``: a future for everything so far durable and compacted (the fold runs
+      in the store's background thread).
     - ``close``: a last snapshot (``"snapshot"`` mode) or commit, then release the directory.
     """
 
@@ -244,7 +244,7 @@ class StorePersistence:
         self._compacted_through = store.stats().last_seq
         self._lock = threading.Lock()
 
-    def tick(self, encode_live: Callable[[], bytes]) -> None:
+    def checkpoint(self, encode_live: Callable[[], bytes]) -> None:
         if self.journal is None:
             self.store.write_snapshot(encode_live())
             return
