@@ -26,7 +26,7 @@ from .errors import (
     QueueError,
     ShuttingDown,
 )
-from .item import ItemStatus, Priority, SyncItem
+from .item import Item, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, Throughput
 from .queue import FailResult, Health, Page, PushBatchResult, SyncQueue
 from .state import ItemFailed
@@ -45,6 +45,7 @@ __all__ = [
     "Health",
     "InvalidParams",
     "InvalidState",
+    "Item",
     "ItemFailed",
     "ItemNotFound",
     "ItemStatus",

@@ -125,7 +125,7 @@ def _fail(status: int, message: str) -> int:
 
 def serve(config: QueueConfig) -> NoReturn:
     from .methods import QueueDispatcher
-    from .queue import SyncQueue
+    from .persistence import open_engine
     from .server import StdioServer, claim_stdio
 
     # Protect the protocol stream before anything can print (recovery may log or warn).
@@ -134,20 +134,20 @@ def serve(config: QueueConfig) -> NoReturn:
         clock = clock_from_env(os.environ)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    queue = SyncQueue(config, clock=clock, maintenance_thread=False)
+    engine = open_engine(config, clock=clock)
     # The recovered items live as long as the process: keep the cyclic GC from walking them
     # again and again (it found nothing to free in them, they hold no cycles).
     gc.freeze()
-    recovered: dict[str, Any] = dict(queue.metrics().by_status)
-    if queue.quarantined:  # only then: the usual ``recovered`` stays counts by status
-        recovered["quarantined"] = list(queue.quarantined)
+    recovered: dict[str, Any] = dict(engine.metrics(engine.now()).by_status)
+    if engine.quarantined:  # only then: the usual ``recovered`` stays counts by status
+        recovered["quarantined"] = list(engine.quarantined)
     data_dir = None if config.persistence_path is None else str(config.persistence_path)
-    dispatcher = QueueDispatcher(queue, data_dir=data_dir, recovered=recovered)
+    dispatcher = QueueDispatcher(engine, data_dir=data_dir, recovered=recovered)
     try:
         status = StdioServer(dispatcher, in_fd=in_fd, out_fd=out_fd).run()
     finally:
-        if not queue.is_shut_down:
-            queue.shutdown()
+        if not engine.closed:
+            engine.shutdown()
     # Everything is persisted and every reply written. Leave now: the interpreter's own
     # teardown (freeing a large queue) takes a while, and during it Python has already put
     # the default signal handlers back, so a second SIGTERM would kill the process by the

@@ -4,7 +4,7 @@ Every point in time inside the queue is an integer of milliseconds since the Uni
 the wire. A clock gives two readings: the wall clock (``now_ms``), which the user or NTP may
 move in either direction at any moment, and a monotonic clock (``monotonic_ms``), which only
 measures elapsed time. The queue runs on the monotonic one and follows the wall clock only by
-re-basing (``queue.py``, ``_time``), so a wrong wall clock cannot stretch a lease, a delay or a
+re-basing (``queue_time.py``), so a wrong wall clock cannot stretch a lease, a delay or a
 backoff. The clock is injected so tests move time by hand instead of sleeping.
 """
 

@@ -1,6 +1,7 @@
 """``QueueConfig``: every option of the seed's table, with its defaults, and what we added.
 
-Durations are stored in seconds (``float``) and may be given as ``datetime.timedelta``.
+Durations are given as seconds or ``datetime.timedelta`` and stored in seconds (``float``),
+the seed's unit; the engine reads them once, as whole milliseconds (:meth:`QueueConfig.timings`).
 Construction validates every field and names the field in the error, so a typo in a config
 file fails at start-up instead of surprising later.
 """
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .durations import to_seconds
+from .durations import to_ms, to_seconds
 from .errors import InvalidParams
 
-__all__ = ["DURABILITY_MODES", "Durability", "QueueConfig"]
+__all__ = ["DURABILITY_MODES", "Durability", "QueueConfig", "Timings"]
 
 Durability = Literal["always", "periodic", "snapshot"]
 DURABILITY_MODES: tuple[Durability, ...] = ("always", "periodic", "snapshot")
@@ -23,6 +24,7 @@ KEY_BYTES = 32
 
 _DURATIONS = (
     "persistence_interval",
+    "sync_interval",
     "retention_period",
     "base_retry_delay",
     "max_retry_delay",
@@ -44,13 +46,29 @@ _COUNTS = (
 _FLAGS = ("enable_deduplication", "enable_compression", "enable_encryption", "enable_partitioning")
 
 
+@dataclass(frozen=True)
+class Timings:
+    """``QueueConfig``'s durations in whole milliseconds (``QueueConfig.timings()``)."""
+
+    persistence_interval_ms: int
+    sync_interval_ms: int
+    retention_period_ms: int
+    base_retry_delay_ms: int
+    max_retry_delay_ms: int
+    cleanup_interval_ms: int
+    lease_timeout_ms: int
+    breaker_cooldown_ms: int
+    throughput_window_ms: int
+    lock_timeout_ms: int
+
+
 @dataclass
 class QueueConfig:
     # -- the seed's options, same names and defaults --
     max_capacity: int = 10_000
     batch_size: int = 100
     persistence_path: Path | None = None
-    persistence_interval: float = 30.0
+    persistence_interval: float = 30.0  # snapshot / compaction cadence
     enable_deduplication: bool = True
     enable_compression: bool = True
     compression_level: int = 6
@@ -70,6 +88,9 @@ class QueueConfig:
     breaker_cooldown: float = 30.0
     durability: Durability = "always"
     throughput_window: float = 60.0  # the sliding window of `throughput()`
+    # How often durability="periodic" fsyncs what was written (the bound on what a power
+    # loss can take); persistence_interval is the snapshot / compaction cadence.
+    sync_interval: float = 1.0
     # How long opening waits for another process to release the data directory before it
     # gives up with `Locked` (a restart right after the previous owner died or while it is
     # still stopping then succeeds).
@@ -128,6 +149,10 @@ class QueueConfig:
                 field="encryption_key",
             )
 
+    def timings(self) -> Timings:
+        """The duration options in whole milliseconds, as the engine uses them."""
+        return Timings(**{f"{name}_ms": to_ms(getattr(self, name), name) for name in _DURATIONS})
+
     @property
     def partitions(self) -> int:
         """How many partitions pops are served from (1 unless partitioning is on)."""
@@ -145,6 +170,7 @@ class QueueConfig:
             "batch_size": 1000,
             "enable_compression": False,
             "durability": "periodic",
+            "sync_interval": 1.0,
             "persistence_interval": 1.0,
             "heap_cleanup_threshold": 10_000,
         }

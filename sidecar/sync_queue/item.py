@@ -1,22 +1,33 @@
-"""The item and its two enums: what a producer pushes and a consumer pops.
+"""The item by role, and its two enums.
 
-The fields are those of the wire contract (``docs/protocol.md`` §3) in snake_case. A ``SyncItem``
-handed to or returned by the queue is always a copy: the queue's own items are never shared
-with callers, so mutating a popped item cannot corrupt the queue.
+- ``SyncItem``: what a producer pushes, built with ``SyncItem.new(...).with_*(...)`` (the push
+  spec: payload and options; the queue stamps the rest when it admits it).
+- ``Item``: what ``get``, ``pop`` and ``list`` return: a read-only snapshot of one item, never
+  shared with the queue (its metadata is a copy), so a caller cannot corrupt the queue.
+- The engine's own mutable entry (``entry.Entry``, private to the engine).
+
+``Item``'s declaration is the one field table: its fields, in order, are the wire's fields
+(``docs/protocol.md`` §3; the wire name is the camelCase of the attribute) and the journal's
+and snapshots' positional records (followed by the entry's bookkeeping). ``FIELDS`` is derived
+from it, and every codec (``to_dict``, the entry's records and views) is generated from
+``FIELDS`` once, at import, as straight-line code: a loop over the table per item would cost
+recovery and every reply its speed.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
+from collections.abc import Callable
 from enum import Enum, IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .durations import Duration, to_ms
 from .errors import InvalidParams
 
-__all__ = ["ItemStatus", "Priority", "SyncItem", "new_id"]
+__all__ = ["FIELDS", "Field", "Item", "ItemStatus", "Priority", "SyncItem", "new_id"]
 
 MAX_ID_LENGTH = 128
 MAX_RETRIES_LIMIT = 2**53 - 1  # I-JSON's largest exact integer (docs/protocol.md §1)
@@ -106,46 +117,17 @@ def check_id(value: object) -> str:
     return value
 
 
-class SyncItem:
-    """One unit of work. Build it with :meth:`new` and the ``with_*`` methods.
-
-    ``max_retries`` of ``None`` means "the queue's default" (``QueueConfig.max_retries``); the
-    delay and time-to-live set by :meth:`with_delay` and :meth:`with_ttl` count from the moment
-    the item is pushed.
-    """
-
-    __slots__ = (
-        "_delay_ms",
-        "_handed_at",
-        "_partition",
-        "_seq",
-        "_token",
-        "_ttl_ms",
-        "_where",
-        "attempts",
-        "available_at",
-        "correlation_id",
-        "created_at",
-        "expires_at",
-        "id",
-        "last_error",
-        "lease_expires_at",
-        "lease_id",
-        "max_retries",
-        "metadata",
-        "partition_key",
-        "payload",
-        "priority",
-        "status",
-        "updated_at",
-    )
+class Item(NamedTuple):
+    """One queue item as the queue showed it when it was read: ``get``, ``pop`` and ``list``
+    return these. Read-only; timestamps are ms since the epoch. The field order here is the
+    wire's and the records' (see the module docstring)."""
 
     id: str
     payload: Any
     priority: Priority
     status: ItemStatus
     attempts: int
-    max_retries: int | None
+    max_retries: int | None  # the queue's default was resolved when it was pushed
     correlation_id: str | None
     metadata: dict[str, str]
     partition_key: str | None
@@ -156,48 +138,116 @@ class SyncItem:
     lease_id: str | None
     expires_at: int | None
     last_error: str | None
-    # Engine bookkeeping, not part of the public item (see state.py).
-    _delay_ms: int
-    _ttl_ms: int | None
-    _seq: int
-    _token: int
-    _where: int
-    _handed_at: int
-    _partition: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The item as the wire shows it (camelCase, ms timestamps)."""
+        return item_to_dict(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Item(id={self.id!r}, priority={self.priority.wire}, "
+            f"status={self.status.value}, attempts={self.attempts})"
+        )
+
+
+class Field(NamedTuple):
+    attr: str  # the Python attribute
+    name: str  # on the wire and in records (camelCase)
+    kind: str  # "plain"; "priority"/"status": an enum; "mapping": copied into a view
+
+
+def _camel(attr: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), attr.lstrip("_"))
+
+
+_KINDS = {"priority": "priority", "status": "status", "metadata": "mapping"}
+FIELDS: tuple[Field, ...] = tuple(
+    Field(attr, _camel(attr), _KINDS.get(attr, "plain")) for attr in Item._fields
+)
+# How each kind of field is written: on the wire, in a record, and read back from a record.
+_TO_WIRE = {"priority": "_PRIORITY_WIRE[{}]", "status": "{}.value"}
+_TO_RECORD = {"priority": "int({})", "status": "_STATUS_INDEX[{}]"}
+_FROM_RECORD = {"priority": "_PRIORITIES[{}]", "status": "_STATUSES[{}]"}
+CODEC_NAMES: dict[str, Any] = {
+    "_PRIORITY_WIRE": _PRIORITY_WIRE,
+    "_PRIORITIES": _PRIORITIES,
+    "_STATUS_INDEX": _STATUS_INDEX,
+    "_STATUSES": _STATUSES,
+}
+
+
+def compile_codec(name: str, args: str, lines: list[str], names: dict[str, Any]) -> Any:
+    """Generate one function from lines of source (see the module docstring)."""
+    source = f"def {name}({args}):\n" + "".join(f"    {line}\n" for line in lines)
+    namespace = {**CODEC_NAMES, **names}
+    exec(compile(source, f"<sync_queue codec {name}>", "exec"), namespace)
+    function: Callable[..., Any] = namespace[name]
+    return function
+
+
+def to_wire_source(var: str, fields: tuple[Field, ...]) -> str:
+    """A dict display of ``fields`` of the object ``var`` in their wire form."""
+    parts = (f'"{f.name}": {_TO_WIRE.get(f.kind, "{}").format(f"{var}.{f.attr}")}' for f in fields)
+    return "{" + ", ".join(parts) + "}"
+
+
+def to_record_source(var: str, fields: tuple[Field, ...]) -> str:
+    parts = (_TO_RECORD.get(f.kind, "{}").format(f"{var}.{f.attr}") for f in fields)
+    return "[" + ", ".join(parts) + "]"
+
+
+def from_record_lines(var: str, record: str, fields: tuple[Field, ...]) -> list[str]:
+    """Unpack ``record`` into ``var``'s attributes (a wrong length raises ValueError)."""
+    lines = [f"({', '.join(f'{var}.{f.attr}' for f in fields)},) = {record}"]
+    for f in fields:
+        if f.kind in _FROM_RECORD:
+            lines.append(f"{var}.{f.attr} = {_FROM_RECORD[f.kind].format(f'{var}.{f.attr}')}")
+    return lines
+
+
+item_to_dict: Callable[[Any], dict[str, Any]] = compile_codec(
+    "item_to_dict", "i", [f"return {to_wire_source('i', FIELDS)}"], {}
+)
+
+
+class SyncItem:
+    """What a producer pushes: build it with :meth:`new` and the ``with_*`` methods.
+
+    ``max_retries`` of ``None`` means "the queue's default" (``QueueConfig.max_retries``); the
+    delay and time-to-live (ms; :meth:`with_delay` and :meth:`with_ttl` take a ``timedelta``
+    or seconds) count from the moment the item is pushed.
+    """
+
+    __slots__ = (
+        "correlation_id",
+        "delay_ms",
+        "id",
+        "max_retries",
+        "metadata",
+        "partition_key",
+        "payload",
+        "priority",
+        "ttl_ms",
+    )
 
     def __init__(
         self, payload: Any, priority: Priority | str = Priority.NORMAL, *, id: str | None = None
     ) -> None:
-        now = time.time_ns() // 1_000_000
-        self.id = new_id() if id is None else check_id(id)
-        self.payload = payload
-        self.priority = Priority.parse(priority)
-        self.status = ItemStatus.PENDING
-        self.attempts = 0
-        self.max_retries = None
-        self.correlation_id = None
-        self.metadata = {}
-        self.partition_key = None
-        self.created_at = now
-        self.updated_at = now
-        self.available_at = now
-        self.lease_expires_at = None
-        self.lease_id = None
-        self.expires_at = None
-        self.last_error = None
-        self._delay_ms = 0
-        self._ttl_ms = None
-        self._seq = 0
-        self._token = 0
-        self._where = 0
-        self._handed_at = 0
-        self._partition = 0
+        self.id: str = new_id() if id is None else check_id(id)
+        self.payload: Any = payload
+        self.priority: Priority = Priority.parse(priority)
+        self.max_retries: int | None = None
+        self.correlation_id: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.partition_key: str | None = None
+        self.delay_ms = 0
+        self.ttl_ms: int | None = None
 
     @classmethod
     def new(cls, payload: Any, priority: Priority | str = Priority.NORMAL) -> SyncItem:
         return cls(payload, priority)
 
-    # -- builders (they change this item and return it, like the seed's by-value builders) --
+    # -- builders (they change this spec and return it, like the seed's by-value builders) --
 
     def with_id(self, id: str) -> SyncItem:
         self.id = check_id(id)
@@ -235,131 +285,12 @@ class SyncItem:
         return self
 
     def with_delay(self, delay: Duration) -> SyncItem:
-        self._delay_ms = to_ms(delay, "delay")
+        self.delay_ms = to_ms(delay, "delay")
         return self
 
     def with_ttl(self, ttl: Duration) -> SyncItem:
-        self._ttl_ms = to_ms(ttl, "ttl")
+        self.ttl_ms = to_ms(ttl, "ttl")
         return self
 
-    # -- views --
-
-    def copy(self) -> SyncItem:
-        """A detached copy with the public fields (what callers of the queue receive)."""
-        other = SyncItem.__new__(SyncItem)
-        other.id = self.id
-        other.payload = self.payload
-        other.priority = self.priority
-        other.status = self.status
-        other.attempts = self.attempts
-        other.max_retries = self.max_retries
-        other.correlation_id = self.correlation_id
-        other.metadata = dict(self.metadata)
-        other.partition_key = self.partition_key
-        other.created_at = self.created_at
-        other.updated_at = self.updated_at
-        other.available_at = self.available_at
-        other.lease_expires_at = self.lease_expires_at
-        other.lease_id = self.lease_id
-        other.expires_at = self.expires_at
-        other.last_error = self.last_error
-        other._delay_ms = self._delay_ms
-        other._ttl_ms = self._ttl_ms
-        other._seq = 0
-        other._token = 0
-        other._where = 0
-        other._handed_at = 0
-        other._partition = 0
-        return other
-
-    def admitted(self, now: int, default_max_retries: int) -> SyncItem:
-        """The queue's own copy of this item as pushed at ``now``: a fresh pending item with
-        its delay and time-to-live resolved."""
-        item = SyncItem.__new__(SyncItem)
-        item.id = self.id
-        item.payload = self.payload
-        item.priority = self.priority
-        item.status = ItemStatus.PENDING
-        item.attempts = 0
-        item.max_retries = default_max_retries if self.max_retries is None else self.max_retries
-        item.correlation_id = self.correlation_id
-        item.metadata = dict(self.metadata) if self.metadata else {}
-        item.partition_key = self.partition_key
-        item.created_at = item.updated_at = now
-        item.available_at = now + self._delay_ms
-        item.lease_expires_at = item.lease_id = item.last_error = None
-        item.expires_at = None if self._ttl_ms is None else now + self._ttl_ms
-        item._delay_ms = item._seq = item._token = item._where = item._handed_at = 0
-        item._ttl_ms = None
-        item._partition = 0
-        return item
-
-    def to_dict(self) -> dict[str, Any]:
-        """The item as the wire shows it (camelCase, ms timestamps)."""
-        return {
-            "id": self.id,
-            "payload": self.payload,
-            "priority": _PRIORITY_WIRE[self.priority],
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "maxRetries": self.max_retries,
-            "correlationId": self.correlation_id,
-            "metadata": self.metadata,
-            "partitionKey": self.partition_key,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-            "availableAt": self.available_at,
-            "leaseExpiresAt": self.lease_expires_at,
-            "leaseId": self.lease_id,
-            "expiresAt": self.expires_at,
-            "lastError": self.last_error,
-        }
-
-    # Records (journal and snapshots) are positional lists, in this order: about half the
-    # size of a keyed object and faster to parse, which is most of the cost of recovery.
-    RECORD_FIELDS = (
-        "id", "payload", "priority", "status", "attempts", "maxRetries", "correlationId",
-        "metadata", "partitionKey", "createdAt", "updatedAt", "availableAt", "leaseExpiresAt",
-        "leaseId", "expiresAt", "lastError", "seq", "handedAt",
-    )  # fmt: skip
-
-    def to_record(self) -> list[Any]:
-        """The item with the engine's bookkeeping, for the journal and snapshots."""
-        return [
-            self.id, self.payload, int(self.priority), _STATUS_INDEX[self.status],
-            self.attempts, self.max_retries, self.correlation_id, self.metadata,
-            self.partition_key, self.created_at, self.updated_at, self.available_at,
-            self.lease_expires_at, self.lease_id, self.expires_at, self.last_error,
-            self._seq, self._handed_at,
-        ]  # fmt: skip
-
-    @classmethod
-    def from_record(cls, record: list[Any]) -> SyncItem:
-        item = cls.__new__(cls)
-        (
-            item.id, item.payload, priority, status, item.attempts, item.max_retries,
-            item.correlation_id, item.metadata, item.partition_key, item.created_at,
-            item.updated_at, item.available_at, item.lease_expires_at, item.lease_id,
-            item.expires_at, item.last_error, item._seq, item._handed_at,
-        ) = record  # fmt: skip
-        item.priority = _PRIORITIES[priority]
-        item.status = _STATUSES[status]
-        item._delay_ms = 0
-        item._ttl_ms = None
-        item._token = 0
-        item._where = 0
-        item._partition = 0  # set by the engine, from its partition count
-        return item
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SyncItem):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
     def __repr__(self) -> str:
-        return (
-            f"SyncItem(id={self.id!r}, priority={self.priority.wire}, "
-            f"status={self.status.value}, attempts={self.attempts})"
-        )
+        return f"SyncItem(id={self.id!r}, priority={self.priority.wire})"

@@ -73,7 +73,7 @@ class MetricsRecorder:
         "wait_sum",
     )
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_ms: int) -> None:
         self.enqueued = 0
         self.dequeued = 0
         self.completed = 0
@@ -87,7 +87,7 @@ class MetricsRecorder:
         self.wait_samples: deque[int] = deque(maxlen=SAMPLES)
         self.processing_samples: deque[int] = deque(maxlen=SAMPLES)
         # Throughput: one [second, enqueued, dequeued] bucket per second that saw activity.
-        self._window_s = max(1, round(window_s))
+        self._window_s = max(1, round(window_ms / 1000))  # one bucket per second
         self._buckets: deque[list[int]] = deque()
 
     def _bucket(self, t: int) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .item import SyncItem
+from .entry import Entry
 
 __all__ = [
     "BreakerProbe",
@@ -39,7 +39,7 @@ __all__ = [
 
 class Push(NamedTuple):
     t: int
-    items: tuple[SyncItem, ...]  # validated, times resolved, ids unique
+    items: tuple[Entry, ...]  # validated, times resolved, ids unique
 
 
 class Pop(NamedTuple):
@@ -194,7 +194,7 @@ def decode_op(data: bytes) -> Op:
         items = record.get("items")
         if type(items) is not list:
             raise ValueError("push: items is not a list")
-        record["items"] = tuple(map(SyncItem.from_record, items))
+        record["items"] = tuple(map(Entry.from_record, items))
     elif "ids" in record:
         if type(record["ids"]) is not list:
             raise ValueError(f"{name}: ids is not a list")

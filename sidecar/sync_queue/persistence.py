@@ -11,68 +11,45 @@ memory), and recovers a queue on open: newest snapshot, then the journal replaye
 from __future__ import annotations
 
 import contextlib
-import gc
 import heapq
 import io
 import itertools
 import logging
-import os
-import sys
+import random
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import orjson
 
+from .clock import Clock
 from .config import QueueConfig
+from .cooperative import (
+    background_priority,
+    build_heap_yielding,
+    bulk_allocation,
+    release_yielding,
+    yielding,
+)
+from .engine import Engine
 from .errors import InvalidParams, PersistenceError, QueueError
 from .ops import Op, decode_op, encode_op
 from .state import QueueState
 from .storage import Recovery, Store
 from .storage.fileio import FileIO
 
-__all__ = ["StoreJournal", "StorePersistence", "decode_state", "encode_state", "open_store"]
+__all__ = [
+    "StoreJournal",
+    "StorePersistence",
+    "decode_state",
+    "encode_state",
+    "open_engine",
+    "open_store",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def yielding(items: Iterable[T], cooperative: bool, every: int = 256) -> Iterator[T]:
-    """Iterate, letting other threads run every ``every`` items.
-
-    Compaction folds a whole state in a background thread. A thread that wants the GIL back
-    after a system call (every commit does a write) otherwise waits for the interpreter's
-    switch interval each time: a convoy that stalls the queue for tens of milliseconds.
-    ``sleep(0)`` hands the GIL over at once. Recovery on open runs alone and does not yield
-    (under load ``sleep(0)`` also gives up the CPU).
-    """
-    if not cooperative:
-        yield from items
-        return
-    for n, item in enumerate(items, 1):
-        if not n % every:
-            time.sleep(0)
-        yield item
-
-
-@contextlib.contextmanager
-def bulk_allocation() -> Iterator[None]:
-    """No cyclic GC while a whole state is built or encoded.
-
-    Building hundreds of thousands of items makes the collector run again and again over
-    everything already built (measured: 60 % of the time of loading a snapshot). Items hold
-    no reference cycles, so nothing is lost by pausing it.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 ITEMS_PER_LINE = 256
@@ -111,40 +88,6 @@ def _lines(blob: bytes) -> Iterator[memoryview]:
             return
         yield view[start:end]
         start = end + 1
-
-
-def build_heap_yielding(heap: list[Any]) -> None:
-    """``heapify`` in small steps: pushed one by one (O(1) each for entries that arrive
-    nearly in order, as a snapshot's do), letting other threads run in between."""
-    entries = heap.copy()
-    heap.clear()
-    for entry in yielding(entries, True, every=4096):
-        heapq.heappush(heap, entry)
-
-
-def release_yielding(state: QueueState) -> None:
-    """Free a whole state a slice at a time, letting other threads run in between.
-
-    Dropping the last reference to a large state frees every item in one go, which holds
-    the GIL for as long as it takes (a third of a second for a million items). The indexes
-    go first, then the items themselves.
-    """
-    containers: list[Any] = []
-    for value in vars(state).values():
-        if isinstance(value, list) and value and isinstance(value[0], list):
-            containers += value  # the ready heaps, one per partition
-        if isinstance(value, (list, dict, deque)):
-            containers.append(value)
-    containers.sort(key=lambda container: container is state.items)
-    for container in containers:
-        while container:
-            if isinstance(container, list):
-                del container[-1024:]
-            else:
-                pop = container.popitem if isinstance(container, dict) else container.pop
-                for _ in range(min(len(container), 1024)):
-                    pop()
-            time.sleep(0)
 
 
 def decode_state(
@@ -248,18 +191,6 @@ def rebuild(config: QueueConfig, recovery: Recovery) -> tuple[QueueState, int]:
     return state, count
 
 
-def background_priority() -> None:
-    """Lower the OS scheduling priority of the calling (compaction) thread.
-
-    On a busy machine the kernel then runs the threads that serve requests first, so a
-    compaction competes less with them for the CPU (Linux applies ``nice`` per thread).
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), 10))
-
-
 def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], bytes]:
     def fold(previous: bytes | None, records: Iterator[bytes]) -> bytes:
         background_priority()
@@ -293,13 +224,13 @@ class StoreJournal:
 
 
 class StorePersistence:
-    """What a persistent ``SyncQueue`` does with its store besides journaling.
+    """An engine's ``Storage``: what it does with its store besides journaling.
 
-    - ``tick``: called by the queue's maintenance thread every ``interval`` seconds: in
+    - ``checkpoint``: called by ``Engine.run_maintenance`` every ``persistence_interval``: in
       ``"snapshot"`` mode it writes a snapshot of the live state (the seed's behaviour); in
       the journal modes it asks the store for a background compaction if the journal grew.
-    - ``flush``: everything so far durable and compacted; ``flush_async`` the same without
-      waiting (the fold runs in the store's background thread).
+    - ``flush_async``: a future for everything so far durable and compacted (the fold runs
+      in the store's background thread).
     - ``close``: a last snapshot (``"snapshot"`` mode) or commit, then release the directory.
     """
 
@@ -309,11 +240,11 @@ class StorePersistence:
         self.journal: StoreJournal | None = (
             None if config.durability == "snapshot" else StoreJournal(store)
         )
-        self.interval = config.persistence_interval
+        self.interval_ms = config.timings().persistence_interval_ms
         self._compacted_through = store.stats().last_seq
         self._lock = threading.Lock()
 
-    def tick(self, encode_live: Callable[[], bytes]) -> None:
+    def checkpoint(self, encode_live: Callable[[], bytes]) -> None:
         if self.journal is None:
             self.store.write_snapshot(encode_live())
             return
@@ -322,8 +253,12 @@ class StorePersistence:
             self._compacted_through = last_seq
             self.store.compact(wait=False)
 
-    def flush(self, encode_live: Callable[[], bytes]) -> None:
-        self.flush_async(encode_live).result()
+    def encode(self, state: QueueState) -> bytes:
+        return encode_state(state)
+
+    @property
+    def quarantined(self) -> Sequence[dict[str, Any]]:
+        return [q.to_dict() for q in self.store.quarantined]
 
     def flush_async(self, encode_live: Callable[[], bytes]) -> Future[None]:
         """A future that completes when everything appended so far is in a snapshot.
@@ -399,7 +334,7 @@ def open_store(
         durability=config.durability,
         compression_level=config.compression_level if config.enable_compression else 0,
         key=key,
-        fsync_interval=config.persistence_interval,
+        fsync_interval=config.sync_interval,
         fold=make_fold(config),
         io=io,
         lock_timeout=config.lock_timeout,
@@ -422,3 +357,26 @@ def open_store(
         with contextlib.suppress(QueueError):
             store.close()
         raise
+
+
+def open_engine(
+    config: QueueConfig,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    file_io: FileIO | None = None,
+) -> Engine:
+    """Open the data directory (if ``config`` names one) and an engine on what it holds,
+    started (its time anchored, interrupted items released): the one place a store and a
+    core are put together.
+
+    ``file_io`` is the storage's I/O seam, for tests that inject failing writes. Raises what
+    :func:`open_store` raises, and ``DataDirUnusable`` if the first records cannot be written.
+    """
+    if config.persistence_path is None:
+        engine = Engine(config, clock=clock, rng=rng)
+    else:
+        state, persistence = open_store(config, file_io)
+        engine = Engine(config, state, clock=clock, rng=rng, storage=persistence)
+    engine.start()
+    return engine

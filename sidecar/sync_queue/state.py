@@ -2,11 +2,12 @@
 
 Rule 1: state changes only in :meth:`QueueState.apply`, one operation record at a time. The
 live queue, journal replay and compaction all call it, so they cannot disagree. Apply trusts
-its input: the facade (``queue.py``) validates a request and decides everything that is not a
-function of the state (the time, jitter, which items a pop hands out) before it makes the
-record. Apply does no I/O and never reads a clock. Records read back from disk have no facade
-in front of them: replay and compaction pass each through :meth:`QueueState.check` first, the
-state machine's own legality rules, so an impossible record is refused, never applied.
+its input: the core (``core.py``) checks a request against the transition table
+(``legality.FROM_STATUS``) and decides everything that is not a function of the state (the
+time, jitter, which items a pop hands out) before it makes the record. Apply does no I/O and
+never reads a clock. Records read back from disk have no core in front of them: replay and
+compaction pass each through :meth:`QueueState.check` (``legality.check_op``: the same table
+and the record's own rules) first, so an impossible record is refused, never applied.
 
 Rule 2: queries that pick items or find what is due (``select``, ``due_*``) may tidy the
 indexes (pop stale heap entries, move due delayed items to the ready heap) but never change an
@@ -26,6 +27,12 @@ item's ``_token`` (every insertion draws a fresh token), so moving an item never
   ``_handed_at`` holds that measured time, so retention never counts a clock that ran ahead.
 - ``lines``: per partition key, the live items of that key in push order. Only the head of a
   line is scheduled; the others wait (``BLOCKED``) until it finishes.
+
+Why one module of this size: the appliers, the indexes, their queries and the snapshot loader
+(which fills the indexes directly, for speed) share the lazy-deletion invariants above; split
+across modules, each half would have to know the other's private fields. What does not touch
+the indexes lives elsewhere: the legality checks (``legality.py``), the entry and its codecs
+(``entry.py``), the snapshot's bytes (``persistence.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +45,15 @@ from typing import Any, NamedTuple
 
 from .breaker import BreakerChanged, CircuitBreaker
 from .config import QueueConfig
-from .item import MAX_ID_LENGTH, ItemStatus, Priority, SyncItem
+from .entry import BLOCKED, DELAYED, NONE, READY, Entry
+from .item import ItemStatus, Priority
+from .legality import (
+    FINISHED,
+    MAX_CLOCK_MS,
+    check_item,
+    check_op,
+    check_time,
+)
 from .metrics import Metrics, MetricsRecorder
 from .ops import (
     BreakerProbe,
@@ -58,31 +73,12 @@ from .ops import (
     SetPaused,
 )
 
-__all__ = [
-    "MAX_CLOCK_MS",
-    "MAX_TIME_MS",
-    "Event",
-    "ItemFailed",
-    "QueueState",
-    "check_item",
-    "partition_of",
-]
-
-# Where a pending item is scheduled (SyncItem._where).
-NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
-SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
-SNAPSHOT_VERSION = 2  # 2: "unmeasured"; a finished item's handedAt is its measured finish time
-# Limits of the times in records read back from disk (ms since the epoch). A clock reading
-# (a record's ``t``, an item's createdAt/updatedAt) is at most the end of year 9999, the
-# last time any clock or datetime shows. A time computed from one (a due time, a lease or
-# time-to-live end) may be further out, up to what the journal's JSON integers hold: the
-# live queue accepts long delays, and replay must never refuse what it wrote.
-MAX_CLOCK_MS = 253_402_300_799_999
-MAX_TIME_MS = 2**64 - 1
+__all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
-FINISHED = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
+SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
+SNAPSHOT_VERSION = 2  # 2: "unmeasured"; a finished item's handedAt is its measured finish time
 
 
 class ItemFailed(NamedTuple):
@@ -94,88 +90,7 @@ class ItemFailed(NamedTuple):
 
 
 Event = ItemFailed | BreakerChanged
-HeapEntry = tuple[int, int, SyncItem]
-
-
-def _time(name: str, value: object, limit: int = MAX_TIME_MS) -> None:
-    if type(value) is not int or not 0 <= value <= limit:
-        raise ValueError(f"{name} {value!r:.40} is out of range (0..{limit} ms)")
-
-
-def _optional(name: str, value: object, kind: type) -> None:
-    if value is not None and type(value) is not kind:
-        raise ValueError(f"{name}: expected {kind.__name__} or null, got {value!r:.40}")
-
-
-def check_item(item: SyncItem) -> None:
-    """Raise ``ValueError`` if an item record read from disk cannot be a queue item.
-
-    One expression for the common (valid) case: replaying a journal of a million pushes
-    runs this a million times. Only a failure goes through :func:`_explain_item`.
-    """
-    i = item
-    s = i.status
-    if not (
-        type(i.id) is str
-        and 0 < len(i.id) <= MAX_ID_LENGTH
-        and type(i.created_at) is int
-        and 0 <= i.created_at <= MAX_CLOCK_MS
-        and type(i.updated_at) is int
-        and 0 <= i.updated_at <= MAX_CLOCK_MS
-        and type(i.available_at) is int
-        and 0 <= i.available_at <= MAX_TIME_MS
-        and (
-            i.expires_at is None or (type(i.expires_at) is int and 0 <= i.expires_at <= MAX_TIME_MS)
-        )
-        and type(i.attempts) is int
-        and i.attempts >= 0
-        and (i.max_retries is None or (type(i.max_retries) is int and i.max_retries >= 0))
-        and (i.correlation_id is None or type(i.correlation_id) is str)
-        and (i.partition_key is None or type(i.partition_key) is str)
-        and (i.last_error is None or type(i.last_error) is str)
-        and type(i.metadata) is dict
-        and type(i._seq) is int
-        and type(i._handed_at) is int
-        and (
-            (s is not PROCESSING and i.lease_id is None and i.lease_expires_at is None)
-            or (
-                s is PROCESSING
-                and type(i.lease_id) is str
-                and type(i.lease_expires_at) is int
-                and 0 <= i.lease_expires_at <= MAX_TIME_MS
-            )
-        )
-    ):
-        _explain_item(item)
-        raise ValueError(f"item {item.id!r:.140} is not a valid item")  # pragma: no cover
-
-
-def _explain_item(item: SyncItem) -> None:
-    """Raise the ``ValueError`` that says what is wrong with ``item``."""
-    if type(item.id) is not str or not 1 <= len(item.id) <= MAX_ID_LENGTH:
-        raise ValueError(f"item id {item.id!r:.140} is not a string of 1..{MAX_ID_LENGTH}")
-    where = f"item {item.id!r:.140}"
-    _time(f"{where}: created_at", item.created_at, MAX_CLOCK_MS)
-    _time(f"{where}: updated_at", item.updated_at, MAX_CLOCK_MS)
-    _time(f"{where}: available_at", item.available_at)
-    for name in ("lease_expires_at", "expires_at"):
-        if getattr(item, name) is not None:
-            _time(f"{where}: {name}", getattr(item, name))
-    if type(item.attempts) is not int or item.attempts < 0:
-        raise ValueError(f"{where}: attempts {item.attempts!r:.40}")
-    if item.max_retries is not None and (type(item.max_retries) is not int or item.max_retries < 0):
-        raise ValueError(f"{where}: maxRetries {item.max_retries!r:.40}")
-    for name in ("correlation_id", "partition_key", "lease_id", "last_error"):
-        _optional(f"{where}: {name}", getattr(item, name), str)
-    if type(item.metadata) is not dict:
-        raise ValueError(f"{where}: metadata is not an object")
-    if type(item._seq) is not int or type(item._handed_at) is not int:
-        raise ValueError(f"{where}: bookkeeping fields are not integers")
-    processing = item.status is PROCESSING
-    if processing != (item.lease_expires_at is not None) or processing != (
-        item.lease_id is not None
-    ):
-        raise ValueError(f"{where}: {item.status.value} with a lease that does not match")
+HeapEntry = tuple[int, int, Entry]
 
 
 def partition_of(item_id: str, partition_key: str | None, partitions: int) -> int:
@@ -190,16 +105,15 @@ def partition_of(item_id: str, partition_key: str | None, partitions: int) -> in
 class QueueState:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
-        self.items: dict[str, SyncItem] = {}  # insertion order is push (seq) order
+        self.items: dict[str, Entry] = {}  # insertion order is push (seq) order
         self.seq = 0
         self.leases_issued = 0
         self.last_t = 0
         self.unmeasured = 0  # queue time minus measured time (see ``finished`` above)
         self.paused = False
-        self.breaker = CircuitBreaker(
-            config.breaker_failure_threshold, round(config.breaker_cooldown * 1000)
-        )
-        self.metrics = MetricsRecorder(config.throughput_window)
+        ms = config.timings()
+        self.breaker = CircuitBreaker(config.breaker_failure_threshold, ms.breaker_cooldown_ms)
+        self.metrics = MetricsRecorder(ms.throughput_window_ms)
         self.status_counts = dict.fromkeys(ItemStatus, 0)
         self.live_by_priority = [0] * len(Priority)
         self._partitions = config.partitions
@@ -207,8 +121,8 @@ class QueueState:
         self.delayed: list[HeapEntry] = []
         self.leases: list[HeapEntry] = []
         self.ttl: list[HeapEntry] = []
-        self.finished: deque[tuple[int, SyncItem]] = deque()
-        self.lines: dict[str, deque[SyncItem]] = {}
+        self.finished: deque[tuple[int, Entry]] = deque()
+        self.lines: dict[str, deque[Entry]] = {}
         self.ready_count = 0
         self.delayed_count = 0
         self._token = 0
@@ -232,22 +146,6 @@ class QueueState:
             BreakerProbe: self._breaker_probe,
             Rebase: self._rebase,
         }
-        self._checkers: dict[type[Any], Callable[[Any], None]] = {
-            Push: self._check_push,
-            Pop: self._check_pop,
-            Complete: self._check_complete,
-            Fail: self._check_fail,
-            LeaseExpired: self._check_fail,
-            Cancel: self._check_cancel,
-            Expire: self._check_expire,
-            Requeue: self._check_requeue,
-            ExtendLease: self._check_extend_lease,
-            Purge: self._check_purge,
-            Drop: self._check_drop,
-            SetPaused: self._check_set_paused,
-            BreakerProbe: self._check_nothing,
-            Rebase: self._check_rebase,
-        }
 
     # ------------------------------------------------------------------ apply
 
@@ -260,107 +158,9 @@ class QueueState:
     # ------------------------------------------------------------------ check
 
     def check(self, op: Op) -> None:
-        """Raise ``ValueError`` naming the problem if ``op`` cannot follow this state.
-
-        For records read back from disk (journal replay, compaction): their checksum says
-        they are what was written, not that they make sense. Without this, an impossible
-        record (``cancel`` of an unknown id, ``complete`` of a pending item, a duplicate
-        push) crashes replay with a ``KeyError`` or is applied silently into a state the
-        live queue could never reach. The live queue checks each request before it builds
-        a record (``queue.py``, which also holds what only a request knows: lease ids,
-        capacity, deduplication), so the live path does not pay for this; the legality
-        rules here are the state machine's own, those every record it applies must obey.
-        """
-        t = op.t
-        if type(t) is not int or not 0 <= t <= MAX_CLOCK_MS:
-            _time("t", t, MAX_CLOCK_MS)
-        self._checkers[type(op)](op)
-
-    def _existing(self, item_id: str, allowed: Iterable[ItemStatus], what: str) -> SyncItem:
-        item = self.items.get(item_id) if type(item_id) is str else None
-        if item is None:
-            raise ValueError(f"{what} of unknown item {item_id!r:.140}")
-        if item.status not in allowed:
-            raise ValueError(f"{what} of item {item_id!r:.140}, which is {item.status.value}")
-        return item
-
-    def _check_push(self, op: Push) -> None:
-        items = self.items
-        seen: set[str] = set()
-        for item in op.items:
-            check_item(item)
-            if item.status is not PENDING:
-                raise ValueError(f"push of item {item.id!r:.140} that is not a new pending item")
-            old = items.get(item.id)
-            if (old is not None and old.status not in FINISHED) or item.id in seen:
-                raise ValueError(f"duplicate push of item {item.id!r:.140}")
-            seen.add(item.id)
-
-    def _check_pop(self, op: Pop) -> None:
-        _time("lease_ms", op.lease_ms)
-        if op.lease_ms < 1:
-            raise ValueError("lease_ms 0 is not a lease")
-        _time("lease end", op.t + op.lease_ms)
-        for item_id in self._distinct(op.ids, "pop"):
-            item = self._existing(item_id, (PENDING,), "pop")
-            if item._where == BLOCKED:
-                raise ValueError(f"pop of item {item_id!r:.140}, which waits behind its line")
-
-    def _check_complete(self, op: Complete) -> None:
-        self._existing(op.id, (PROCESSING,), "complete")
-
-    def _check_fail(self, op: Fail | LeaseExpired) -> None:
-        _time("retry_at", op.retry_at)
-        if not (op.error is None or type(op.error) is str):
-            raise ValueError(f"error {op.error!r:.40} is not a string")
-        self._existing(op.id, (PROCESSING,), "fail")
-
-    def _check_cancel(self, op: Cancel) -> None:
-        self._existing(op.id, (PENDING, PROCESSING), "cancel")
-
-    @staticmethod
-    def _distinct(ids: tuple[str, ...], what: str) -> tuple[str, ...]:
-        if not all(type(i) is str for i in ids):
-            raise ValueError(f"{what}: an id is not a string")
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{what} names the same item twice")
-        return ids
-
-    def _check_each(self, ids: tuple[str, ...], allowed: Iterable[ItemStatus], what: str) -> None:
-        for item_id in self._distinct(ids, what):
-            self._existing(item_id, allowed, what)
-
-    def _check_expire(self, op: Expire) -> None:
-        self._check_each(op.ids, (PENDING,), "expire")
-
-    def _check_requeue(self, op: Requeue) -> None:
-        self._existing(op.id, (ItemStatus.FAILED, ItemStatus.CANCELLED), "requeue")
-
-    def _check_extend_lease(self, op: ExtendLease) -> None:
-        _time("expires_at", op.expires_at)
-        self._existing(op.id, (PROCESSING,), "extendLease")
-
-    def _check_purge(self, op: Purge) -> None:
-        if type(op.status) is not str or op.status not in {s.value for s in FINISHED}:
-            raise ValueError(f"purge of status {op.status!r:.40}")
-
-    def _check_drop(self, op: Drop) -> None:
-        self._check_each(op.ids, FINISHED, "drop")
-
-    def _check_set_paused(self, op: SetPaused) -> None:
-        if type(op.paused) is not bool:
-            raise ValueError(f"paused {op.paused!r:.40} is not a boolean")
-
-    def _check_nothing(self, op: Op) -> None:
-        pass
-
-    def _check_rebase(self, op: Rebase) -> None:
-        # The one record whose time may go back (``check`` only bounds ``t``); its shifts
-        # may be negative, never larger than the whole range of clock readings.
-        for name in ("shift", "retention_shift"):
-            value = getattr(op, name)
-            if type(value) is not int or abs(value) > MAX_CLOCK_MS:
-                raise ValueError(f"rebase {name} {value!r:.40} is out of range")
+        """Raise ``ValueError`` naming the problem if ``op`` cannot follow this state: for
+        records read back from disk (``legality.check_op``)."""
+        check_op(self, op)
 
     # ------------------------------------------------------------------ appliers
 
@@ -380,7 +180,7 @@ class QueueState:
             self._enter_line_or_schedule(item, t)
         self.metrics.on_enqueue(t, len(op.items))
 
-    def _pop(self, op: Pop) -> list[SyncItem]:
+    def _pop(self, op: Pop) -> list[Entry]:
         t = op.t
         handed = []
         for item_id in op.ids:
@@ -504,7 +304,7 @@ class QueueState:
 
     # ------------------------------------------------------------ transitions
 
-    def _retry_or_bury(self, item: SyncItem, t: int, retry_at: int, error: str | None) -> bool:
+    def _retry_or_bury(self, item: Entry, t: int, retry_at: int, error: str | None) -> bool:
         """A failed attempt: back to pending at ``retry_at`` while retries last, else dead."""
         item.last_error = error
         max_retries = item.max_retries if item.max_retries is not None else 0
@@ -525,7 +325,7 @@ class QueueState:
         self._emit(ItemFailed(item.id, item.attempts, error))
         return False
 
-    def _finish(self, item: SyncItem, t: int, status: ItemStatus) -> None:
+    def _finish(self, item: Entry, t: int, status: ItemStatus) -> None:
         self._unschedule(item)
         self._set_status(item, status)
         self.live_by_priority[item.priority] -= 1
@@ -546,18 +346,18 @@ class QueueState:
             else:  # a waiting (pending) item was cancelled or expired
                 line.remove(item)
 
-    def _forget(self, item: SyncItem) -> None:
+    def _forget(self, item: Entry) -> None:
         """Remove a finished item for good (purge, retention, or its id being reused)."""
         del self.items[item.id]
         self.status_counts[item.status] -= 1
 
-    def _set_status(self, item: SyncItem, status: ItemStatus) -> None:
+    def _set_status(self, item: Entry, status: ItemStatus) -> None:
         counts = self.status_counts
         counts[item.status] -= 1
         counts[status] += 1
         item.status = status
 
-    def _enter_line_or_schedule(self, item: SyncItem, t: int) -> None:
+    def _enter_line_or_schedule(self, item: Entry, t: int) -> None:
         if item.expires_at is not None:
             self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
         key = item.partition_key
@@ -570,7 +370,7 @@ class QueueState:
             self.lines[key] = deque((item,))
         self._schedule(item, t)
 
-    def _schedule(self, item: SyncItem, t: int) -> None:
+    def _schedule(self, item: Entry, t: int) -> None:
         item._token = token = self._next_token()
         if item.available_at > t:
             item._where = DELAYED
@@ -583,7 +383,7 @@ class QueueState:
                 self.ready[item._partition], ((item.priority << SEQ_BITS) | item._seq, token, item)
             )
 
-    def _unschedule(self, item: SyncItem) -> None:
+    def _unschedule(self, item: Entry) -> None:
         where = item._where
         if where == READY:
             self.ready_count -= 1
@@ -601,7 +401,7 @@ class QueueState:
 
     # ---------------------------------------------------------------- queries
 
-    def promote(self, now: int) -> None:
+    def _release_delayed(self, now: int) -> None:
         """Move delayed items that are due to the ready heap (an index change only)."""
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
@@ -617,7 +417,7 @@ class QueueState:
         The caller applies a ``Pop`` of exactly these ids right away: their heap entries are
         consumed here.
         """
-        self.promote(now)
+        self._release_delayed(now)
         if self.paused or n <= 0:
             return []
         allowance = self.breaker.may_hand_out()
@@ -651,7 +451,7 @@ class QueueState:
             chosen.append(item.id)
         return chosen
 
-    def due_leases(self, now: int) -> list[SyncItem]:
+    def due_leases(self, now: int) -> list[Entry]:
         """Processing items whose lease has run out by ``now``."""
         leases = self.leases
         due = []
@@ -704,7 +504,7 @@ class QueueState:
 
     def ready_now(self, now: int) -> int:
         """How many pending items are ready to be handed out now (ignoring pause/breaker)."""
-        self.promote(now)
+        self._release_delayed(now)
         return self.ready_count
 
     @property
@@ -719,7 +519,7 @@ class QueueState:
             by_priority={p.wire: self.live_by_priority[p] for p in Priority},
         )
 
-    def iter_items(self) -> Iterator[SyncItem]:
+    def iter_items(self) -> Iterator[Entry]:
         return iter(self.items.values())
 
     # ----------------------------------------------------------- maintenance
@@ -801,6 +601,14 @@ class QueueState:
 
         ``build_heap`` turns each filled index into a heap (compaction passes one that lets
         other threads run: one ``heapify`` call holds the GIL for its whole run)."""
+        state, version = cls._from_header(config, snapshot)
+        records = snapshot["items"] if item_records is None else item_records
+        state._load_items(records, version, build_heap)
+        return state
+
+    @classmethod
+    def _from_header(cls, config: QueueConfig, snapshot: dict[str, Any]) -> tuple[QueueState, int]:
+        """A state with the snapshot header's fields, and the snapshot's version."""
         version = snapshot.get("v")
         if version not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"unsupported snapshot version {version!r}")
@@ -818,21 +626,31 @@ class QueueState:
         for name in ("seq", "leasesIssued"):
             if type(snapshot[name]) is not int or snapshot[name] < 0:
                 raise ValueError(f"header field {name} is {snapshot[name]!r:.40}")
-        _time("header field lastT", state.last_t, MAX_CLOCK_MS)
+        check_time("header field lastT", state.last_t, MAX_CLOCK_MS)
         if type(state.paused) is not bool:
             raise ValueError("header field paused is not a boolean")
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
-        partitions = config.partitions
+        return state, version
+
+    def _load_items(
+        self,
+        records: Iterable[list[Any]],
+        version: int,
+        build_heap: Callable[[list[HeapEntry]], None],
+    ) -> None:
+        """Add a snapshot's item records and build the indexes over them."""
+        state = self
+        partitions = self.config.partitions
         # Heaps are filled as plain lists and heapified once at the end: O(n), not O(n log n).
         # The loop is written for speed (locals, the common case inline): recovering a large
         # queue is this loop.
         state._push_entry = list.append
         items, counts, by_priority = state.items, state.status_counts, state.live_by_priority
         finished, leases, delayed, ready = state.finished, state.leases, state.delayed, state.ready
-        from_record, last_t = SyncItem.from_record, state.last_t
+        from_record, last_t = Entry.from_record, state.last_t
         ready_count = delayed_count = 0
-        for record in snapshot["items"] if item_records is None else item_records:
+        for record in records:
             item = from_record(record)
             if partitions > 1:  # from the current count, which may differ from the snapshot's
                 item._partition = partition_of(item.id, item.partition_key, partitions)
@@ -865,7 +683,7 @@ class QueueState:
                     key = (item.priority << SEQ_BITS) | item._seq
                     ready[item._partition].append((key, token, item))
             else:
-                # Schedule as of the snapshot's time; promote() moves what is due by now.
+                # Schedule as of the snapshot's time; _release_delayed() moves what is due.
                 state._enter_line_or_schedule(item, last_t)
         state.ready_count += ready_count
         state.delayed_count += delayed_count
@@ -874,7 +692,6 @@ class QueueState:
         state._push_entry = heappush
         # Finished items in the order they finished, for retention.
         state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
-        return state
 
     def fingerprint(self) -> dict[str, Any]:
         """The logical state, for tests that compare a replayed queue with a live one."""

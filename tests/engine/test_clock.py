@@ -22,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync_queue import ItemNotFound, ItemStatus, ManualClock, QueueConfig, SyncItem, SyncQueue
-from sync_queue.queue import REBASE_TOLERANCE_MS
+from sync_queue.queue_time import REBASE_TOLERANCE_MS
+
+
+def queue_now(q: SyncQueue) -> int:
+    """The queue's time after a read has caught up with the clock (re-basing if it was set)."""
+    q.ready_count()
+    return q._engine.now()
+
 
 HOUR = 3_600_000
 YEAR = 365 * 24 * HOUR
@@ -93,9 +100,9 @@ def start(q: SyncQueue) -> Timers:
     q.push(SyncItem.new("failed").with_id("failed"))
     failed = q.pop()
     assert failed is not None and failed.id == "failed"
-    result = q.fail("failed", "boom", failed.lease_id)
+    result = q.mark_failed("failed", "boom", failed.lease_id)
     assert result.retry and result.available_at is not None
-    timers.backoff = result.available_at - q.poll()[2]
+    timers.backoff = result.available_at - queue_now(q)
     q.push(SyncItem.new("delayed").with_id("delayed").with_delay(DELAY_MS / 1000))
     q.push(SyncItem.new("ttl").with_id("ttl").with_ttl(TTL_MS / 1000))
     assert q.health().breaker == "open"
@@ -103,7 +110,7 @@ def start(q: SyncQueue) -> Timers:
 
 
 def check(q: SyncQueue, clock: ManualClock, timers: Timers) -> None:
-    _, _, now = q.poll()  # a read: catches up with the clock (and re-bases if it was set)
+    now = queue_now(q)  # a read: catches up with the clock (and re-bases if it was set)
     leased = q.get("leased")
     if timers.lease > 0 and not timers.interrupted:
         assert leased.status is ItemStatus.PROCESSING
@@ -188,7 +195,7 @@ def test_jumps_across_close_and_reopen_never_stretch_a_deadline(
                     clock.jump(step[1])
                 else:
                     _, closed_ms, jump_ms = step
-                    closed_at = q.poll()[2]  # the queue's time when it closes
+                    closed_at = queue_now(q)  # the queue's time when it closes
                     if q.get("leased").status is ItemStatus.PROCESSING:
                         timers.interrupted = True  # released on open: its lease ends early
                     q.shutdown()

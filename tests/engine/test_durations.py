@@ -19,6 +19,7 @@ from sync_queue import ManualClock, QueueConfig, SyncItem, SyncQueue
 from sync_queue.durations import MAX_DURATION_MS, to_ms, to_seconds
 from sync_queue.errors import InvalidParams
 from sync_queue.methods import QueueDispatcher
+from sync_queue.persistence import open_engine
 from sync_queue.protocol import PLAIN_CALL
 
 ISSUE_RANGE = range(1, 2_000_001)
@@ -82,8 +83,7 @@ def test_out_of_range_durations_name_their_field(value: Any) -> None:
 
 
 def dispatcher(clock: ManualClock) -> QueueDispatcher:
-    queue = SyncQueue(QueueConfig(), clock=clock, maintenance_thread=False)
-    return QueueDispatcher(queue, data_dir=None, recovered={})
+    return QueueDispatcher(open_engine(QueueConfig(), clock=clock), data_dir=None, recovered={})
 
 
 @settings(max_examples=300, deadline=None)

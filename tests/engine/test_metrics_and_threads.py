@@ -163,7 +163,7 @@ def test_maintenance_thread_applies_retention(interval: float) -> None:
     q.mark_completed(item_id)
     clock.advance(1_000)
     deadline = time.monotonic() + 5
-    while item_id in q._state.items and time.monotonic() < deadline:
+    while item_id in q._engine.core.state.items and time.monotonic() < deadline:
         time.sleep(interval)
-    assert item_id not in q._state.items
+    assert item_id not in q._engine.core.state.items
     q.shutdown()

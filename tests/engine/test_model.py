@@ -232,12 +232,12 @@ class QueueModel(RuleBasedStateMachine):
 
     @invariant()
     def replay_and_snapshot_equal_live(self) -> None:
-        live = self.q._state.fingerprint()
+        live = self.q._engine.core.state.fingerprint()
         replayed = QueueState(self.config)
         for record in self.journal.records:
             replayed.apply(decode_op(record))
         assert replayed.fingerprint() == live
-        snapshot = orjson.loads(orjson.dumps(self.q._state.to_snapshot()))
+        snapshot = orjson.loads(orjson.dumps(self.q._engine.core.state.to_snapshot()))
         assert QueueState.from_snapshot(self.config, snapshot).fingerprint() == live
 
 

@@ -214,7 +214,7 @@ def test_backoff_is_full_jitter_capped_exponential(
     for attempt in range(1, 9):
         popped = q.pop()
         assert popped is not None and popped.attempts == attempt
-        result = q.fail(item_id, "x")
+        result = q.mark_failed(item_id, "x")
         assert result.retry and result.available_at is not None
         delay = result.available_at - clock.now_ms()
         ceiling = min(8_000, 1_000 * 2 ** (attempt - 1))
@@ -245,7 +245,7 @@ def test_requeue_revives_a_dead_item_at_the_back_with_attempts_reset(make_queue:
     dead = q.push(item("dead").with_max_retries(0))
     popped = q.pop()
     assert popped is not None
-    assert q.mark_failed(dead, "boom") is False
+    assert not q.mark_failed(dead, "boom")  # a FailResult: falsy, not retried
     q.push(item("later"))
     q.requeue(dead)
     revived = q.get(dead)
@@ -305,7 +305,7 @@ def test_next_of_a_key_waits_until_the_previous_is_dead_or_cancelled(
     again = q.pop()
     assert again is not None and again.id == head
     if finish == "dead":
-        assert q.mark_failed(head, "x") is False
+        assert not q.mark_failed(head, "x")  # a FailResult: falsy, not retried
     else:
         q.cancel(head)
     nxt = q.pop()
@@ -357,7 +357,12 @@ def test_deduplication_covers_completed_items(q: SyncQueue) -> None:
     assert q.push_batch(
         [item(3).with_id("req-1"), item(4).with_id("req-2"), item(5).with_id("req-2")]
     ) == ["req-2"]
-    result = q.push_many([item(6).with_id("req-2"), item(7).with_id("req-3")])
+    # push_batch returns the ids added; the core's result also names the duplicates (the
+    # wire's pushBatch answers both).
+    engine = q._engine
+    result = engine.core.push_batch(
+        engine.begin_change(), [item(6).with_id("req-2"), item(7).with_id("req-3")]
+    )
     assert result.ids == ["req-3"] and result.duplicates == ["req-2"]
 
 
@@ -495,7 +500,7 @@ def test_heap_cleanup_keeps_indexes_small(make_queue: MakeQueue) -> None:
     for item_id in ids[:990]:
         q.cancel(item_id)
     q.run_maintenance()
-    state = q._state
+    state = q._engine.core.state
     assert sum(len(h) for h in state.ready) <= 2 * state.ready_count + 10
     assert len(drain(q)) == 10
 
@@ -542,7 +547,8 @@ def test_returned_items_are_copies(q: SyncQueue) -> None:
     source.metadata["user_id"] = "changed"
     got = q.get(item_id)
     got.metadata["user_id"] = "mutated"
-    got.status = ItemStatus.COMPLETED
+    with pytest.raises(AttributeError):  # the returned Item is read-only
+        got.status = ItemStatus.COMPLETED  # type: ignore[misc]
     again = q.get(item_id)
     assert again.metadata == {"user_id": "u-1"} and again.status is ItemStatus.PENDING
 
@@ -704,3 +710,21 @@ def test_events_raised_by_time_passing_reach_the_listener_on_a_read(
     clock.advance(5_000)
     q.health()  # a read catches up with time: the breaker half-opens
     assert events[-1] == BreakerChanged("halfOpen", "cool-down ended; letting one probe through")
+
+
+def test_sync_interval_is_its_own_option_and_the_engine_reads_durations_in_ms() -> None:
+    c = QueueConfig(persistence_interval=timedelta(minutes=1), sync_interval=0.25)
+    assert (c.persistence_interval, c.sync_interval, QueueConfig().sync_interval) == (
+        60.0,
+        0.25,
+        1.0,
+    )
+    ms = c.timings()
+    assert (ms.persistence_interval_ms, ms.sync_interval_ms, ms.lease_timeout_ms) == (
+        60_000,
+        250,
+        30_000,
+    )
+    with pytest.raises(InvalidParams) as info:
+        QueueConfig(sync_interval=-1)
+    assert info.value.data["field"] == "sync_interval"

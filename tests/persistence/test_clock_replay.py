@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 
 from sync_queue import ManualClock, QueueConfig, SyncItem, SyncQueue
+from sync_queue.entry import Entry
 from sync_queue.ops import Cancel, Push
 from sync_queue.persistence import open_store
 from sync_queue.state import QueueState
 
 from .test_replay import MODES, random_workload
+
+
+def queue_now(q: SyncQueue) -> int:
+    """The queue's time after a read has caught up with the clock (re-basing if it was set)."""
+    q.ready_count()
+    return q._engine.now()
+
 
 HOUR = 3_600_000
 JUMPS = [2 * HOUR, -2 * HOUR, 365 * 24 * HOUR, -365 * 24 * HOUR, 1500, -1500, 300, -300]
@@ -46,7 +54,7 @@ def test_recovered_state_equals_the_closed_state_across_clock_jumps(
             if session == 1:
                 q.flush()  # a snapshot folded from records that include re-bases
             q.shutdown()
-            live = q._state.fingerprint()
+            live = q._engine.core.state.fingerprint()
             state, persistence = open_store(config)
             try:
                 assert state.fingerprint() == live
@@ -55,7 +63,7 @@ def test_recovered_state_equals_the_closed_state_across_clock_jumps(
             clock.advance(rng.choice([0, 5_000, 60_000]))
             clock.jump(rng.choice(JUMPS))  # wrong (or fixed) while closed
             q = SyncQueue(config, clock=clock, rng=random.Random(seed), maintenance_thread=False)
-            now = q.poll()[2]
+            now = queue_now(q)
             assert abs(now - clock.now_ms()) <= 1000
             for item in q.list(limit=1000).items:
                 assert item.created_at <= now and item.updated_at <= now
@@ -72,13 +80,13 @@ def test_after_a_crash_with_the_clock_behind_a_deadline_loses_at_most_an_idle_in
     for _ in range(7):  # idle for 7 minutes; maintenance records the time every 5
         clock.advance(60_000)
         q.run_maintenance()
-    assert q._persistence is not None
-    q._persistence.store.close()  # the process dies: nothing recorded on close
+    assert q._engine.storage is not None
+    q._engine.storage.store.close()  # the process dies: nothing recorded on close
     q._closed = True
     clock.jump(-2 * HOUR)  # and the clock is behind when it starts again
     q = SyncQueue(config, clock=clock, maintenance_thread=False)
     try:
-        remaining = q.get("x").available_at - q.poll()[2]
+        remaining = q.get("x").available_at - queue_now(q)
         assert 0 < remaining <= 600_000 - 300_000  # not 2 h; at most 5 min given back
     finally:
         q.shutdown()
@@ -87,7 +95,7 @@ def test_after_a_crash_with_the_clock_behind_a_deadline_loses_at_most_an_idle_in
 def test_a_version_1_snapshot_counts_retention_from_updated_at() -> None:
     config = QueueConfig(retention_period=10)
     state = QueueState(config)
-    item = SyncItem.new("x").with_id("x").admitted(1_000, 3)
+    item = Entry.admit(SyncItem.new("x").with_id("x"), 1_000, 3)
     state.apply(Push(1_000, (item,)))
     state.apply(Cancel(5_000, "x"))
     snapshot = state.to_snapshot()

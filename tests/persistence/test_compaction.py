@@ -32,7 +32,7 @@ def test_background_compaction_never_stalls_an_operation(tmp_path: Path) -> None
     q = SyncQueue(config)
     for _ in range(10):  # a state big enough that folding it takes a while
         q.push_batch([SyncItem.new({"pad": "x" * 100}) for _ in range(2_000)])
-    store = q._persistence.store  # type: ignore[union-attr]
+    store = q._engine.storage.store  # type: ignore[union-attr]
     before = store.stats().compactions
     waits: list[float] = []
     deadline = time.monotonic() + 3.0
@@ -67,7 +67,7 @@ def test_flush_async_folds_in_the_background_and_keeps_concurrent_changes(
     q = SyncQueue(config, maintenance_thread=False)
     for _ in range(10):
         q.push_batch([SyncItem.new({"pad": "x" * 100}) for _ in range(2_000)])
-    before = {item.id for item in q._state.iter_items()}
+    before = {item.id for item in q._engine.core.state.iter_items()}
     future = q.flush_async()
     during = []
     while not future.done():  # this thread is free while the store's thread folds
@@ -81,12 +81,12 @@ def test_flush_async_folds_in_the_background_and_keeps_concurrent_changes(
     alone.mkdir(mode=0o700)
     shutil.copy(data / snapshots[0], alone / snapshots[0])
     copy = SyncQueue(config.replace(persistence_path=alone), maintenance_thread=False)
-    assert before <= {item.id for item in copy._state.iter_items()}
+    assert before <= {item.id for item in copy._engine.core.state.iter_items()}
     copy.shutdown()
     q.flush()  # the blocking form: the same path, waited for
     q.shutdown()
     q = SyncQueue(config, maintenance_thread=False)
-    assert {item.id for item in q._state.iter_items()} == before | set(during)
+    assert {item.id for item in q._engine.core.state.iter_items()} == before | set(during)
     q.shutdown()
 
 
@@ -109,12 +109,12 @@ def test_the_folds_small_steps_build_the_same_state() -> None:
     q.push_batch([SyncItem.new({"n": n}, priorities[n % 4]) for n in range(5_000)])
     delayed = [SyncItem.new({"late": n}) for n in range(500)]
     for n, item in enumerate(delayed):
-        item._delay_ms = 60_000 + n
+        item.delay_ms = 60_000 + n
     q.push_batch(delayed)
     for _ in range(300):
         q.pop()
-    blob = encode_state(q._state, cooperative=True)
-    assert blob == encode_state(q._state)
+    blob = encode_state(q._engine.core.state, cooperative=True)
+    assert blob == encode_state(q._engine.core.state)
     plain, stepped = decode_state(config, blob), decode_state(config, blob, cooperative=True)
     assert stepped.fingerprint() == plain.fingerprint()
     for heap in (*stepped.ready, stepped.delayed, stepped.leases, stepped.ttl):

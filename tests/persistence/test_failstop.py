@@ -59,6 +59,7 @@ def make_queue(
         persistence_path=tmp_path / "data",
         durability=durability,  # type: ignore[arg-type]
         persistence_interval=kw.pop("persistence_interval", 3600),
+        sync_interval=kw.pop("sync_interval", 3600),
         **kw,
     )
     return SyncQueue(config, maintenance_thread=False, file_io=io), io
@@ -100,7 +101,7 @@ REFUSED: dict[str, Callable[[SyncQueue, dict[str, str]], object]] = {
     "push_batch": lambda q, _: q.push_batch([SyncItem.new(i) for i in range(3)]),
     "pop": lambda q, _: q.pop(),
     "complete": lambda q, leases: q.mark_completed("w1", leases["w1"]),
-    "fail": lambda q, leases: q.fail("w1", "boom", leases["w1"]),
+    "fail": lambda q, leases: q.mark_failed("w1", "boom", leases["w1"]),
     "extend_lease": lambda q, leases: q.extend_lease("w1", 99, leases["w1"]),
     "cancel": lambda q, _: q.cancel("p1"),
     "requeue": lambda q, _: q.requeue("gone"),
@@ -122,7 +123,7 @@ def test_a_refused_change_is_not_applied(tmp_path: Path, op: str, what: str) -> 
     assert q.storage_failure is not None and not q.health_check()
     with pytest.raises(PersistenceError):  # fail-stop: later changes are refused
         q.push(SyncItem.new("later"))
-    live = q._state.fingerprint()
+    live = q._engine.core.state.fingerprint()
     io.fail = None
     assert recovered(q) == live
 
@@ -136,17 +137,19 @@ def test_a_refused_group_is_rolled_back_whole(tmp_path: Path, what: str, durabil
     leases = setup_items(q)
     before = view(q)
     io.fail = what
-    with pytest.raises(PersistenceError), q.deferred_commit():  # one group, as the sidecar
-        q.push(SyncItem.new("a").with_id("ghost"))
-        q.mark_completed("w1", leases["w1"])
-        q.cancel("p1")
-        assert q.get("ghost").status.value == "pending"  # applied, not yet durable
+    engine, core = q._engine, q._engine.core
+    with pytest.raises(PersistenceError):  # one group and one commit, as the sidecar does
+        core.push(engine.begin_change(), SyncItem.new("a").with_id("ghost"))
+        core.complete(engine.begin_change(), "w1", leases["w1"])
+        core.cancel(engine.begin_change(), "p1")
+        assert core.item("ghost").status.value == "pending"  # applied, not yet durable
+        engine.commit(core.ticket)
     with pytest.raises(ItemNotFound):
         q.get("ghost")
     assert q.get("w1").status.value == "processing"
     assert q.get("p1").status.value == "pending"
     assert view(q) == before
-    live = q._state.fingerprint()
+    live = q._engine.core.state.fingerprint()
     io.fail = None
     assert recovered(q) == live
 
@@ -173,7 +176,7 @@ def test_callers_of_the_failed_group_see_the_rollback_before_their_error(tmp_pat
     for t in threads:
         t.join()
     assert seen == [["kept"]] * 4
-    live = q._state.fingerprint()
+    live = q._engine.core.state.fingerprint()
     io.fail = None
     assert recovered(q) == live
 
@@ -209,7 +212,7 @@ def test_the_failed_block_is_cut_and_synced(tmp_path: Path) -> None:
     assert io.calls[:3] == [("fsync", fd), ("ftruncate", fd), ("fsync", fd)]
     io.fail = None
     assert [i.id for i in q.list().items] == ["a"]
-    live = q._state.fingerprint()
+    live = q._engine.core.state.fingerprint()
     assert recovered(q) == live
 
 
@@ -220,7 +223,7 @@ def test_periodic_fsync_failure_keeps_what_was_acknowledged(tmp_path: Path) -> N
     io = FailingIO()
     clock = ManualClock()
     config = QueueConfig(
-        persistence_path=tmp_path / "data", durability="periodic", persistence_interval=0.02
+        persistence_path=tmp_path / "data", durability="periodic", sync_interval=0.02
     )
     q = SyncQueue(config, clock=clock, maintenance_thread=False, file_io=io)
     q.push(SyncItem.new("a").with_id("a"))
@@ -235,10 +238,10 @@ def test_periodic_fsync_failure_keeps_what_was_acknowledged(tmp_path: Path) -> N
     assert q.storage_failure is not None
     with pytest.raises(PersistenceError):
         q.push(SyncItem.new("c").with_id("c"))
-    q.tick()
+    q.run_maintenance()
     assert [i.id for i in q.list().items] == ["a", "b"]
     assert q.get("a").status.value == "pending"  # the read's expiry was written with it
-    live = q._state.fingerprint()
+    live = q._engine.core.state.fingerprint()
     io.fail = None
     assert recovered(q) == live
 
@@ -281,7 +284,7 @@ def test_a_write_failing_at_open_is_an_unusable_directory_and_releases_it(
     q = SyncQueue(config, maintenance_thread=False)
     q.push(SyncItem.new("a").with_id("a"))
     assert q.pop() is not None  # processing when the process "dies"
-    q._persistence.store.close()  # type: ignore[union-attr]  # no clean stop: as after a crash
+    q._engine.storage.store.close()  # type: ignore[union-attr]  # no clean stop: as after a crash
     io = FailingIO()
     io.fail = "fsync"
     with pytest.raises(DataDirUnusable, match="cannot write to the data directory"):
@@ -292,18 +295,21 @@ def test_a_write_failing_at_open_is_an_unusable_directory_and_releases_it(
 
 
 def test_reads_commit_what_catching_up_with_time_changed(tmp_path: Path) -> None:
-    """A read that finds a lease expired journals that; in the server's deferred mode the
-    cycle's commit must make it durable, or a crash after the reply undoes what it showed."""
+    """A read that finds a lease expired journals that; in the server (one commit per
+    cycle) the cycle's commit must make it durable, or a crash after the reply undoes what
+    it showed."""
     clock = ManualClock(1_700_000_000_000)
     config = QueueConfig(persistence_path=tmp_path / "data", persistence_interval=3600)
     q = SyncQueue(config, clock=clock, maintenance_thread=False)
     q.push(SyncItem.new("a").with_id("a"))
-    q.defer_commits()
-    q.pop(lease=1)
-    q.commit_deferred()
+    engine, core = q._engine, q._engine.core
+    core.pop(engine.begin_change(), 1, lease_ms=1)
+    engine.commit(core.ticket)
     clock.advance(5000)
-    assert q.get("a").status.value == "pending"  # the lease ran out
-    q.commit_deferred()
+    engine.before_read()
+    engine.begin_read()  # a read, as the sidecar does it: it catches up with time
+    assert core.item("a").status.value == "pending"  # the lease ran out
+    engine.commit(core.ticket)  # the cycle's one commit
     # What is on disk now, read as a crash right after the reply would leave it (the store
     # is still open: closing it would write what it buffered).
     plan = load_directory(

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from sync_queue import ManualClock, QueueConfig, SyncItem, SyncQueue
+from sync_queue.entry import RECORD_FIELDS, Entry
 from sync_queue.errors import PersistenceError
 from sync_queue.persistence import encode_state, open_store
 from sync_queue.state import QueueState
@@ -55,12 +56,12 @@ def seed(path: Path, key: bytes | None) -> None:
     q.push(SyncItem("x", id="waiting").with_partition_key("k"))
     # Not shutdown(): that would release the lease of "busy" on the next open anyway, but
     # keep the directory as a crash leaves it (only the journal).
-    q._persistence.store.close()  # type: ignore[union-attr]
+    q._engine.storage.store.close()  # type: ignore[union-attr]
 
 
 def push_record(item_id: str, **changes: Any) -> dict[str, Any]:
-    record = SyncItem("x", id=item_id).admitted(T, 1).to_record()
-    fields = SyncItem.RECORD_FIELDS
+    record = Entry.admit(SyncItem("x", id=item_id), T, 1).to_record()
+    fields = [f.name for f in RECORD_FIELDS]
     for name, value in changes.items():
         record[fields.index(name)] = value
     return {"op": "push", "t": T, "items": [record]}
@@ -176,7 +177,7 @@ def snapshot_blob(tmp_path: Path, change: Any) -> bytes:
 
 
 def _no_lease(header: dict[str, Any], items: list[list[Any]]) -> None:
-    items[0][SyncItem.RECORD_FIELDS.index("leaseExpiresAt")] = None
+    items[0][[f.name for f in RECORD_FIELDS].index("leaseExpiresAt")] = None
 
 
 def _bad_time(header: dict[str, Any], items: list[list[Any]]) -> None:

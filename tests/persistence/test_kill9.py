@@ -62,7 +62,7 @@ def test_kill9_loses_nothing_acknowledged(tmp_path: Path) -> None:
             QueueConfig(persistence_path=tmp_path, max_capacity=1_000_000), maintenance_thread=False
         )
         try:
-            items = q._state.items
+            items = q._engine.core.state.items
             missing = pushed_all - items.keys()
             assert not missing, f"round {round_no}: acknowledged pushes lost: {sorted(missing)[:5]}"
             undone = [i for i in completed_all if items[i].status is not ItemStatus.COMPLETED]

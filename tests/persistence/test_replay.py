@@ -104,7 +104,7 @@ def test_recovered_state_equals_the_state_before_closing(
             q.flush()  # a snapshot in the middle, then more journal
             random_workload(q, clock, rng, 200)
         q.shutdown()  # records the queue's time on close (a change, see queue._mark_time)
-        live = q._state.fingerprint()
+        live = q._engine.core.state.fingerprint()
         state, persistence = open_store(config)
         try:
             assert state.fingerprint() == live
@@ -118,7 +118,7 @@ def test_reopen_releases_interrupted_items_through_the_retry_policy(tmp_path: Pa
     survivor = q.push(SyncItem.new("a"))
     poison = q.push(SyncItem.new("b").with_max_retries(0))
     assert {it.id for it in q.pop_batch(2)} == {survivor, poison}
-    q._persistence.store.close()  # type: ignore[union-attr]  # the process "dies"
+    q._engine.storage.store.close()  # type: ignore[union-attr]  # the process "dies"
     q._closed = True
     q = SyncQueue(config, maintenance_thread=False)
     assert q.get(survivor).status.value == "pending" and q.get(survivor).attempts == 1

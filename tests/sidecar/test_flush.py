@@ -68,7 +68,7 @@ def open_ids(directory: Path) -> dict[str, str]:
         QueueConfig(persistence_path=directory, max_capacity=1_000_000), maintenance_thread=False
     )
     try:
-        return {item.id: item.status.value for item in q._state.iter_items()}
+        return {item.id: item.status.value for item in q._engine.core.state.iter_items()}
     finally:
         q.shutdown()
 

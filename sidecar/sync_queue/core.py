@@ -1,0 +1,411 @@
+"""``QueueCore``: the queue's single-threaded core. Every call takes the queue's time ``now``.
+
+Each change follows one pattern:
+
+1. check the request against the state: the status table beside the state machine
+   (``state.FROM_STATUS``, which replay checks records against too), plus what only a
+   request knows (lease ids, capacity, deduplication); bad input raises and changes nothing;
+2. build the operation record, with every random or time-dependent choice made here (the
+   jittered retry time, which items a pop hands out);
+3. hand it to the journal, if there is one (a record the journal refuses is never applied),
+   then apply it through ``QueueState.apply``.
+
+``advance(now)`` turns what became due into records; the drivers (``engine.py``, used by the
+threaded ``SyncQueue`` and by the stdio server's ``methods.py``) call it before each call.
+Events raised by a change collect in ``state.events`` until the driver takes them. The core
+holds no lock, reads no clock, and does no I/O beyond ``Journal.append``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from .config import QueueConfig
+from .entry import Entry
+from .errors import CapacityExceeded, DuplicateItem, InvalidParams, InvalidState, ItemNotFound
+from .item import Item, ItemStatus, Priority, SyncItem, check_id
+from .legality import FROM_STATUS, LIVE
+from .metrics import Metrics
+from .ops import (
+    BreakerProbe,
+    Cancel,
+    Complete,
+    Drop,
+    Expire,
+    ExtendLease,
+    Fail,
+    LeaseExpired,
+    Op,
+    Pop,
+    Purge,
+    Push,
+    Rebase,
+    Requeue,
+    SetPaused,
+)
+from .results import FailResult, Page, PushBatchResult
+from .retry import Backoff
+from .state import Event, QueueState
+
+__all__ = ["Journal", "QueueCore"]
+
+MAX_LIST_LIMIT = 1000
+LEASE_EXPIRED = "lease expired"
+INTERRUPTED = "interrupted: the queue restarted while it was processing"
+
+
+class Journal(Protocol):
+    """Where the core sends its operation records to make them durable (see storage)."""
+
+    def append(self, op: Op) -> int:
+        """Record ``op`` and return a ticket; called before the op is applied. Raises
+        (``InvalidParams``, ``PersistenceError``) having recorded nothing."""
+        ...
+
+    def commit(self, ticket: int) -> None:
+        """Return once everything up to ``ticket`` is as durable as promised (group commit)."""
+        ...
+
+
+class QueueCore:
+    """The state, the journal and the rules between them; see the module docstring."""
+
+    def __init__(
+        self,
+        config: QueueConfig,
+        state: QueueState | None = None,
+        *,
+        journal: Journal | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state if state is not None else QueueState(config)
+        self.state.events = []
+        self.journal = journal
+        self.ticket = 0  # the journal ticket of the last record appended
+        ms = config.timings()
+        self._backoff = Backoff(ms.base_retry_delay_ms, ms.max_retry_delay_ms, rng)
+        self.lease_ms = ms.lease_timeout_ms
+        self._retention_ms = ms.retention_period_ms
+        self._mark_ms = max(1, ms.cleanup_interval_ms)
+        self._calls = 0
+
+    def replace_state(self, state: QueueState) -> None:
+        """Swap in a rebuilt state (after a failed commit: what is durable)."""
+        state.events = []
+        self.state = state
+
+    def take_events(self) -> list[Event]:
+        events = self.state.events
+        if not events:
+            return []
+        self.state.events = []
+        return events
+
+    # ------------------------------------------------------------- producers
+
+    def push(self, now: int, item: SyncItem) -> str:
+        """Add one item; ``DuplicateItem`` if its id is taken."""
+        if self._taken(item.id):
+            raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
+        self._check_capacity(1)
+        self._record(Push(now, (Entry.admit(item, now, self.config.max_retries),)))
+        return item.id
+
+    def push_batch(self, now: int, items: Sequence[SyncItem]) -> PushBatchResult:
+        """Add items, skipping duplicates. Capacity: all or nothing."""
+        accepted: list[Entry] = []
+        duplicates: list[str] = []
+        seen: set[str] = set()
+        for item in items:
+            if item.id in seen or self._taken(item.id):
+                duplicates.append(item.id)
+                continue
+            seen.add(item.id)
+            accepted.append(Entry.admit(item, now, self.config.max_retries))
+        if accepted:
+            self._check_capacity(len(accepted))
+            self._record(Push(now, tuple(accepted)))
+        return PushBatchResult([item.id for item in accepted], duplicates)
+
+    def _taken(self, item_id: str) -> bool:
+        """Is this id refused as a duplicate? With deduplication every retained item counts;
+        without it, only live ones (a finished item's id may be reused)."""
+        existing = self.state.items.get(item_id)
+        return existing is not None and (
+            self.config.enable_deduplication or existing.status in LIVE
+        )
+
+    def _check_capacity(self, adding: int) -> None:
+        size = self.state.live_count
+        if size + adding > self.config.max_capacity:
+            raise CapacityExceeded(
+                f"the queue holds {size} of at most {self.config.max_capacity} items; "
+                f"{adding} more do not fit",
+                capacity=self.config.max_capacity,
+                size=size,
+            )
+
+    # ------------------------------------------------------------- consumers
+
+    def pop(
+        self, now: int, n: int, lease_ms: int | None = None, partition: int | None = None
+    ) -> list[Item]:
+        """Hand out up to ``n`` ready items, now ``processing`` under a lease."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
+        lease_ms = self.lease_ms if lease_ms is None else lease_ms
+        if lease_ms <= 0:
+            raise InvalidParams("lease: must be positive", field="leaseMs")
+        ids = self.state.select(n, self.check_partition(partition), now)
+        if not ids:
+            return []
+        handed = self._record(Pop(now, tuple(ids), lease_ms))
+        return [entry.view() for entry in handed]
+
+    def check_partition(self, partition: int | None) -> int | None:
+        if partition is None:
+            return None
+        count = self.config.partitions
+        if (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition < count
+        ):
+            hint = "" if self.config.enable_partitioning else " (partitioning is off)"
+            raise InvalidParams(
+                f"partition: expected an integer 0-{count - 1}{hint}, got {partition!r}",
+                field="partition",
+            )
+        return partition
+
+    def complete(self, now: int, item_id: str, lease_id: str | None = None) -> None:
+        self._leased(Complete, item_id, lease_id, "complete")
+        self._record(Complete(now, item_id))
+
+    def fail(
+        self, now: int, item_id: str, error: str | None = None, lease_id: str | None = None
+    ) -> FailResult:
+        if error is not None and not isinstance(error, str):
+            raise InvalidParams("error: expected a string", field="error")
+        item = self._leased(Fail, item_id, lease_id, "fail")
+        retry_at = now + self._backoff.delay_ms(item.attempts)
+        retry = self._record(Fail(now, item_id, error, retry_at))
+        return FailResult(retry, retry_at if retry else None)
+
+    def extend_lease(
+        self, now: int, item_id: str, lease_ms: int, lease_id: str | None = None
+    ) -> int:
+        """Heartbeat: the lease now ends ``lease_ms`` from now. Returns the new expiry."""
+        if lease_ms <= 0:
+            raise InvalidParams("leaseMs: must be positive", field="leaseMs")
+        self._leased(ExtendLease, item_id, lease_id, "extend the lease of")
+        expires_at: int = self._record(ExtendLease(now, item_id, now + lease_ms))
+        return expires_at
+
+    def _leased(self, op: type[Op], item_id: str, lease_id: str | None, action: str) -> Entry:
+        item = self.item(item_id)
+        if item.status not in FROM_STATUS[op]:
+            why = " (its lease expired)" if item.last_error == LEASE_EXPIRED else ""
+            raise InvalidState(
+                f"cannot {action} item {item_id!r}: it is {item.status.value}, not processing{why}",
+                id=item_id,
+                status=item.status.value,
+            )
+        if lease_id is not None and lease_id != item.lease_id:
+            raise InvalidState(
+                f"cannot {action} item {item_id!r}: lease {lease_id!r} is not "
+                "current (the item was handed out again after it expired)",
+                id=item_id,
+            )
+        return item
+
+    # ------------------------------------------------------------ management
+
+    def cancel(self, now: int, item_id: str) -> None:
+        """A ``pending`` or ``processing`` item becomes ``cancelled``."""
+        item = self.item(item_id)
+        if item.status not in FROM_STATUS[Cancel]:
+            raise InvalidState(
+                f"cannot cancel item {item_id!r}: it is {item.status.value}",
+                id=item_id,
+                status=item.status.value,
+            )
+        self._record(Cancel(now, item_id))
+
+    def requeue(self, now: int, item_id: str) -> None:
+        """A ``failed`` or ``cancelled`` item goes back to pending, last in line."""
+        item = self.item(item_id)
+        if item.status not in FROM_STATUS[Requeue]:
+            raise InvalidState(
+                f"cannot requeue item {item_id!r}: it is {item.status.value}; "
+                "only failed or cancelled items can be requeued",
+                id=item_id,
+                status=item.status.value,
+            )
+        if self.state.live_count >= self.config.max_capacity:
+            raise CapacityExceeded(
+                f"the queue is full ({self.config.max_capacity} items)",
+                capacity=self.config.max_capacity,
+            )
+        self._record(Requeue(now, item_id))
+
+    def purge(self, now: int, status: ItemStatus | str) -> int:
+        """Forget every item with ``status`` (completed, failed or cancelled only)."""
+        parsed = ItemStatus.parse(status)
+        if parsed not in FROM_STATUS[Purge]:
+            raise InvalidParams(
+                f"status: only completed, failed or cancelled items can be "
+                f"purged, not {parsed.value}",
+                field="status",
+            )
+        removed: int = self._record(Purge(now, parsed.value))
+        return removed
+
+    def set_paused(self, now: int, paused: bool) -> None:
+        if self.state.paused != paused:
+            self._record(SetPaused(now, paused))
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, now: int) -> None:
+        """Turn whatever became due by ``now`` into operation records: expired leases go back
+        through the retry policy, items past their TTL are cancelled, finished items past
+        retention are dropped, an open breaker whose cool-down ended half-opens.
+
+        This runs before every call, so each check is one comparison with the top of an index.
+        """
+        state = self.state
+        leases = state.leases
+        if leases and leases[0][0] <= now:
+            for item in state.due_leases(now):
+                retry_at = now + self._backoff.delay_ms(item.attempts)
+                self._record(LeaseExpired(now, item.id, LEASE_EXPIRED, retry_at))
+        ttl = state.ttl
+        if ttl and ttl[0][0] <= now:
+            expired = state.due_expiries(now)
+            if expired:
+                self._record(Expire(now, tuple(expired)))
+        finished = state.finished
+        if finished and finished[0][0] + self._retention_ms <= now - state.unmeasured:
+            dropped = state.due_retention(now, self._retention_ms)
+            if dropped:
+                self._record(Drop(now, tuple(dropped)))
+        if state.breaker.state == "open" and state.breaker.probe_due(now):
+            self._record(BreakerProbe(now))
+        self._calls += 1
+        if not self._calls & 0x3FF:  # every 1024 calls: keep lazily-deleted heaps bounded
+            state.compact_indexes()
+
+    def record_time(self, now: int, idle_only: bool = False) -> None:
+        """Record the queue's time (a ``Rebase`` that moves nothing), so a crash or a close
+        loses none of it for retention and for re-basing on open. ``idle_only``: only once
+        ``cleanup_interval`` has passed since the last record. An empty queue has no timers."""
+        last = self.state.last_t
+        if self.state.items and now - last >= (self._mark_ms if idle_only else 1):
+            self._record(Rebase(now, 0, 0))
+
+    def rebase(self, op: Rebase) -> None:
+        """The queue's clock moves onto the wall clock (``queue_time.QueueTime`` decides)."""
+        self._record(op)
+
+    def release_interrupted(self, now: int) -> None:
+        """Items that were processing when the process died go back through the retry
+        policy: their attempt counted (a poison item that kills the process every time
+        ends up ``failed`` instead of crashing it forever)."""
+        state = self.state
+        if not state.status_counts[ItemStatus.PROCESSING]:
+            return
+        for item in [i for i in state.iter_items() if i.status is ItemStatus.PROCESSING]:
+            self._record(LeaseExpired(now, item.id, INTERRUPTED, now))
+
+    # ----------------------------------------------------------------- reads
+
+    def item(self, item_id: str) -> Entry:
+        """The core's own entry (callers get its ``view()``); ``ItemNotFound`` if none."""
+        item = self.state.items.get(item_id)
+        if item is None:
+            check_id(item_id)
+            raise ItemNotFound(f"no item with id {item_id!r}", id=item_id)
+        return item
+
+    def page(
+        self,
+        status: ItemStatus | str | None = None,
+        priority: Priority | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        """Retained items in push order, a page at a time (``after`` = previous ``next``)."""
+        want_status = None if status is None else ItemStatus.parse(status)
+        want_priority = None if priority is None else Priority.parse(priority)
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
+            raise InvalidParams(
+                f"limit: expected an integer 1-{MAX_LIST_LIMIT}, got {limit!r}", field="limit"
+            )
+        page: list[Item] = []
+        last_seq = 0
+        more = False
+        for item in self._items_after(_parse_cursor(after)):
+            if want_status is not None and item.status is not want_status:
+                continue
+            if want_priority is not None and item.priority is not want_priority:
+                continue
+            if len(page) == limit:
+                more = True
+                break
+            page.append(item.view())
+            last_seq = item._seq
+        return Page(page, str(last_seq) if more else None)
+
+    def _items_after(self, after_seq: int) -> Iterator[Entry]:
+        items = self.state.iter_items()
+        if after_seq:
+            for item in items:
+                if item._seq > after_seq:
+                    yield item
+                    break
+        yield from items
+
+    def metrics(self, now: int) -> Metrics:
+        return self.state.metrics_at(now)
+
+    def ready_count(self, now: int) -> int:
+        """Items a pop could hand out at ``now`` (0 while paused or the breaker is open)."""
+        state = self.state
+        if state.paused or state.breaker.may_hand_out() == 0:
+            return 0
+        return state.ready_now(now)
+
+    def next_wakeup(self) -> int | None:
+        """When something next becomes due by time alone (ms), or None."""
+        return self.state.next_wakeup()
+
+    # ----------------------------------------------------------------- inside
+
+    def _record(self, op: Op) -> Any:
+        journal = self.journal
+        if journal is not None:
+            # Recorded first: if the journal refuses the record, nothing was applied.
+            self.ticket = journal.append(op)
+        return self.state.apply(op)
+
+
+def _parse_cursor(after: str | None) -> int:
+    if after is None:
+        return 0
+    try:
+        seq = int(after)
+    except (TypeError, ValueError):
+        seq = -1
+    if seq < 0:
+        raise InvalidParams(
+            f"after: not a cursor from a previous page: {after!r:.40}", field="after"
+        )
+    return seq

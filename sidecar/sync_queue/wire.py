@@ -1,0 +1,147 @@
+"""The wire's shapes (docs/protocol.md §3-§4): each method's params, and conversions between
+JSON objects and the engine's values (a push object to a ``SyncItem``, metrics to ``stats``).
+
+Validation of params lives here (names, types, ranges; every message names the field); the
+core validates what depends on its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .durations import MAX_DURATION_MS
+from .engine import Health
+from .errors import InvalidParams
+from .item import MAX_ID_LENGTH, MAX_RETRIES_LIMIT, ItemStatus, Priority, SyncItem
+from .metrics import Metrics
+from .protocol import ANY, Param
+from .protocol import check_params as check
+
+__all__ = ["PARAMS", "health_to_wire", "item_from_params", "stats_to_wire"]
+
+_PRIORITIES = tuple(p.wire for p in Priority)
+_STATUSES = tuple(s.value for s in ItemStatus)
+_ID = Param(str, required=True)
+# Every ``…Ms`` duration: at most MAX_DURATION_MS (100 years), so a huge value is refused
+# here, naming its field, instead of failing later where the journal stores it.
+_MS = MAX_DURATION_MS
+
+PUSH = {
+    "payload": Param(ANY, required=True),
+    "id": Param(str),
+    "priority": Param(str, choices=_PRIORITIES),
+    "maxRetries": Param(int, minimum=0, maximum=MAX_RETRIES_LIMIT),
+    "correlationId": Param(str, nullable=True),
+    "metadata": Param(dict),
+    "partitionKey": Param(str, nullable=True),
+    "delayMs": Param(int, minimum=0, maximum=_MS),
+    "ttlMs": Param(int, minimum=1, maximum=_MS),
+}
+POP = {
+    "timeoutMs": Param(int, minimum=0, maximum=_MS),
+    "leaseMs": Param(int, minimum=1, maximum=_MS),
+    "partition": Param(int, minimum=0),
+}
+NONE: dict[str, Param] = {}
+
+# Each method's params, checked before its handler runs (None: push's object is checked by
+# ``item_from_params``, which also names the item of a batch).
+PARAMS: Mapping[str, Mapping[str, Param] | None] = {
+    "ping": NONE,
+    "push": None,
+    "pushBatch": {"items": Param(list, required=True)},
+    "pop": POP,
+    "popBatch": {**POP, "max": Param(int, minimum=1)},
+    "complete": {"id": _ID, "leaseId": Param(str)},
+    "fail": {"id": _ID, "error": Param(str, nullable=True), "leaseId": Param(str)},
+    "cancel": {"id": _ID},
+    "requeue": {"id": _ID},
+    "extendLease": {
+        "id": _ID,
+        "leaseMs": Param(int, required=True, minimum=1, maximum=_MS),
+        "leaseId": Param(str),
+    },
+    "get": {"id": _ID},
+    "list": {
+        "status": Param(str, choices=_STATUSES),
+        "priority": Param(str, choices=_PRIORITIES),
+        "limit": Param(int, minimum=1),
+        "after": Param(str, nullable=True),
+    },
+    "purge": {"status": Param(str, required=True, choices=_STATUSES)},
+    "stats": NONE,
+    "health": NONE,
+    "pause": NONE,
+    "resume": NONE,
+    "flush": NONE,
+}
+
+
+def item_from_params(where: str, params: Any, index: int | None = None) -> SyncItem:
+    """A ``SyncItem`` from a push object (docs/protocol.md §3), or ``InvalidParams`` naming the
+    field (``pushBatch: items[3]: "priority" ...``)."""
+    if not isinstance(params, dict):
+        raise InvalidParams(f"{where}: expected an object", field="items", index=index)
+    check(where, params, PUSH)
+    item = SyncItem(params["payload"], params.get("priority", "normal"))
+    if "id" in params:
+        item_id = params["id"]
+        if not 1 <= len(item_id) <= MAX_ID_LENGTH:
+            raise InvalidParams(
+                f'{where}: "id" must have 1 to {MAX_ID_LENGTH} characters', field="id"
+            )
+        item.id = item_id
+    if "maxRetries" in params:
+        item.max_retries = params["maxRetries"]
+    item.correlation_id = params.get("correlationId")
+    metadata = params.get("metadata")
+    if metadata:
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise InvalidParams(
+                    f'{where}: "metadata" values must be strings (key "{key}" is not)',
+                    field="metadata",
+                )
+        item.metadata = dict(metadata)
+    item.partition_key = params.get("partitionKey")
+    if "delayMs" in params:
+        item.delay_ms = params["delayMs"]
+    if "ttlMs" in params:
+        item.ttl_ms = params["ttlMs"]
+    return item
+
+
+def health_to_wire(h: Health) -> dict[str, Any]:
+    result: dict[str, Any] = {"healthy": h.healthy, "breaker": h.breaker, "paused": h.paused}
+    if h.reason is not None:
+        result["reason"] = h.reason
+    return result
+
+
+def stats_to_wire(m: Metrics) -> dict[str, Any]:
+    return {
+        "totalEnqueued": m.total_enqueued,
+        "totalDequeued": m.total_dequeued,
+        "totalCompleted": m.total_completed,
+        "totalFailed": m.total_failed,
+        "totalRetries": m.total_retries,
+        "totalCancelled": m.total_cancelled,
+        "currentSize": m.current_size,
+        "successRate": m.success_rate,
+        "avgWaitMs": m.avg_wait_ms,
+        "avgProcessingMs": m.avg_processing_ms,
+        "waitMs": {"p50": m.wait_ms_p50, "p95": m.wait_ms_p95, "p99": m.wait_ms_p99},
+        "processingMs": {
+            "p50": m.processing_ms_p50,
+            "p95": m.processing_ms_p95,
+            "p99": m.processing_ms_p99,
+        },
+        "byStatus": m.by_status,
+        "byPriority": m.by_priority,
+        "throughput": {
+            "enqueuePerSec": m.throughput.enqueue_per_sec,
+            "dequeuePerSec": m.throughput.dequeue_per_sec,
+        },
+        "storage": m.storage or {"bytesOnDisk": 0, "journalBytes": 0, "lastSnapshotAt": None},
+    }
