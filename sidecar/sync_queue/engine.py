@@ -27,7 +27,6 @@ import contextlib
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ class Engine:
         self.rolled_back = False
         self.state_lost: str | None = None  # why that rebuild failed: reads refused
         self._cleanup_ms = config.timings().cleanup_interval_ms
-        self._next_cleanup = self._next_persist = _monotonic_ms()
+        self._next_cleanup = self._next_persist = self.time.clock.monotonic_ms()
 
     def start(self) -> None:
         """Anchor the queue's time and release items a crash left processing; committed.
@@ -254,7 +253,7 @@ class Engine:
         the indexes. Storage (every ``persistence_interval``): a snapshot, or a compaction if
         the journal grew.
         """
-        mono = _monotonic_ms()
+        mono = self.time.clock.monotonic_ms()  # the injected clock: tests skip time
         if force or mono >= self._next_cleanup:
             self._next_cleanup = mono + self._cleanup_ms
             with contextlib.suppress(QueueError):  # fail-stop or shutdown: seen by callers
@@ -271,7 +270,7 @@ class Engine:
                 with contextlib.suppress(QueueError):
                     storage.checkpoint(self.encode_live)
             next_due = min(next_due, self._next_persist)
-        return max(0, next_due - _monotonic_ms())
+        return max(0, next_due - self.time.clock.monotonic_ms())
 
     def _housekeep(self) -> None:
         with self.guard:
@@ -361,6 +360,3 @@ class Engine:
 def _nothing() -> None:
     pass
 
-
-def _monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000

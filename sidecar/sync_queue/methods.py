@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -95,7 +94,7 @@ class QueueDispatcher(Dispatcher):
         )
         self._ready_before = self._ready_count()
         if self._ready_before:
-            self._notify_items_available(time.monotonic())
+            self._notify_items_available(self._monotonic())
 
     def handle(self, method: str, params: dict[str, Any], call: CallInfo) -> Any:
         spec = METHODS.get(method)
@@ -116,17 +115,21 @@ class QueueDispatcher(Dispatcher):
         self._send_events()
         return result
 
+    def _monotonic(self) -> float:
+        """Seconds of the engine's monotonic clock (injected: tests skip it, not sleep)."""
+        return self.engine.time.clock.monotonic_ms() / 1000
+
     def tick(self) -> float | None:
         # The server ticks after every read. When no call could have changed the queue and
         # nothing is due yet, there is nothing to look at (a ping costs no queue work).
         if self._flushes:
             self._answer_flushes()
-        now = time.monotonic()
+        now = self._monotonic()
         if not self._changed and now < self._next_tick:
             return self._next_tick - now
         self._changed = False
         delay = self._tick()
-        self._next_tick = time.monotonic() + delay
+        self._next_tick = self._monotonic() + delay
         return delay
 
     def _tick(self) -> float:
@@ -138,7 +141,7 @@ class QueueDispatcher(Dispatcher):
         ready = self._ready_count()
         wakeup, queue_now = self.core.next_wakeup(), engine.now()
         self._send_events()
-        now = time.monotonic()
+        now = self._monotonic()
         if ready and (not self._ready_before or self._held_back):
             self._notify_items_available(now)
         elif not ready:

@@ -19,36 +19,29 @@ change, only it changes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sync_queue import cli
 from sync_queue.clock import WALL_OFFSET_ENV, SystemClock, clock_from_env
 from sync_queue.methods import QueueDispatcher
+from sync_queue.persistence import open_engine
 from sync_queue.protocol import RpcSession
-from sync_queue.queue import SyncQueue
 
 from .client import TIMEOUT, Sidecar, SidecarError, split_lines
 
 __all__ = ["InProcessSidecar", "SkippableClock", "open_dispatcher"]
 
-# Modules that read ``time.monotonic()`` themselves (the dispatcher's tick and notification
-# window, the queue's maintenance cadence): while an in-process sidecar runs they see the
-# skipped clock too, or a skip would leave their timers behind.
-_TIME_READERS = ("sync_queue.methods", "sync_queue.queue")
-
 
 class SkippableClock:
     """The system clock plus ``skipped_ms``, which only grows: a ``sync_queue.clock.Clock``
-    for the queue, and ``monotonic()`` in seconds for the session and the modules above."""
+    for the engine and the method table, and ``monotonic()`` in seconds (the same reading)
+    for the session."""
 
     def __init__(self, system: SystemClock) -> None:
         self.skipped_ms = 0
@@ -61,7 +54,7 @@ class SkippableClock:
         return self._system.monotonic_ms() + self.skipped_ms
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.skipped_ms / 1000
+        return self.monotonic_ms() / 1000
 
     def skip_to(self, when: float) -> None:
         """Move ``monotonic()`` forward to at least ``when`` (never back)."""
@@ -70,66 +63,16 @@ class SkippableClock:
             self.skipped_ms += math.ceil(gap * 1000)
 
 
-class _SkippingTime(ModuleType):
-    """Stands in for the ``time`` module in the time readers: ``monotonic()`` is the clock of
-    the in-process sidecar whose code is running (the system's outside of one)."""
-
-    def __init__(self) -> None:
-        super().__init__("time")
-        self.running: list[SkippableClock] = []
-
-    def monotonic(self) -> float:
-        return self.running[-1].monotonic() if self.running else time.monotonic()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-_TIME = _SkippingTime()
-_saved_time: dict[str, Any] = {}
-_users = 0
-
-
-def _use_skipping_time() -> None:
-    """An in-process sidecar starts: the time readers read ``_TIME`` until the last ends."""
-    global _users
-    if not _users:
-        for name in _TIME_READERS:
-            module = sys.modules[name]
-            _saved_time[name] = module.__dict__.get("time")
-            module.time = _TIME  # type: ignore[attr-defined]
-    _users += 1
-
-
-def _stop_skipping_time() -> None:
-    global _users
-    _users -= 1
-    if not _users:
-        for name, original in _saved_time.items():
-            sys.modules[name].time = original  # type: ignore[attr-defined]
-        _saved_time.clear()
-
-
-@contextlib.contextmanager
-def _running(clock: SkippableClock) -> Iterator[None]:
-    """Sidecar code runs inside: the time readers see ``clock``."""
-    _TIME.running.append(clock)
-    try:
-        yield
-    finally:
-        _TIME.running.pop()
-
-
 def open_dispatcher(args: Sequence[str], clock: SkippableClock) -> QueueDispatcher:
     """What ``sync-queue-sidecar serve`` builds from its command line (``cli.serve``), minus
-    the stdio: the config from the same flags, the queue on ``clock``, the method table."""
+    the stdio: the config from the same flags, the engine on ``clock``, the method table."""
     config = cli.build_config(cli._parser().parse_args(list(args)))
-    queue = SyncQueue(config, clock=clock, maintenance_thread=False)
-    recovered: dict[str, Any] = dict(queue.metrics().by_status)
-    if queue.quarantined:
-        recovered["quarantined"] = list(queue.quarantined)
+    engine = open_engine(config, clock=clock)
+    recovered: dict[str, Any] = dict(engine.metrics(engine.now()).by_status)
+    if engine.quarantined:
+        recovered["quarantined"] = list(engine.quarantined)
     data_dir = None if config.persistence_path is None else str(config.persistence_path)
-    return QueueDispatcher(queue, data_dir=data_dir, recovered=recovered)
+    return QueueDispatcher(engine, data_dir=data_dir, recovered=recovered)
 
 
 class _LogCapture(logging.Handler):
@@ -173,13 +116,11 @@ class InProcessSidecar(Sidecar):
         self.status: int | None = None
         self._log = _LogCapture()
         logging.getLogger("sync_queue").addHandler(self._log)
-        _use_skipping_time()
         try:
-            with _running(self.clock):
-                self.dispatcher = open_dispatcher(self.argv, self.clock)
-                self._session = RpcSession(
-                    self.dispatcher, clock=self.clock.monotonic, on_wake=self._woken.set
-                )
+            self.dispatcher = open_dispatcher(self.argv, self.clock)
+            self._session = RpcSession(
+                self.dispatcher, clock=self.clock.monotonic, on_wake=self._woken.set
+            )
         except BaseException:
             self._release()
             raise
@@ -188,8 +129,7 @@ class InProcessSidecar(Sidecar):
     # -- the stdio server's cycle, without the stdio (sync_queue.server) -----------------
 
     def _run_cycle(self) -> None:
-        with _running(self.clock):
-            self._cycle()
+        self._cycle()
 
     def _cycle(self) -> None:
         session = self._session
@@ -205,8 +145,7 @@ class InProcessSidecar(Sidecar):
         if self._stop_reason is not None:
             return
         self._stop_reason = reason
-        with _running(self.clock):
-            self._finish()
+        self._finish()
         self._output_ended(self._pending)
         self._release()
 
@@ -226,7 +165,6 @@ class InProcessSidecar(Sidecar):
 
     def _release(self) -> None:
         logging.getLogger("sync_queue").removeHandler(self._log)
-        _stop_skipping_time()
 
     def _write(self, data: bytes) -> None:
         if data:
@@ -248,9 +186,8 @@ class InProcessSidecar(Sidecar):
         self._run_due()  # a process would have run its due timers before this read
         if self._stop_reason is not None:
             return  # a stopped server reads no more
-        with _running(self.clock):
-            self._session.receive(data)
-            self._cycle()
+        self._session.receive(data)
+        self._cycle()
 
     def _wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> None:
         real_deadline = time.monotonic() + timeout
@@ -302,8 +239,7 @@ class InProcessSidecar(Sidecar):
 
     def close_stdin(self) -> None:
         if self._stop_reason is None:
-            with _running(self.clock):
-                self._session.receive_eof()
+            self._session.receive_eof()
             self._stop("end of input")
 
     def wait_exit(self, timeout: float = TIMEOUT) -> int:
