@@ -359,4 +359,3 @@ class Engine:
 
 def _nothing() -> None:
     pass
-

@@ -116,13 +116,13 @@ class SyncQueue:
 
     def pop_batch(
         self,
-        n: int | None = None,
+        max: int | None = None,  # the wire's name (popBatch's "max"), builtin shadowed here
         timeout: Duration | None = None,
         lease: Duration | None = None,
         partition: int | None = None,
     ) -> list[Item]:
-        """Hand out up to ``n`` ready items (default ``batch_size``); waits like ``pop``."""
-        n = self.config.batch_size if n is None else n
+        """Hand out up to ``max`` ready items (default ``batch_size``); waits like ``pop``."""
+        n = self.config.batch_size if max is None else max
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
         lease_ms = None if lease is None else to_ms(lease, "lease")
