@@ -42,6 +42,13 @@ pub enum Sidecar {
     ExternalBin(String),
     /// `{"path": "/opt/sync-queue/sync-queue-sidecar"}`: a binary anywhere.
     Path(PathBuf),
+    /// `{"resource": "sync-queue-sidecar-onedir/sync-queue-sidecar"}`: an
+    /// executable shipped with `bundle > resources` (the onedir build), as a
+    /// path relative to where the resources go. Looked up next to the app's
+    /// executable first, where every Cargo build (`tauri dev`,
+    /// `tauri build --no-bundle`) copies them, then in the resource directory
+    /// of an installed bundle (`.exe` added on Windows).
+    Resource(PathBuf),
     /// `{"command": ["python", "-m", "sync_queue"]}`: program and arguments,
     /// for development (set `cwd` and `env` as needed).
     Command(Vec<String>),
@@ -212,6 +219,7 @@ impl fmt::Debug for LaunchSpec {
 pub(crate) struct AppPaths<'a> {
     pub app_data_dir: &'a dyn Fn() -> Result<PathBuf>,
     pub exe_dir: &'a dyn Fn() -> Result<PathBuf>,
+    pub resource_dir: &'a dyn Fn() -> Result<PathBuf>,
 }
 
 /// Merges the config file and the builder, and resolves paths, arguments,
@@ -233,6 +241,7 @@ pub(crate) fn resolve(
     let (program, mut args): (PathBuf, Vec<OsString>) = match sidecar {
         Sidecar::ExternalBin(name) => (external_bin_path(&(paths.exe_dir)()?, &name), Vec::new()),
         Sidecar::Path(path) => (path, Vec::new()),
+        Sidecar::Resource(relative) => (resource_path(paths, &relative)?, Vec::new()),
         Sidecar::Command(mut words) => {
             if words.is_empty() {
                 return Err(Error::Config(
@@ -356,6 +365,31 @@ pub(crate) fn external_bin_path(exe_dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// Where a `Sidecar::Resource` is. Tauri's own `resource_dir()` is not enough:
+/// it takes a Cargo build for an installed one (`/usr/lib/<app>` on Linux)
+/// unless the executable sits in a directory named `target`, so it fails with
+/// any other `CARGO_TARGET_DIR`.
+fn resource_path(paths: &AppPaths<'_>, relative: &Path) -> Result<PathBuf> {
+    if relative.is_absolute() {
+        return Err(Error::Config(format!(
+            "`sidecar.resource` is relative to the resource directory, not {}; \
+             use `sidecar.path` for an absolute path",
+            relative.display()
+        )));
+    }
+    let mut relative = relative.to_path_buf();
+    if cfg!(windows) && relative.extension().is_none() {
+        relative.set_extension("exe");
+    }
+    let beside_exe = (paths.exe_dir)()?.join(&relative);
+    if beside_exe.exists() {
+        return Ok(beside_exe);
+    }
+    Ok((paths.resource_dir)()
+        .map(|dir| dir.join(&relative))
+        .unwrap_or(beside_exe))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +405,10 @@ mod tests {
             move || Ok(dir.join("appdata")),
             || Ok(PathBuf::from("/opt/app/bin")),
         )
+    }
+
+    fn no_resource_dir() -> Result<PathBuf> {
+        Err(Error::Config("no resource dir in this test".into()))
     }
 
     fn tmp(name: &str) -> PathBuf {
@@ -392,6 +430,7 @@ mod tests {
             &AppPaths {
                 app_data_dir: &data,
                 exe_dir: &exe,
+                resource_dir: &no_resource_dir,
             },
         )
         .unwrap();
@@ -425,6 +464,7 @@ mod tests {
             &AppPaths {
                 app_data_dir: &data,
                 exe_dir: &exe,
+                resource_dir: &no_resource_dir,
             },
         )
         .unwrap();
@@ -459,6 +499,7 @@ mod tests {
             &AppPaths {
                 app_data_dir: &data,
                 exe_dir: &exe,
+                resource_dir: &no_resource_dir,
             },
         )
         .unwrap();
@@ -481,6 +522,7 @@ mod tests {
             &AppPaths {
                 app_data_dir: &data,
                 exe_dir: &exe,
+                resource_dir: &no_resource_dir,
             },
         )
         .unwrap();
@@ -501,6 +543,7 @@ mod tests {
         let paths = AppPaths {
             app_data_dir: &data,
             exe_dir: &exe,
+            resource_dir: &no_resource_dir,
         };
         let config: Config = serde_json::from_value(
             json!({"memory": true, "keyEnv": "SYNC_QUEUE_TEST_SURELY_UNSET"}),
@@ -529,5 +572,52 @@ mod tests {
                 .kind(),
             "Config"
         );
+    }
+
+    #[test]
+    fn a_resource_is_found_beside_the_executable_then_in_the_resource_dir() {
+        let dir = tmp("resource");
+        let exe_dir = dir.join("target-dir").join("release");
+        let installed = dir.join("usr-lib-app");
+        let relative = Path::new("sync-queue-sidecar-onedir").join("sync-queue-sidecar");
+        let (data, _) = paths_in(&dir);
+        let exe = || Ok(exe_dir.clone());
+        let res = || Ok(installed.clone());
+        let paths = AppPaths {
+            app_data_dir: &data,
+            exe_dir: &exe,
+            resource_dir: &res,
+        };
+        let config = |rel: &Path| Config {
+            sidecar: Some(Sidecar::Resource(rel.to_path_buf())),
+            memory: true,
+            ..Config::default()
+        };
+        let program = |rel: &Path| {
+            let mut path = rel.to_path_buf();
+            if cfg!(windows) {
+                path.set_extension("exe");
+            }
+            path
+        };
+
+        // An installed bundle: nothing beside the executable.
+        let spec = resolve(Some(&config(&relative)), &Overrides::default(), &paths).unwrap();
+        assert_eq!(spec.program, installed.join(program(&relative)));
+
+        // A Cargo build: tauri-build copied the resources beside the executable.
+        let beside = exe_dir.join(program(&relative));
+        std::fs::create_dir_all(beside.parent().unwrap()).unwrap();
+        std::fs::write(&beside, b"").unwrap();
+        let spec = resolve(Some(&config(&relative)), &Overrides::default(), &paths).unwrap();
+        assert_eq!(spec.program, beside);
+
+        let config: Config = serde_json::from_value(
+            json!({"sidecar": {"resource": "/abs/sync-queue-sidecar"}, "memory": true}),
+        )
+        .unwrap();
+        let err = resolve(Some(&config), &Overrides::default(), &paths).unwrap_err();
+        assert_eq!(err.kind(), "Config");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
