@@ -1,15 +1,20 @@
 """Build the frozen sidecar: ``sync-queue-sidecar-<target-triple>`` for Tauri's externalBin.
 
     .venv/bin/python packaging/build.py [--onedir] [--out DIR] [--app-dir PATH/TO/src-tauri]
+                                        [--name NAME]
 
 Installs nothing: PyInstaller comes from the ``package`` extra (``pip install -e '.[package]'``).
 Runs PyInstaller on ``packaging/sync-queue-sidecar.spec`` with this Python and writes:
 
-* onefile (default): ``DIR/sync-queue-sidecar-<triple>[.exe]``, one self-extracting file;
-  ``--app-dir`` copies it to ``<app>/binaries/`` for ``bundle.externalBin``.
-* ``--onedir``: ``DIR/sync-queue-sidecar-onedir-<triple>/`` holding ``sync-queue-sidecar[.exe]``
-  and ``_internal/`` (no extraction at start-up); ``--app-dir`` copies the folder to
-  ``<app>/binaries/sync-queue-sidecar-onedir/`` for ``bundle.resources``.
+* onefile (default): ``DIR/NAME-<triple>[.exe]``, one self-extracting file; ``--app-dir``
+  copies it to ``<app>/binaries/`` for ``bundle.externalBin``.
+* ``--onedir``: ``DIR/NAME-onedir-<triple>/`` holding ``NAME[.exe]`` and ``_internal/`` (no
+  extraction at start-up); ``--app-dir`` copies the folder to ``<app>/binaries/NAME-onedir/``
+  for ``bundle.resources``.
+
+``NAME`` is ``sync-queue-sidecar`` unless ``--name`` says otherwise. An app should give its
+onefile a name of its own (``--name my-app-sync-queue``): a ``.deb`` installs every
+``externalBin`` as ``/usr/bin/<name>``, where two apps' ``sync-queue-sidecar`` would clash.
 
 ``DIR`` defaults to ``dist/`` at the repository root. The target triple is the ``host:`` line
 of ``rustc -vV``, or ``$SYNC_QUEUE_TARGET_TRIPLE``, or derived from the platform when Rust is
@@ -22,6 +27,7 @@ import argparse
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -134,7 +140,7 @@ def run_pyinstaller(*, onedir: bool, name: str, distpath: Path, workpath: Path) 
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="packaging/build.py",
         description="Build the frozen sync-queue sidecar with PyInstaller.",
@@ -154,55 +160,83 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SRC_TAURI",
         help="a Tauri app's src-tauri/: copy the result into its binaries/",
     )
+    parser.add_argument(
+        "--name",
+        default=NAME,
+        help=f"base name of the executable (default {NAME}); give each app its own, "
+        "e.g. my-app-sync-queue, because a .deb installs an externalBin as /usr/bin/NAME",
+    )
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
+        parser.error(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' only")
+    return args
 
-    triple, source = target_triple()
-    suffix = exe_suffix(triple)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    mode = "onedir" if args.onedir else "onefile"
+
+def build(*, onedir: bool, name: str, triple: str, out: Path) -> tuple[Path, Path]:
+    """Runs PyInstaller; returns (the result in ``out``, its executable)."""
+    mode = "onedir" if onedir else "onefile"
     work = ROOT / "build" / "pyinstaller" / mode
     staging = ROOT / "build" / "pyinstaller" / f"dist-{mode}"
     if staging.exists():
         shutil.rmtree(staging)
-    print(f"target triple: {triple} (from {source}); mode: {mode}", flush=True)
-
-    started = time.monotonic()
-    if args.onedir:
-        run_pyinstaller(onedir=True, name=NAME, distpath=staging, workpath=work)
-        result = out / f"{NAME}-onedir-{triple}"
+    suffix = exe_suffix(triple)
+    if onedir:
+        run_pyinstaller(onedir=True, name=name, distpath=staging, workpath=work)
+        result = out / f"{name}-onedir-{triple}"
         if result.exists():
             shutil.rmtree(result)
-        shutil.move(str(staging / NAME), str(result))
-        exe = result / f"{NAME}{suffix}"
+        shutil.move(str(staging / name), str(result))
+        exe = result / f"{name}{suffix}"
     else:
-        name = f"{NAME}-{triple}"
-        run_pyinstaller(onedir=False, name=name, distpath=staging, workpath=work)
-        result = out / f"{name}{suffix}"
+        run_pyinstaller(onedir=False, name=f"{name}-{triple}", distpath=staging, workpath=work)
+        result = out / f"{name}-{triple}{suffix}"
         if result.exists():
             result.unlink()
-        shutil.move(str(staging / f"{name}{suffix}"), str(result))
+        shutil.move(str(staging / result.name), str(result))
         exe = result
-    elapsed = time.monotonic() - started
     shutil.rmtree(staging, ignore_errors=True)
     if not exe.is_file():
         raise SystemExit(f"build.py: PyInstaller did not produce {exe}")
+    return result, exe
 
-    print(f"built in {elapsed:.0f} s: {exe}")
+
+def copy_into_app(result: Path, *, app_dir: Path, name: str, onedir: bool) -> Path:
+    """Copies the build into ``<app_dir>/binaries/``: the onefile under its own name
+    (``externalBin``), the onedir folder as ``NAME-onedir/`` (``resources``)."""
+    binaries = app_dir.resolve() / "binaries"
+    binaries.mkdir(parents=True, exist_ok=True)
+    if onedir:
+        target = binaries / f"{name}-onedir"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(result, target, symlinks=True)
+    else:
+        target = binaries / result.name
+        shutil.copy2(result, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    triple, source = target_triple()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    mode = "onedir" if args.onedir else "onefile"
+    print(f"target triple: {triple} (from {source}); mode: {mode}", flush=True)
+
+    started = time.monotonic()
+    result, exe = build(onedir=args.onedir, name=args.name, triple=triple, out=out)
+    print(f"built in {time.monotonic() - started:.0f} s: {exe}")
     print(f"size: {human(tree_size(result))}" + (" (whole folder)" if args.onedir else ""))
 
     if args.app_dir is not None:
-        binaries = args.app_dir.resolve() / "binaries"
-        binaries.mkdir(parents=True, exist_ok=True)
-        if args.onedir:
-            target = binaries / f"{NAME}-onedir"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(result, target, symlinks=True)
-        else:
-            target = binaries / result.name
-            shutil.copy2(result, target)
+        target = copy_into_app(result, app_dir=args.app_dir, name=args.name, onedir=args.onedir)
         print(f"copied to {target}")
+        if args.name == NAME and not args.onedir:
+            print(
+                f"note: a .deb installs this as /usr/bin/{NAME}, which another app may own too;"
+                " pass --name <app>-sync-queue"
+            )
     print(exe)
     return 0
 

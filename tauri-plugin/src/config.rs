@@ -42,6 +42,13 @@ pub enum Sidecar {
     ExternalBin(String),
     /// `{"path": "/opt/sync-queue/sync-queue-sidecar"}`: a binary anywhere.
     Path(PathBuf),
+    /// `{"resource": "sync-queue-sidecar-onedir/sync-queue-sidecar"}`: an
+    /// executable shipped with `bundle > resources` (the onedir build), as a
+    /// path relative to where the resources go. Looked up next to the app's
+    /// executable first, where every Cargo build (`tauri dev`,
+    /// `tauri build --no-bundle`) copies them, then in the resource directory
+    /// of an installed bundle (`.exe` added on Windows).
+    Resource(PathBuf),
     /// `{"command": ["python", "-m", "sync_queue"]}`: program and arguments,
     /// for development (set `cwd` and `env` as needed).
     Command(Vec<String>),
@@ -212,6 +219,7 @@ impl fmt::Debug for LaunchSpec {
 pub(crate) struct AppPaths<'a> {
     pub app_data_dir: &'a dyn Fn() -> Result<PathBuf>,
     pub exe_dir: &'a dyn Fn() -> Result<PathBuf>,
+    pub resource_dir: &'a dyn Fn() -> Result<PathBuf>,
 }
 
 /// Merges the config file and the builder, and resolves paths, arguments,
@@ -261,6 +269,7 @@ fn program_and_args(
     Ok(match sidecar {
         Sidecar::ExternalBin(name) => (external_bin_path(&(paths.exe_dir)()?, &name), Vec::new()),
         Sidecar::Path(path) => (path, Vec::new()),
+        Sidecar::Resource(relative) => (resource_path(paths, &relative)?, Vec::new()),
         Sidecar::Command(mut words) => {
             if words.is_empty() {
                 return Err(Error::Config(
@@ -369,6 +378,31 @@ pub(crate) fn external_bin_path(exe_dir: &Path, name: &str) -> PathBuf {
         path.set_extension("exe");
     }
     path
+}
+
+/// Where a `Sidecar::Resource` is. Tauri's own `resource_dir()` is not enough:
+/// it takes a Cargo build for an installed one (`/usr/lib/<app>` on Linux)
+/// unless the executable sits in a directory named `target`, so it fails with
+/// any other `CARGO_TARGET_DIR`.
+fn resource_path(paths: &AppPaths<'_>, relative: &Path) -> Result<PathBuf> {
+    if relative.is_absolute() {
+        return Err(Error::Config(format!(
+            "`sidecar.resource` is relative to the resource directory, not {}; \
+             use `sidecar.path` for an absolute path",
+            relative.display()
+        )));
+    }
+    let mut relative = relative.to_path_buf();
+    if cfg!(windows) && relative.extension().is_none() {
+        relative.set_extension("exe");
+    }
+    let beside_exe = (paths.exe_dir)()?.join(&relative);
+    if beside_exe.exists() {
+        return Ok(beside_exe);
+    }
+    Ok((paths.resource_dir)()
+        .map(|dir| dir.join(&relative))
+        .unwrap_or(beside_exe))
 }
 
 #[cfg(test)]

@@ -192,9 +192,15 @@ impl Builder {
                         Error::Config(format!("{} has no parent directory", exe.display()))
                     })
                 };
+                let resource_dir = || {
+                    app.path().resource_dir().map_err(|e| {
+                        Error::Config(format!("the app has no resource directory: {e}"))
+                    })
+                };
                 let paths = config::AppPaths {
                     app_data_dir: &app_data_dir,
                     exe_dir: &exe_dir,
+                    resource_dir: &resource_dir,
                 };
                 let spec = config::resolve(api.config().as_ref(), &over, &paths)?;
                 let runtime = tauri::async_runtime::handle();

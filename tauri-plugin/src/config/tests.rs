@@ -15,6 +15,10 @@ fn paths_in(
     )
 }
 
+fn no_resource_dir() -> Result<PathBuf> {
+    Err(Error::Config("no resource dir in this test".into()))
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "sync-queue-config-test-{}-{name}",
@@ -34,6 +38,7 @@ fn defaults_run_the_bundled_sidecar_on_the_app_data_dir() {
         &AppPaths {
             app_data_dir: &data,
             exe_dir: &exe,
+            resource_dir: &no_resource_dir,
         },
     )
     .unwrap();
@@ -67,6 +72,7 @@ fn config_file_shape() {
         &AppPaths {
             app_data_dir: &data,
             exe_dir: &exe,
+            resource_dir: &no_resource_dir,
         },
     )
     .unwrap();
@@ -101,6 +107,7 @@ fn builder_overrides_the_config_file() {
         &AppPaths {
             app_data_dir: &data,
             exe_dir: &exe,
+            resource_dir: &no_resource_dir,
         },
     )
     .unwrap();
@@ -123,6 +130,7 @@ fn key_never_reaches_argv_or_debug_output() {
         &AppPaths {
             app_data_dir: &data,
             exe_dir: &exe,
+            resource_dir: &no_resource_dir,
         },
     )
     .unwrap();
@@ -143,6 +151,7 @@ fn key_env_must_be_set_and_queue_config_may_not_hold_a_key() {
     let paths = AppPaths {
         app_data_dir: &data,
         exe_dir: &exe,
+        resource_dir: &no_resource_dir,
     };
     let config: Config =
         serde_json::from_value(json!({"memory": true, "keyEnv": "SYNC_QUEUE_TEST_SURELY_UNSET"}))
@@ -169,4 +178,51 @@ fn key_env_must_be_set_and_queue_config_may_not_hold_a_key() {
             .kind(),
         "Config"
     );
+}
+
+#[test]
+fn a_resource_is_found_beside_the_executable_then_in_the_resource_dir() {
+    let dir = tmp("resource");
+    let exe_dir = dir.join("target-dir").join("release");
+    let installed = dir.join("usr-lib-app");
+    let relative = Path::new("sync-queue-sidecar-onedir").join("sync-queue-sidecar");
+    let (data, _) = paths_in(&dir);
+    let exe = || Ok(exe_dir.clone());
+    let res = || Ok(installed.clone());
+    let paths = AppPaths {
+        app_data_dir: &data,
+        exe_dir: &exe,
+        resource_dir: &res,
+    };
+    let config = |rel: &Path| Config {
+        sidecar: Some(Sidecar::Resource(rel.to_path_buf())),
+        memory: true,
+        ..Config::default()
+    };
+    let program = |rel: &Path| {
+        let mut path = rel.to_path_buf();
+        if cfg!(windows) {
+            path.set_extension("exe");
+        }
+        path
+    };
+
+    // An installed bundle: nothing beside the executable.
+    let spec = resolve(Some(&config(&relative)), &Overrides::default(), &paths).unwrap();
+    assert_eq!(spec.program, installed.join(program(&relative)));
+
+    // A Cargo build: tauri-build copied the resources beside the executable.
+    let beside = exe_dir.join(program(&relative));
+    std::fs::create_dir_all(beside.parent().unwrap()).unwrap();
+    std::fs::write(&beside, b"").unwrap();
+    let spec = resolve(Some(&config(&relative)), &Overrides::default(), &paths).unwrap();
+    assert_eq!(spec.program, beside);
+
+    let config: Config = serde_json::from_value(
+        json!({"sidecar": {"resource": "/abs/sync-queue-sidecar"}, "memory": true}),
+    )
+    .unwrap();
+    let err = resolve(Some(&config), &Overrides::default(), &paths).unwrap_err();
+    assert_eq!(err.kind(), "Config");
+    let _ = std::fs::remove_dir_all(&dir);
 }
