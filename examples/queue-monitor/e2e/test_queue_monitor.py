@@ -101,7 +101,7 @@ def first_start(ui: Monitor, run: Run) -> list[str]:
 def second_start(ui: Monitor, run: Run, parked: list[str]) -> None:
     with session(ui, "second-start"):
         ui.wait_ready()
-        ui.wait(lambda: "3 pending" in ui.text("sidecar-info"), "recovered: 3 pending")
+        ui.wait(lambda: "3 pending" in ui.text("recovered"), "recovered: 3 pending")
         ui.wait(lambda: ui.row_ids("pending") == parked, f"{parked} still pending")
         assert ui.shown("paused"), "pause is durable too"
         ui.toggle_pause(False)

@@ -12,7 +12,7 @@ type Series = keyof Totals
 const SERIES: Series[] = ['pushed', 'completed', 'failed']
 const WINDOW = 120 // samples, one a second
 const W = 600
-const H = 170
+const H = 150
 const PAD = { left: 34, right: 6, top: 8, bottom: 18 }
 const SVG_NS = 'http://www.w3.org/2000/svg'
 

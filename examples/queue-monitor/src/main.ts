@@ -66,9 +66,11 @@ async function pushFromForm(): Promise<void> {
   const item = readPushForm()
   const count = Math.max(1, Number(byId<HTMLInputElement>('push-count').value) || 1)
   const ids = count === 1 ? [(await push(item)).id] : (await pushBatch(Array.from({ length: count }, () => item))).ids
-  const text = `pushed ${ids.length} (${item.priority}): ${ids.join(', ')}`
-  byId('push-result').textContent = text
-  log('action', text)
+  const shown = ids.length > 2 ? `${ids[0]} … ${ids[ids.length - 1]}` : ids.join(', ')
+  const result = byId('push-result')
+  result.textContent = `pushed ${ids.length} (${item.priority}): ${shown}`
+  result.dataset.ids = ids.join(' ')
+  log('action', result.textContent)
 }
 
 function wireControls(): void {
@@ -136,7 +138,9 @@ async function main(): Promise<void> {
   // Listeners first, then status(): a `ready` emitted before the listeners existed is
   // still in status() (tauri-plugin/README.md, "Status").
   await listenToThePlugin()
-  renderStatus(await status())
+  const now = await status()
+  renderStatus(now)
+  if (now.state === 'ready' && now.ready) log('ready', `sidecar ${now.ready.version} ready (${now.ready.durability}) before the window listened`)
   const { url } = await endpointInfo()
   void runWorker((item) => upload(url, item), {
     state: (text) => { byId('worker-state').textContent = text },

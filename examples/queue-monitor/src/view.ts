@@ -60,20 +60,26 @@ export function renderStatus(s: SidecarStatus): void {
         .map(([k, n]) => `${n} ${k}`)
         .join(', ')
     : ''
-  setText(
-    'sidecar-info',
-    r ? `v${r.version} · ${r.durability} · recovered: ${recovered || 'nothing'} · ${r.dataDir ?? 'memory'}` : '',
-  )
+  setText('sidecar-info', r ? `v${r.version} · ${r.durability}` : '')
+  byId('sidecar-info').title = r?.dataDir ?? 'in memory'
+  setText('recovered', r ? recovered || 'nothing' : '–')
 }
 
 const short = (v: unknown) => {
   const text = JSON.stringify(v)
-  return text.length > 40 ? `${text.slice(0, 39)}…` : text
+  return text.length > 28 ? `${text.slice(0, 27)}…` : text
 }
 
 function cell(text: string | number): HTMLTableCellElement {
   const td = document.createElement('td')
   td.textContent = String(text)
+  return td
+}
+
+/** Ids are time-ordered: their tail tells items apart; the whole id is in the tooltip. */
+function idCell(id: string): HTMLTableCellElement {
+  const td = cell(id.length > 10 ? `…${id.slice(-8)}` : id)
+  td.title = id
   return td
 }
 
@@ -111,7 +117,7 @@ export function renderDeadLetters(items: Item[], actions: DeadLetterActions): vo
       button('Requeue', 'requeue', () => actions.requeue(item.id)),
       button('Cancel', 'cancel', () => actions.cancel(item.id)),
     )
-    tr.append(cell(item.id), cell(short(item.payload)), cell(item.attempts), cell(item.lastError ?? ''), buttons)
+    tr.append(idCell(item.id), cell(item.attempts), cell(item.lastError ?? ''), buttons)
     return tr
   }, key)
 }
@@ -123,8 +129,8 @@ export function renderPending(items: Item[], now: number): void {
     const tr = document.createElement('tr')
     tr.dataset.id = item.id
     tr.append(
-      cell(item.id), cell(short(item.payload)), cell(item.priority),
-      cell(item.partitionKey ?? ''), cell(item.attempts), cell(due(item)),
+      idCell(item.id), cell(short(item.payload)), cell(item.priority),
+      cell(item.partitionKey ?? ''), cell(due(item)),
     )
     return tr
   }, key)
