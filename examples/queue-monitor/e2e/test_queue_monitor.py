@@ -112,6 +112,7 @@ def second_start(ui: Monitor, run: Run, parked: list[str]) -> None:
         survives_kill_9(ui, run)
         burst = ui.push(count=20, priority="normal", payload='{"note": "burst"}')
         ui.wait(lambda: all(ui.logged("synced", f"{i} synced") for i in burst), "a burst synced")
+        ui.wait(lambda: ui.number("count-pending") == 0, "the counts to catch up")
         ui.screenshot(OUT / "queue-monitor.png")
         quit_leaves_nothing(ui, run)
         # At most the directory of the launcher killed with -9: nothing was left to

@@ -10,7 +10,7 @@ export interface Totals {
 
 type Series = keyof Totals
 const SERIES: Series[] = ['pushed', 'completed', 'failed']
-const WINDOW = 120 // samples, one a second
+const WINDOW = 60 // samples, one a second
 const W = 600
 const H = 150
 const PAD = { left: 34, right: 6, top: 8, bottom: 18 }
@@ -44,7 +44,7 @@ export class ThroughputChart {
       parts.push(el('line', { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: 'grid' }))
       parts.push(el('text', { x: PAD.left - 4, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, fmt(v)))
     }
-    parts.push(el('text', { x: PAD.left, y: H - 4, class: 'axis' }, '−2 min'))
+    parts.push(el('text', { x: PAD.left, y: H - 4, class: 'axis' }, '−1 min'))
     parts.push(el('text', { x: W - PAD.right, y: H - 4, class: 'axis', 'text-anchor': 'end' }, 'now'))
     for (const k of SERIES) {
       const points = this.rates.map((r, i) => `${x(i + offset).toFixed(1)},${y(r[k]).toFixed(1)}`)
