@@ -114,7 +114,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline_s: float) 
             return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"tauri-driver did not listen on port {port} within {deadline_s} s")
+    raise RuntimeError(f"nothing listened on port {port} within {deadline_s} s; see {OUT}")
 
 
 @contextmanager
@@ -124,8 +124,8 @@ def webdriver_server(env: dict[str, str]) -> Iterator[str]:
     native = find_tool(
         "WebKitWebDriver", "WEBKIT_WEBDRIVER", "run scripts/install-e2e-tools (webkit2gtk-driver)"
     )
-    port = _free_port()
-    command = [driver, "--port", str(port), "--native-port", str(_free_port())]
+    port, native_port = _free_port(), _free_port()
+    command = [driver, "--port", str(port), "--native-port", str(native_port)]
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "tauri-driver.log").open("wb") as log:
         # Its own process group, so that WebKitWebDriver goes with it at the end.
@@ -137,7 +137,10 @@ def webdriver_server(env: dict[str, str]) -> Iterator[str]:
             start_new_session=True,
         )
         try:
+            # tauri-driver accepts before the WebKitWebDriver it started does, and drops
+            # a request it cannot pass on: wait for both.
             _wait_for_port(port, proc, 30)
+            _wait_for_port(native_port, proc, 30)
             yield f"http://127.0.0.1:{port}"
         finally:
             os.killpg(proc.pid, 15)
