@@ -18,6 +18,8 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.remote.client_config import ClientConfig
+from selenium.webdriver.remote.remote_connection import RemoteConnection
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
@@ -32,7 +34,8 @@ class Monitor:
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": str(app)})
-        self.driver: WebDriver = webdriver.Remote(command_executor=server_url, options=options)
+        connection = RemoteConnection(client_config=ClientConfig(remote_server_addr=server_url))
+        self.driver: WebDriver = webdriver.Remote(command_executor=connection, options=options)
 
     # ------------------------------------------------------------------ reading
 
