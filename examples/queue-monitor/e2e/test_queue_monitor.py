@@ -3,7 +3,8 @@ under Xvfb, driven through tauri-driver and WebKitWebDriver (selenium is the cli
 
 One scenario, in the order a person would meet it: items pushed from the window are
 synced; a failing endpoint brings retries, the breaker opening and dead letters; a
-requeued dead letter goes through once the endpoint is back; Quit leaves no sidecar
+requeued dead letter goes through once the endpoint is back; an endpoint that never
+answers or is down fails an attempt with the reason; Quit leaves no sidecar
 process and no ``_MEI*`` directory; the next start finds the pending items again; a
 ``kill -9`` of the sidecar is survived by the next action; and the last screenshot is
 saved to ``e2e/out/queue-monitor.png``.
@@ -91,6 +92,7 @@ def first_start(ui: Monitor, run: Run) -> list[str]:
         ui.wait_ready()
         items_are_synced(ui)
         failing_endpoint(ui)
+        silent_and_gone_endpoint(ui)
         parked = park_items(ui)
         quit_leaves_nothing(ui, run)
         # The onefile launcher removed the directory it unpacked into.
@@ -160,6 +162,24 @@ def failing_endpoint(ui: Monitor) -> None:
     )
     ui.wait(lambda: ui.text("breaker") == "closed", "the breaker to close")
     ui.wait(lambda: ui.row_ids("dead-letters") == [doomed[1]], "one dead letter left")
+
+
+def silent_and_gone_endpoint(ui: Monitor) -> None:
+    """An endpoint that never answers, then one that is down: each a failed attempt."""
+    dead_before = ui.row_ids("dead-letters")
+    dead_letter_when(ui, "timeout", "no answer within 2000 ms")
+    dead_letter_when(ui, "down", "endpoint unreachable")
+    ui.set_endpoint("ok")
+    # Two failures in a row after a success: below the breaker's threshold of 3.
+    assert ui.text("breaker") == "closed"
+    assert len(ui.row_ids("dead-letters")) == len(dead_before) + 2
+
+
+def dead_letter_when(ui: Monitor, mode: str, error: str) -> None:
+    ui.set_endpoint(mode)
+    (item,) = ui.push(retries=0, payload=f'{{"note": "endpoint {mode}"}}')
+    ui.wait(lambda: ui.logged("dead", f"{item} attempt 1 failed ({error}"), f"{mode}: {error}")
+    ui.wait(lambda: item in ui.row_ids("dead-letters"), f"{item} dead-lettered")
 
 
 def park_items(ui: Monitor) -> list[str]:

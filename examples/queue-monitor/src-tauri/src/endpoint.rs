@@ -62,9 +62,16 @@ impl Endpoint {
     pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
-        let shared = Arc::new(Shared { mode: Mutex::new(Mode::Ok), received: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Ok),
+            received: AtomicU64::new(0),
+        });
         let accept = spawn_accept_loop(listener, shared.clone());
-        Ok(Self { port, shared, accept: tokio::sync::Mutex::new(Some(accept)) })
+        Ok(Self {
+            port,
+            shared,
+            accept: tokio::sync::Mutex::new(Some(accept)),
+        })
     }
 
     pub fn info(&self) -> EndpointInfo {
@@ -131,8 +138,12 @@ async fn serve(mut stream: TcpStream, mode: Mode, received: &AtomicU64) -> std::
             respond(&mut stream, "200 OK", &format!(r#"{{"received":{n}}}"#)).await
         }
         Mode::Fail => {
-            respond(&mut stream, "503 Service Unavailable", r#"{"error":"switched to fail"}"#)
-                .await
+            respond(
+                &mut stream,
+                "503 Service Unavailable",
+                r#"{"error":"switched to fail"}"#,
+            )
+            .await
         }
         // Hold the connection open without a word, until the client gives up.
         Mode::Timeout => {
