@@ -23,6 +23,10 @@
  * }
  * ```
  *
+ * One module on purpose, as Tauri's official plugins have it: the package's
+ * whole surface is this file, and most of its length is the documented types
+ * of the wire's objects (each function is a line or two).
+ *
  * @module
  */
 
