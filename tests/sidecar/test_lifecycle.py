@@ -166,13 +166,17 @@ def test_second_signal_while_closing_exits_at_once(
     """A second signal while the sidecar is stopping exits with 128 + n.
 
     In "snapshot" durability, stopping writes a snapshot of the whole queue, which keeps
-    the sidecar busy for a while with this much data; the second signal comes 250 ms after
-    the first, inside that time.
+    the sidecar busy for a while with this much data; the second signal comes as soon as
+    the sidecar logs that the first began the stop, inside that snapshot. (A fixed 250 ms
+    wait was not: on an idle machine the close could end first, and a frozen build's
+    launcher, cleaning up after its child's exit 0, then died of the second signal.)
     """
     sidecar = big_queue(spawn, tmp_path, 32_000, durability="snapshot")
     sidecar.signal(signum)
-    # Inside the close (the snapshot of 32,000 items takes longer than this).
-    time.sleep(0.25)
+    deadline = time.monotonic() + 10
+    while "stopping: signal" not in sidecar.stderr:
+        assert time.monotonic() < deadline, sidecar.stderr[-2000:]
+        time.sleep(0.002)
     sidecar.signal(signum)
     status = sidecar.wait_exit()
     assert status == 128 + signum, (status, sidecar.stderr[-2000:])
