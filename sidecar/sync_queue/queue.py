@@ -314,7 +314,7 @@ class SyncQueue:
             return core.ready_count(now)
 
     def __len__(self) -> int:
-        """Pending + processing items (what capacity counts)."""
+        """Held + pending + processing items (what capacity counts)."""
         with self._lock:
             return self._engine.core.state.live_count
 
