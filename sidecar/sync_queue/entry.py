@@ -34,7 +34,8 @@ NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 # A record: the public fields, then the bookkeeping a replay cannot recompute. Positional
 # lists, about half the size of a keyed object and faster to parse (most of recovery's cost).
 # Fields added later come after the bookkeeping, so a record written before them (shorter
-# by ``ADDED_LATER``) still reads: ``from_record`` pads it with their default, None.
+# by ``ADDED_LATER``) still reads: ``from_record`` pads it with their default, None. They
+# are written only when one is set (``to_record`` below).
 ADDED_LATER = ("destination", "unique_key")
 _BASE = tuple(f for f in FIELDS if f.attr not in ADDED_LATER)
 RECORD_FIELDS: tuple[Field, ...] = (
@@ -158,8 +159,17 @@ def _view_source(var: str) -> str:
     return f"_new_tuple(Item, ({', '.join(parts)}))"
 
 
+# An entry that uses none of the fields added later is written as before them: an older
+# version reads such a record, and the journal does not grow by their nulls.
 Entry.to_record = compile_codec(  # type: ignore[method-assign]
-    "to_record", "e", [f"return {to_record_source('e', RECORD_FIELDS)}"], {}
+    "to_record",
+    "e",
+    [
+        f"if {' and '.join(f'e.{attr} is None' for attr in ADDED_LATER)}:",
+        f"    return {to_record_source('e', RECORD_FIELDS[:OLD_RECORD_LENGTH])}",
+        f"return {to_record_source('e', RECORD_FIELDS)}",
+    ],
+    {},
 )
 Entry.from_record = classmethod(  # type: ignore[method-assign, assignment]
     compile_codec(
