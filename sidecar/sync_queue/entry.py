@@ -45,7 +45,9 @@ RECORD_FIELDS: tuple[Field, ...] = (
     *(f for f in FIELDS if f.attr in ADDED_LATER),
 )
 OLD_RECORD_LENGTH = len(RECORD_FIELDS) - len(ADDED_LATER)
-_PADDING = (None,) * len(ADDED_LATER)
+
+
+_HELD, _PENDING = ItemStatus.HELD, ItemStatus.PENDING
 
 
 class Entry:
@@ -110,7 +112,7 @@ class Entry:
         e.id = spec.id
         e.payload = spec.payload
         e.priority = spec.priority
-        e.status = ItemStatus.HELD if spec.hold else ItemStatus.PENDING
+        e.status = _HELD if spec.hold else _PENDING
         e.attempts = 0
         e.max_retries = default_max_retries if spec.max_retries is None else spec.max_retries
         e.correlation_id = spec.correlation_id
@@ -171,18 +173,24 @@ Entry.to_record = compile_codec(  # type: ignore[method-assign]
     ],
     {},
 )
+_unpack_old = from_record_lines("e", "record", RECORD_FIELDS[:OLD_RECORD_LENGTH])[:1]
 Entry.from_record = classmethod(  # type: ignore[method-assign, assignment]
     compile_codec(
         "from_record",
         "cls, record",
         [
             "e = _new(cls)",
-            "if len(record) == _OLD: record = [*record, *_PADDING]",
-            *from_record_lines("e", "record", RECORD_FIELDS),
+            # The common record uses no field added later: unpacked without a copy.
+            "if len(record) == _OLD:",
+            *(f"    {line}" for line in _unpack_old),
+            f"    {' = '.join(f'e.{attr}' for attr in ADDED_LATER)} = None",
+            "else:",
+            *(f"    {line}" for line in from_record_lines("e", "record", RECORD_FIELDS)[:1]),
+            *from_record_lines("e", "record", RECORD_FIELDS)[1:],
             "e._token = e._where = e._partition = 0",
             "return e",
         ],
-        {"_new": object.__new__, "_OLD": OLD_RECORD_LENGTH, "_PADDING": _PADDING},
+        {"_new": object.__new__, "_OLD": OLD_RECORD_LENGTH},
     )
 )
 Entry.view = compile_codec(  # type: ignore[method-assign]
