@@ -258,11 +258,19 @@ class QueueState:
         victims = [item for item in self.items.values() if item.status is status]
         for item in victims:
             self._forget(item)
+        # The purged items' retention entries would keep them in memory: rebuild (O(n), as
+        # the purge itself).
+        self.finished = deque(entry for entry in self.finished if self._retained(entry))
         return len(victims)
 
     def _drop(self, op: Drop) -> None:
         for item_id in op.ids:
             self._forget(self.items[item_id])
+        # Drops take the oldest (retention, the count bound): their entries lead the
+        # retention index; unlinked here so a replay frees the items as the live queue does.
+        finished = self.finished
+        while finished and not self._retained(finished[0]):
+            finished.popleft()
 
     def _set_paused(self, op: SetPaused) -> None:
         self.paused = op.paused
@@ -493,6 +501,26 @@ class QueueState:
             ):
                 due.append(item.id)
         return due
+
+    def oldest_finished(self, n: int) -> list[str]:
+        """The ids of the (up to) ``n`` finished items that finished first; their retention
+        entries are consumed (the caller drops them right away)."""
+        finished = self.finished
+        oldest: list[str] = []
+        while finished and len(oldest) < n:
+            entry = finished.popleft()
+            if self._retained(entry):
+                oldest.append(entry[1].id)
+        return oldest
+
+    def _retained(self, entry: tuple[int, Entry]) -> bool:
+        """Is this retention entry current (its item still retained, finished then)?"""
+        finished_at, item = entry
+        return (
+            item.status.finished
+            and item._handed_at == finished_at
+            and self.items.get(item.id) is item
+        )
 
     def next_wakeup(self) -> int | None:
         """The earliest time something becomes due: a delayed item, a lease, a TTL, the breaker."""
