@@ -111,7 +111,7 @@ class QueueConfig:
                     f"{name}: expected an integer >= {low}, got {value!r}", field=name
                 )
         bound = self.max_finished
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
+        if bound is not None and (type(bound) is not int or bound < 0):
             raise InvalidParams(
                 f"max_finished: expected an integer >= 0 or null, got {bound!r}",
                 field="max_finished",

@@ -102,9 +102,17 @@ def partition_of(item_id: str, partition_key: str | None, partitions: int) -> in
     )
 
 
+def _no_index(heap: list[HeapEntry], entry: HeapEntry) -> None:
+    """An unindexed state's heap insertion (see ``QueueState.indexed``)."""
+
+
 class QueueState:
-    def __init__(self, config: QueueConfig) -> None:
+    def __init__(self, config: QueueConfig, indexed: bool = True) -> None:
         self.config = config
+        # Without indexes (the fold: records in, a snapshot out) no heap is kept: only
+        # queries read them, and the fold makes none. A million pending items then cost
+        # their entries, not their heap tuples too.
+        self.indexed = indexed
         self.items: dict[str, Entry] = {}  # insertion order is push (seq) order
         self.seq = 0
         self.leases_issued = 0
@@ -126,7 +134,10 @@ class QueueState:
         self.ready_count = 0
         self.delayed_count = 0
         self._token = 0
-        self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = heappush
+        self._index: Callable[[list[HeapEntry], HeapEntry], None] = (
+            heappush if indexed else _no_index
+        )
+        self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = self._index
         # Events (item failed, breaker changed) go here while it is a list; replay leaves it
         # None, so recovering a journal does not announce old news again.
         self.events: list[Event] | None = None
@@ -194,7 +205,7 @@ class QueueState:
             item.updated_at = t
             item._handed_at = t
             item._token = token = self._next_token()
-            heappush(self.leases, (item.lease_expires_at, token, item))
+            self._push_entry(self.leases, (item.lease_expires_at, token, item))
             self.metrics.on_dequeue(t, max(0, t - item.available_at))
             if self.breaker.state == "halfOpen":
                 self.breaker.probe_id = item_id
@@ -250,7 +261,7 @@ class QueueState:
         item.lease_expires_at = op.expires_at
         item.updated_at = op.t
         item._token = token = self._next_token()
-        heappush(self.leases, (op.expires_at, token, item))
+        self._push_entry(self.leases, (op.expires_at, token, item))
         return op.expires_at
 
     def _purge(self, op: Purge) -> int:
@@ -324,7 +335,7 @@ class QueueState:
             item.available_at = retry_at
             item.updated_at = t
             if item.expires_at is not None:
-                heappush(self.ttl, (item.expires_at, self._next_token(), item))
+                self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
             # Still the head of its partition key's line, if it has one.
             self._schedule(item, t)
             return True
@@ -624,23 +635,26 @@ class QueueState:
         snapshot: dict[str, Any],
         item_records: Iterable[list[Any]] | None = None,
         build_heap: Callable[[list[HeapEntry]], None] = heapify,
+        indexed: bool = True,
     ) -> QueueState:
         """Rebuild a state from ``to_snapshot()``, or from a header and its item records.
 
         ``build_heap`` turns each filled index into a heap (compaction passes one that lets
         other threads run: one ``heapify`` call holds the GIL for its whole run)."""
-        state, version = cls._from_header(config, snapshot)
+        state, version = cls._from_header(config, snapshot, indexed)
         records = snapshot["items"] if item_records is None else item_records
         state._load_items(records, version, build_heap)
         return state
 
     @classmethod
-    def _from_header(cls, config: QueueConfig, snapshot: dict[str, Any]) -> tuple[QueueState, int]:
+    def _from_header(
+        cls, config: QueueConfig, snapshot: dict[str, Any], indexed: bool = True
+    ) -> tuple[QueueState, int]:
         """A state with the snapshot header's fields, and the snapshot's version."""
         version = snapshot.get("v")
         if version not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"unsupported snapshot version {version!r}")
-        state = cls(config)
+        state = cls(config, indexed)
         state.seq = snapshot["seq"]
         state.leases_issued = snapshot["leasesIssued"]
         state.last_t = snapshot["lastT"]
@@ -716,8 +730,11 @@ class QueueState:
         state.ready_count += ready_count
         state.delayed_count += delayed_count
         for heap in (*state.ready, state.delayed, state.leases, state.ttl):
-            build_heap(heap)
-        state._push_entry = heappush
+            if state.indexed:
+                build_heap(heap)
+            else:
+                heap.clear()
+        state._push_entry = state._index
         # Finished items in the order they finished, for retention.
         state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
 

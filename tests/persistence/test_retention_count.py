@@ -126,3 +126,36 @@ def test_a_lowered_bound_drops_the_excess_on_open_in_small_records(
         assert state.fingerprint()["items"] == live["items"]
     finally:
         persistence.close(lambda: b"")
+
+
+def test_a_churning_replay_is_repacked_into_the_same_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a replay of many more records than items, open re-encodes the state into
+    fresh memory (persistence._repack); the result is the state replay built."""
+    from sync_queue import persistence
+
+    config = QueueConfig(persistence_path=tmp_path / "data", max_finished=3)
+    q = SyncQueue(config, maintenance_thread=False)
+    for n in range(30):
+        q.push(SyncItem.new({"n": n}).with_metadata("k", str(n)))
+    for item in q.pop_batch(25):
+        q.mark_completed(item.id)
+    q.shutdown()
+    live = q._engine.core.state.fingerprint()
+    repacked: list[int] = []
+    real = persistence._repack
+
+    def spy(config: QueueConfig, state: QueueState) -> QueueState:
+        repacked.append(len(state.items))
+        return real(config, state)
+
+    monkeypatch.setattr(persistence, "TRIM_AFTER_RECORDS", 0)
+    monkeypatch.setattr(persistence, "_repack", spy)
+    state, store = open_store(config)
+    try:
+        assert repacked == [len(live["items"])]
+        assert state.fingerprint() == live
+        assert state.ready_now(state.last_t) == 5  # the indexes were rebuilt too
+    finally:
+        store.close(lambda: b"")
