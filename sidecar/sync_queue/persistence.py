@@ -69,6 +69,8 @@ def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
     """
     out = io.BytesIO()
     out.write(orjson.dumps(state.snapshot_header()))
+    if not state.indexed:  # payloads held as JSON bytes (the fold's state)
+        return _encode_raw_payloads(state, out, cooperative)
     chunk: list[Any] = []
     for item in yielding(state.iter_items(), cooperative, every=ITEMS_PER_LINE):
         chunk.append(item.to_record())
@@ -77,6 +79,27 @@ def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
             chunk = []
     if chunk:
         out.write(b"\n" + orjson.dumps(chunk))
+    return out.getvalue()
+
+
+def _encode_raw_payloads(state: QueueState, out: io.BytesIO, cooperative: bool) -> bytes:
+    """``encode_state``'s lines for a state whose payloads are JSON bytes: each record is
+    encoded with a ``null`` payload (the second field, after the id) and the payload's
+    bytes are put in its place, so the blob is byte for byte what ``encode_state`` writes
+    for the same items holding decoded payloads."""
+    dumps = orjson.dumps
+    line: list[bytes] = []
+    for item in yielding(state.iter_items(), cooperative, every=ITEMS_PER_LINE):
+        record = item.to_record()
+        payload, record[1] = record[1], None
+        body = dumps(record)
+        head = 1 + len(dumps(record[0]))  # '[' and the id
+        line.append(b"".join((body[:head], b",", payload, body[head + 5 :])))  # 5: ',null'
+        if len(line) == ITEMS_PER_LINE:
+            out.write(b"\n[" + b",".join(line) + b"]")
+            line = []
+    if line:
+        out.write(b"\n[" + b",".join(line) + b"]")
     return out.getvalue()
 
 
@@ -194,9 +217,11 @@ def rebuild(config: QueueConfig, recovery: Recovery) -> tuple[QueueState, int]:
     """
     with bulk_allocation():
         state = decode_state(config, recovery.snapshot, file=recovery.snapshot_file)
+        state.defer_heaps()
         count = replay(
             state, recovery.records(), locate=recovery.locate, first_seq=recovery.snapshot_seq + 1
         )
+        state.build_heaps()
     if count > TRIM_AFTER_RECORDS:
         # Replay built and freed what the journal's changes went through (a million
         # pushes, then their drops): hand the freed heap back to the OS.
