@@ -68,3 +68,33 @@ def test_replay_with_heaps_built_at_the_end_pops_in_the_live_order(tmp_path: Pat
         assert state.select(10_000, None, far) == expected.select(10_000, None, far)
     finally:
         store.close(lambda: b"")
+
+
+def test_pushes_applied_while_heaps_are_deferred_give_the_same_state() -> None:
+    """``QueueState._push_appending`` (replay on open) against ``_push`` (live)."""
+    from sync_queue.entry import Entry
+    from sync_queue.ops import Push
+    from sync_queue.state import QueueState
+
+    config = QueueConfig(max_capacity=10_000)
+    specs = []
+    for n in range(400):
+        spec = SyncItem.new({"n": n}, list(Priority)[n % 5]).with_id(f"i{n}")
+        if n % 3 == 0:
+            spec.with_delay(5)
+        if n % 50 == 7:  # some batches take the general path (a key, a time-to-live)
+            spec.with_partition_key("k") if n % 100 == 7 else spec.with_ttl(60)
+        specs.append(spec)
+    states = [QueueState(config), QueueState(config)]
+    states[1].defer_heaps()
+    for state in states:
+        for start in range(0, 400, 25):
+            batch = specs[start : start + 25]
+            entries = tuple(Entry.admit(spec, 1_000 + start, 3) for spec in batch)
+            state.check(Push(1_000 + start, entries))
+            state.apply(Push(1_000 + start, entries))
+    states[1].build_heaps()
+    live, replayed = states
+    assert replayed.fingerprint() == live.fingerprint()
+    assert (replayed.ready_count, replayed.delayed_count) == (live.ready_count, live.delayed_count)
+    assert replayed.select(1000, None, 10**6) == live.select(1000, None, 10**6)
