@@ -115,6 +115,14 @@ def _payloads_as_json(entries: Iterable[Entry]) -> None:
     dict and a string of about 390: the fold's copy of a large queue is what peaks memory."""
     for entry in entries:
         entry.payload = _json_bytes(entry.payload)
+        # One int object for equal times, as a pushed entry has (32 bytes each); only
+        # ints (a damaged record's other values stay as they are, for the checks).
+        created = entry.created_at
+        if type(created) is int:
+            if type(entry.updated_at) is int and entry.updated_at == created:
+                entry.updated_at = created
+            if type(entry.available_at) is int and entry.available_at == created:
+                entry.available_at = created
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -716,7 +724,7 @@ class QueueState:
         for record in records:
             item = from_record(record)
             if raw_payloads:
-                item.payload = _json_bytes(item.payload)
+                _payloads_as_json((item,))
             if partitions > 1:  # from the current count, which may differ from the snapshot's
                 item._partition = partition_of(item.id, item.partition_key, partitions)
             items[item.id] = item
