@@ -47,18 +47,26 @@ def yielding(items: Iterable[T], cooperative: bool, every: int = 256) -> Iterato
 
 
 @contextlib.contextmanager
-def bulk_allocation() -> Iterator[None]:
+def bulk_allocation(freeze: bool = False) -> Iterator[None]:
     """No cyclic GC while a whole state is built or encoded.
 
     Building hundreds of thousands of items makes the collector run again and again over
     everything already built (measured: 60 % of the time of loading a snapshot). Items hold
     no reference cycles, so nothing is lost by pausing it.
+
+    ``freeze``: then move every object to the permanent generation (``gc.freeze``), for a
+    process whose recovered state lives as long as it does (the sidecar). Otherwise the
+    first collection after re-enabling walks every object built meanwhile: measured
+    0.57-0.79 s after loading a million items. Not for a library's host process by default:
+    cyclic garbage that exists when it freezes is never collected.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 

@@ -209,13 +209,16 @@ def _bad_record(
     )
 
 
-def rebuild(config: QueueConfig, recovery: Recovery) -> tuple[QueueState, int]:
+def rebuild(
+    config: QueueConfig, recovery: Recovery, freeze_gc: bool = False
+) -> tuple[QueueState, int]:
     """The state a recovery holds: its snapshot, then its records replayed and checked.
 
     Raises ``PersistenceError`` naming file, offset and sequence number for the first thing
-    that is not a valid queue state or operation. Reads only.
+    that is not a valid queue state or operation. Reads only. ``freeze_gc``: see
+    ``cooperative.bulk_allocation``.
     """
-    with bulk_allocation():
+    with bulk_allocation(freeze_gc):
         state = decode_state(config, recovery.snapshot, file=recovery.snapshot_file)
         state.defer_heaps()
         count = replay(
@@ -355,7 +358,7 @@ class StorePersistence:
 
 
 def open_store(
-    config: QueueConfig, io: FileIO | None = None
+    config: QueueConfig, io: FileIO | None = None, freeze_gc: bool = False
 ) -> tuple[QueueState, StorePersistence]:
     """Open (or create) the data directory, recover the state, and return both.
 
@@ -379,13 +382,13 @@ def open_store(
         lock_timeout=config.lock_timeout,
         # Replayed before the store changes anything on disk (a torn tail, leftovers): an
         # impossible record refuses the open with every file as it was.
-        check=lambda recovery: rebuilt.append(rebuild(config, recovery)),
+        check=lambda recovery: rebuilt.append(rebuild(config, recovery, freeze_gc)),
     )
     try:
         recovery = store.take_recovery()
         state, count = rebuilt.pop()
         if count > TRIM_AFTER_RECORDS and count > 2 * len(state.items):
-            state = _repack(config, state)
+            state = _repack(config, state, freeze_gc)
         log.info(
             "recovered %d items from %s (snapshot through record %d, %d journal records replayed)",
             len(state.items),
@@ -400,7 +403,7 @@ def open_store(
         raise
 
 
-def _repack(config: QueueConfig, state: QueueState) -> QueueState:
+def _repack(config: QueueConfig, state: QueueState, freeze_gc: bool = False) -> QueueState:
     """The same state in freshly allocated memory, after a replay that churned.
 
     A replay of many more records than the items it leaves (a million pushed, popped,
@@ -411,7 +414,7 @@ def _repack(config: QueueConfig, state: QueueState) -> QueueState:
     blob = encode_state(state)
     del state
     give_back_memory()
-    with bulk_allocation():
+    with bulk_allocation(freeze_gc):
         return decode_state(config, blob)
 
 
@@ -421,18 +424,20 @@ def open_engine(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     file_io: FileIO | None = None,
+    freeze_gc: bool = False,
 ) -> Engine:
     """Open the data directory (if ``config`` names one) and an engine on what it holds,
     started (its time anchored, interrupted items released): the one place a store and a
     core are put together.
 
-    ``file_io`` is the storage's I/O seam, for tests that inject failing writes. Raises what
+    ``file_io`` is the storage's I/O seam, for tests that inject failing writes;
+    ``freeze_gc`` freezes the recovered objects (``cooperative.bulk_allocation``). Raises what
     :func:`open_store` raises, and ``DataDirUnusable`` if the first records cannot be written.
     """
     if config.persistence_path is None:
         engine = Engine(config, clock=clock, rng=rng)
     else:
-        state, persistence = open_store(config, file_io)
+        state, persistence = open_store(config, file_io, freeze_gc)
         engine = Engine(config, state, clock=clock, rng=rng, storage=persistence)
     engine.start()
     return engine

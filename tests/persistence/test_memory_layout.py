@@ -98,3 +98,25 @@ def test_pushes_applied_while_heaps_are_deferred_give_the_same_state() -> None:
     assert replayed.fingerprint() == live.fingerprint()
     assert (replayed.ready_count, replayed.delayed_count) == (live.ready_count, live.delayed_count)
     assert replayed.select(1000, None, 10**6) == live.select(1000, None, 10**6)
+
+
+def test_a_frozen_recovery_leaves_the_collector_nothing_to_walk(tmp_path: Path) -> None:
+    """``open_engine(freeze_gc=True)`` (the sidecar): the recovered items are in the
+    permanent generation, so the next collection does not walk them."""
+    import gc
+
+    from sync_queue.persistence import open_engine
+
+    config = QueueConfig(persistence_path=tmp_path / "data")
+    q = SyncQueue(config, maintenance_thread=False)
+    q.push_batch([SyncItem.new({"n": n}) for n in range(2000)])
+    q.shutdown()
+    gc.collect()
+    before = gc.get_freeze_count()
+    engine = open_engine(config, freeze_gc=True)
+    try:
+        assert gc.get_freeze_count() >= before + 2000  # the entries at least
+        assert gc.isenabled()
+    finally:
+        engine.shutdown()
+        gc.unfreeze()
