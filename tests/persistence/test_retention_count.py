@@ -146,9 +146,9 @@ def test_a_churning_replay_is_repacked_into_the_same_state(
     repacked: list[int] = []
     real = persistence._repack
 
-    def spy(config: QueueConfig, state: QueueState) -> QueueState:
+    def spy(config: QueueConfig, state: QueueState, freeze_gc: bool = False) -> QueueState:
         repacked.append(len(state.items))
-        return real(config, state)
+        return real(config, state, freeze_gc)
 
     monkeypatch.setattr(persistence, "TRIM_AFTER_RECORDS", 0)
     monkeypatch.setattr(persistence, "_repack", spy)
