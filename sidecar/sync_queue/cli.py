@@ -134,9 +134,10 @@ def serve(config: QueueConfig) -> NoReturn:
         clock = clock_from_env(os.environ)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    engine = open_engine(config, clock=clock)
     # The recovered items live as long as the process: keep the cyclic GC from walking them
-    # again and again (it found nothing to free in them, they hold no cycles).
+    # again and again (it found nothing to free in them, they hold no cycles). Frozen as
+    # soon as they are built (freeze_gc), before the first collection would walk them all.
+    engine = open_engine(config, clock=clock, freeze_gc=True)
     gc.freeze()
     recovered: dict[str, Any] = dict(engine.metrics(engine.now()).by_status)
     if engine.quarantined:  # only then: the usual ``recovered`` stays counts by status

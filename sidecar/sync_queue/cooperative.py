@@ -20,6 +20,7 @@ __all__ = [
     "background_priority",
     "build_heap_yielding",
     "bulk_allocation",
+    "give_back_memory",
     "release_yielding",
     "yielding",
 ]
@@ -46,18 +47,26 @@ def yielding(items: Iterable[T], cooperative: bool, every: int = 256) -> Iterato
 
 
 @contextlib.contextmanager
-def bulk_allocation() -> Iterator[None]:
+def bulk_allocation(freeze: bool = False) -> Iterator[None]:
     """No cyclic GC while a whole state is built or encoded.
 
     Building hundreds of thousands of items makes the collector run again and again over
     everything already built (measured: 60 % of the time of loading a snapshot). Items hold
     no reference cycles, so nothing is lost by pausing it.
+
+    ``freeze``: then move every object to the permanent generation (``gc.freeze``), for a
+    process whose recovered state lives as long as it does (the sidecar). Otherwise the
+    first collection after re-enabling walks every object built meanwhile: measured
+    0.57-0.79 s after loading a million items. Not for a library's host process by default:
+    cyclic garbage that exists when it freezes is never collected.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 
@@ -94,6 +103,22 @@ def release_yielding(state: QueueState) -> None:
                 for _ in range(min(len(container), 1024)):
                     pop()
             time.sleep(0)
+
+
+def give_back_memory() -> None:
+    """Return freed heap memory to the OS (glibc only: ``malloc_trim``).
+
+    Freeing a whole state (the fold's, or what a long replay built and dropped) leaves its
+    pages with the C allocator, which keeps the top of its heap and any page it cannot see
+    is free: RSS stays at the peak. ``malloc_trim(0)`` releases every free page. Elsewhere
+    (macOS, Windows, musl) the allocator's own policy applies and this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # only here: it costs start-up time that most runs do not need
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)  # the C library is loaded already
 
 
 def background_priority() -> None:

@@ -183,7 +183,8 @@ def iter_segment_records(
     """Records with seq > ``after_seq`` from closed segments ``(name, first_seq)``, in order.
 
     Closed segments were fsync'd before they were closed, so any damage is an error here.
-    One segment is decoded at a time to bound memory.
+    One block is decoded at a time to bound memory: a 64 MiB segment of compressed records
+    decodes to several times that, which the fold would otherwise hold beside its state.
     """
     expected: int | None = None
     for name, first_seq in segments:
@@ -191,12 +192,53 @@ def iter_segment_records(
             raise PersistenceError(
                 f"journal segment {segment_name(expected)} is missing (next is {name})"
             )
-        seg = read_segment(
-            io, dirpath, name, first_seq, enc=enc, compression=compression, last=False
+        blocks, header, cipher, path = _scan_closed_segment(io, dirpath, name, first_seq, enc)
+        expected = first_seq + sum(b.header.count for b in blocks)
+        seq = first_seq
+        blocks.reverse()  # popped from the end: each block's bytes go once decoded
+        while blocks:
+            b = blocks.pop()
+            where = f"journal segment {path} at offset {b.offset}"
+            plain = decode_payload(
+                kind=KIND_JOURNAL,
+                file_id=header.file_id,
+                header=b.header,
+                payload=b.payload,
+                compression=compression,
+                cipher=cipher,
+                max_size=MAX_PAYLOAD,
+                where=where,
+            )
+            records = split_records(plain, b.header.count, where)
+            del plain, b
+            skip = max(0, after_seq + 1 - seq)
+            seq += len(records)
+            yield from records[skip:] if skip else records
+
+
+def _scan_closed_segment(
+    io: FileIO, dirpath: str, name: str, first_seq: int, enc: EncryptionService | None
+) -> tuple[list[ScannedBlock], FileHeader, FileCipher | None, str]:
+    """The checked blocks of a closed segment (any bad block is an error: see
+    :func:`read_segment` with ``last=False``), its header, cipher and path."""
+    path = os.path.join(dirpath, name)
+    try:
+        data = io.read_file(path)
+    except OSError as e:
+        raise DataDirUnusable(f"cannot read journal segment {path}: {e.strerror or e}") from e
+    try:
+        header, cipher = open_header(
+            data, path=path, kind=KIND_JOURNAL, seq=first_seq, enc=enc, purpose=PURPOSE
         )
-        expected = first_seq + seg.count
-        skip = max(0, after_seq + 1 - first_seq)
-        yield from seg.records[skip:]
+    except HeaderError as e:
+        raise PersistenceError(
+            f"journal segment {path} is corrupt at offset 0: {e}", file=path, offset=0
+        ) from e
+    scan = scan_blocks(
+        data, FILE_HEADER_SIZE, btype=BT_RECORDS, aes=cipher is not None, first_seq=first_seq
+    )
+    _torn_tail_offset(scan, path, last=False)  # raises for any bad block
+    return scan.blocks, header, cipher, path
 
 
 class SegmentWriter:
