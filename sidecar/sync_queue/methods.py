@@ -108,11 +108,13 @@ class QueueDispatcher(Dispatcher):
             check(method, params, spec.params)
         try:
             result = spec.handler(self, params, call)
-        finally:
+        except BaseException:
             self.engine.deliver_events()  # catching up may have raised some before an error
+            raise
         if self._waiters:
             self._waiters.serve()
-        self._send_events()
+        if self._events or self.core.state.events:  # most calls raise none: no calls then
+            self._send_events()
         return result
 
     def _monotonic(self) -> float:
