@@ -229,23 +229,25 @@ def sequential_durable_pushes(directory: str, n: int) -> tuple[float, int]:
         maintenance_thread=False,
     )
     q.push(SyncItem.new(PAYLOAD))
-    before = _bytes_in(directory)
+    before = _journal_bytes(q)
     start = time.perf_counter()
     for _ in range(n):
         q.push(SyncItem.new(PAYLOAD))
     rate = n / (time.perf_counter() - start)
-    appended = (_bytes_in(directory) - before) // n
+    appended = (_journal_bytes(q) - before) // n
     q.shutdown()
     return rate, appended
 
 
-def _bytes_in(directory: str) -> int:
-    return sum(e.stat().st_size for e in os.scandir(directory) if e.is_file())
+def _journal_bytes(q: SyncQueue) -> int:
+    """The journal's logical size (its files are preallocated ahead of it)."""
+    return int(q.metrics().storage["journalBytes"])
 
 
-def _sequential_vs_floor(base: str, n: int) -> tuple[float, float, int]:
+def _sequential_vs_floor(base: str, n: int) -> tuple[float, float, float, int]:
+    """Our rate, the fsync floor into preallocated space, the floor appending; record size."""
     rate, size = sequential_durable_pushes(os.path.join(base, "seq"), n)
-    return rate, fsync_floor(base, n, size), size
+    return rate, fsync_floor(base, n, size, preallocated=True), fsync_floor(base, n, size), size
 
 
 def peer_grouped_puts(directory: str, n: int, group: int) -> float:
@@ -296,7 +298,8 @@ def durable_targets(quick: bool, base: str, config: str) -> list[Target]:
     n_seq = 300 if quick else 1_000
     seq_runs = [_sequential_vs_floor(base, n_seq) for _ in range(REPEATS)]
     seq = _median_of([(r[0], r[1]) for r in seq_runs])
-    size = seq_runs[-1][2]
+    appending = statistics.median(r[2] for r in seq_runs)
+    size = seq_runs[-1][3]
     pushes = 20_000 if quick else 50_000
     stream = b"".join(sb._push(n) for n in range(pushes))
     # What one read of a full pipe (64 KiB on Linux) hands the sidecar: its group size at most.
@@ -321,8 +324,9 @@ def durable_targets(quick: bool, base: str, config: str) -> list[Target]:
         Target(
             'sequential durable push (SyncQueue, "always")',
             f"{seq[0]:,.0f} pushes/s",
-            f"fsync floor (append {size} B + fdatasync, the bytes a push appends) {seq[1]:,.0f}/s",
-            f"{seq[0] / seq[1]:.2f}× floor",
+            f"fsync floor: {size} B (what a push writes) + fdatasync into preallocated "
+            f"space {seq[1]:,.0f}/s; appending to a growing file {appending:,.0f}/s",
+            f"{seq[0] / seq[1]:.2f}× floor ({seq[0] / appending:.2f}× appending)",
             "≥ 0.85× fsync floor",
             _met(seq[0] >= 0.85 * seq[1]),
         ),
