@@ -452,13 +452,30 @@ def _startup_section(quick: bool) -> list[str]:
     return lines
 
 
+def _memory_section(quick: bool) -> list[str]:
+    """Issue 13: memory and start-up with data (bench/memory_bench.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from memory_bench import memory_rows, startup_rows
+
+    lines = [
+        "### Memory and start-up with data (the sidecar; 1 M items)",
+        "",
+        "| figure | sync-queue | compared with | ratio |",
+        "|---|---:|---|---:|",
+    ]
+    lines += [
+        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in memory_rows(quick) + startup_rows(quick)
+    ]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "storage", "sidecar", "compaction", "startup"],
+        choices=["engine", "storage", "sidecar", "compaction", "startup", "memory"],
         help="run only this section (repeatable)",
     )
     parser.add_argument(
@@ -477,6 +494,7 @@ def main() -> int:
         "sidecar": _sidecar_section,
         "compaction": _compaction_section,
         "startup": _startup_section,
+        "memory": _memory_section,
     }
     if args.targets:
         sections = {"targets": _targets_section}

@@ -95,6 +95,11 @@ class QueueConfig:
     # gives up with `Locked` (a restart right after the previous owner died or while it is
     # still stopping then succeeds).
     lock_timeout: float = 2.0
+    # At most this many finished (completed, failed, cancelled) items are retained, besides
+    # `retention_period` (BullMQ's `removeOnComplete: n`): a desktop app's memory and start-up
+    # must not grow with its history. The oldest go first, journaled like any drop. None: no
+    # count bound (only `retention_period`).
+    max_finished: int | None = 10_000
 
     def __post_init__(self) -> None:
         for name in _DURATIONS:
@@ -105,6 +110,12 @@ class QueueConfig:
                 raise InvalidParams(
                     f"{name}: expected an integer >= {low}, got {value!r}", field=name
                 )
+        bound = self.max_finished
+        if bound is not None and (type(bound) is not int or bound < 0):
+            raise InvalidParams(
+                f"max_finished: expected an integer >= 0 or null, got {bound!r}",
+                field="max_finished",
+            )
         for name in _FLAGS:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidParams(f"{name}: expected true or false", field=name)

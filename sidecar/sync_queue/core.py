@@ -52,6 +52,9 @@ from .state import Event, QueueState
 __all__ = ["Journal", "QueueCore"]
 
 MAX_LIST_LIMIT = 1000
+# Ids per ``Drop`` record when the count bound drops many at once (a lowered
+# ``max_finished``, an old directory): records stay small.
+MAX_DROP_IDS = 10_000
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted: the queue restarted while it was processing"
 
@@ -90,6 +93,9 @@ class QueueCore:
         self.lease_ms = ms.lease_timeout_ms
         self._retention_ms = ms.retention_period_ms
         self._mark_ms = max(1, ms.cleanup_interval_ms)
+        self._max_finished = config.max_finished
+        # Over the bound, drop down to 7/8 of it: one record serves many completions.
+        self._finished_slack = 0 if config.max_finished is None else config.max_finished // 8
         self._calls = 0
 
     def replace_state(self, state: QueueState) -> None:
@@ -293,11 +299,28 @@ class QueueCore:
             dropped = state.due_retention(now, self._retention_ms)
             if dropped:
                 self._record(Drop(now, tuple(dropped)))
+        if self._max_finished is not None:
+            self._bound_finished(now, self._max_finished)
         if state.breaker.state == "open" and state.breaker.probe_due(now):
             self._record(BreakerProbe(now))
         self._calls += 1
         if not self._calls & 0x3FF:  # every 1024 calls: keep lazily-deleted heaps bounded
             state.compact_indexes()
+
+    def _bound_finished(self, now: int, bound: int) -> None:
+        """Drop the oldest finished items while more than ``max_finished`` are retained."""
+        state = self.state
+        counts = state.status_counts
+        over = len(state.items) - counts[ItemStatus.PENDING] - counts[ItemStatus.PROCESSING] - bound
+        if over <= 0:
+            return
+        over = min(over + self._finished_slack, len(state.items))
+        while over > 0:
+            ids = state.oldest_finished(min(over, MAX_DROP_IDS))
+            if not ids:
+                return
+            self._record(Drop(now, tuple(ids)))
+            over -= len(ids)
 
     def record_time(self, now: int, idle_only: bool = False) -> None:
         """Record the queue's time (a ``Rebase`` that moves nothing), so a crash or a close

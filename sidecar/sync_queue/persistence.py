@@ -29,6 +29,7 @@ from .cooperative import (
     background_priority,
     build_heap_yielding,
     bulk_allocation,
+    give_back_memory,
     release_yielding,
     yielding,
 )
@@ -53,6 +54,8 @@ T = TypeVar("T")
 
 
 ITEMS_PER_LINE = 256
+# A replay of more journal records than this on open returns the memory it freed to the OS.
+TRIM_AFTER_RECORDS = 10_000
 
 
 def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
@@ -66,6 +69,8 @@ def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
     """
     out = io.BytesIO()
     out.write(orjson.dumps(state.snapshot_header()))
+    if not state.indexed:  # payloads held as JSON bytes (the fold's state)
+        return _encode_raw_payloads(state, out, cooperative)
     chunk: list[Any] = []
     for item in yielding(state.iter_items(), cooperative, every=ITEMS_PER_LINE):
         chunk.append(item.to_record())
@@ -74,6 +79,27 @@ def encode_state(state: QueueState, cooperative: bool = False) -> bytes:
             chunk = []
     if chunk:
         out.write(b"\n" + orjson.dumps(chunk))
+    return out.getvalue()
+
+
+def _encode_raw_payloads(state: QueueState, out: io.BytesIO, cooperative: bool) -> bytes:
+    """``encode_state``'s lines for a state whose payloads are JSON bytes: each record is
+    encoded with a ``null`` payload (the second field, after the id) and the payload's
+    bytes are put in its place, so the blob is byte for byte what ``encode_state`` writes
+    for the same items holding decoded payloads."""
+    dumps = orjson.dumps
+    line: list[bytes] = []
+    for item in yielding(state.iter_items(), cooperative, every=ITEMS_PER_LINE):
+        record = item.to_record()
+        payload, record[1] = record[1], None
+        body = dumps(record)
+        head = 1 + len(dumps(record[0]))  # '[' and the id
+        line.append(b"".join((body[:head], b",", payload, body[head + 5 :])))  # 5: ',null'
+        if len(line) == ITEMS_PER_LINE:
+            out.write(b"\n[" + b",".join(line) + b"]")
+            line = []
+    if line:
+        out.write(b"\n[" + b",".join(line) + b"]")
     return out.getvalue()
 
 
@@ -91,10 +117,15 @@ def _lines(blob: bytes) -> Iterator[memoryview]:
 
 
 def decode_state(
-    config: QueueConfig, blob: bytes | None, cooperative: bool = False, file: str | None = None
+    config: QueueConfig,
+    blob: bytes | None,
+    cooperative: bool = False,
+    file: str | None = None,
+    indexed: bool = True,
 ) -> QueueState:
+    """The state a snapshot blob holds (``indexed``: see ``QueueState.indexed``)."""
     if blob is None:
-        return QueueState(config)
+        return QueueState(config, indexed)
     try:
         lines = _lines(blob)
         header = orjson.loads(next(lines))
@@ -104,6 +135,7 @@ def decode_state(
             header,
             itertools.chain.from_iterable(chunks),
             build_heap=build_heap_yielding if cooperative else heapq.heapify,
+            indexed=indexed,
         )
         if header.get("count") != len(state.items):
             raise ValueError(
@@ -185,9 +217,15 @@ def rebuild(config: QueueConfig, recovery: Recovery) -> tuple[QueueState, int]:
     """
     with bulk_allocation():
         state = decode_state(config, recovery.snapshot, file=recovery.snapshot_file)
+        state.defer_heaps()
         count = replay(
             state, recovery.records(), locate=recovery.locate, first_seq=recovery.snapshot_seq + 1
         )
+        state.build_heaps()
+    if count > TRIM_AFTER_RECORDS:
+        # Replay built and freed what the journal's changes went through (a million
+        # pushes, then their drops): hand the freed heap back to the OS.
+        give_back_memory()
     return state, count
 
 
@@ -195,11 +233,12 @@ def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], 
     def fold(previous: bytes | None, records: Iterator[bytes]) -> bytes:
         background_priority()
         with bulk_allocation():
-            state = decode_state(config, previous, cooperative=True)
+            state = decode_state(config, previous, cooperative=True, indexed=False)
             replay(state, records, cooperative=True)
             blob = encode_state(state, cooperative=True)
             release_yielding(state)
-            return blob
+        give_back_memory()  # the folded state is freed: do not keep its pages
+        return blob
 
     return fold
 
@@ -344,7 +383,9 @@ def open_store(
     )
     try:
         recovery = store.take_recovery()
-        state, count = rebuilt[0]
+        state, count = rebuilt.pop()
+        if count > TRIM_AFTER_RECORDS and count > 2 * len(state.items):
+            state = _repack(config, state)
         log.info(
             "recovered %d items from %s (snapshot through record %d, %d journal records replayed)",
             len(state.items),
@@ -357,6 +398,21 @@ def open_store(
         with contextlib.suppress(QueueError):
             store.close()
         raise
+
+
+def _repack(config: QueueConfig, state: QueueState) -> QueueState:
+    """The same state in freshly allocated memory, after a replay that churned.
+
+    A replay of many more records than the items it leaves (a million pushed, popped,
+    completed and dropped) leaves the survivors scattered over the memory the churn used:
+    the allocator can return none of it, so RSS stays at the replay's peak. Encoded, freed
+    and decoded again, the state occupies only what it needs (the cost is one snapshot
+    load of the small state that remains)."""
+    blob = encode_state(state)
+    del state
+    give_back_memory()
+    with bulk_allocation():
+        return decode_state(config, blob)
 
 
 def open_engine(

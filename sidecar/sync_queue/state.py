@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify, heappop, heappush
 from typing import Any, NamedTuple
 
+from orjson import dumps
+
 from .breaker import BreakerChanged, CircuitBreaker
 from .config import QueueConfig
 from .entry import BLOCKED, DELAYED, NONE, READY, Entry
@@ -102,9 +104,33 @@ def partition_of(item_id: str, partition_key: str | None, partitions: int) -> in
     )
 
 
+def _no_index(heap: list[HeapEntry], entry: HeapEntry) -> None:
+    """An unindexed state's heap insertion (see ``QueueState.indexed``)."""
+
+
+def _payloads_as_json(entries: Iterable[Entry]) -> None:
+    """An unindexed state (the fold) only writes its items out again, and the state machine
+    never reads a payload: it keeps each payload as its JSON bytes (``persistence`` writes
+    them back as they are). A 100-byte payload is then one 150-byte object instead of a
+    dict and a string of about 390: the fold's copy of a large queue is what peaks memory."""
+    for entry in entries:
+        entry.payload = _json_bytes(entry.payload)
+
+
+def _json_bytes(value: Any) -> bytes:
+    """``value`` as JSON, in a bytes object of its own size: ``orjson.dumps`` returns one
+    that holds on to a 4 KiB allocation (measured: 393 MB for 100 k payloads kept)."""
+    return memoryview(dumps(value)).tobytes()
+
+
 class QueueState:
-    def __init__(self, config: QueueConfig) -> None:
+    def __init__(self, config: QueueConfig, indexed: bool = True) -> None:
         self.config = config
+        # Without indexes (the fold: records in, a snapshot out) no heap is kept: only
+        # queries read them, and the fold makes none. A million pending items then cost
+        # their entries, not their heap tuples too. Payloads are kept as their JSON
+        # bytes (``_payloads_as_json``).
+        self.indexed = indexed
         self.items: dict[str, Entry] = {}  # insertion order is push (seq) order
         self.seq = 0
         self.leases_issued = 0
@@ -126,7 +152,10 @@ class QueueState:
         self.ready_count = 0
         self.delayed_count = 0
         self._token = 0
-        self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = heappush
+        self._index: Callable[[list[HeapEntry], HeapEntry], None] = (
+            heappush if indexed else _no_index
+        )
+        self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = self._index
         # Events (item failed, breaker changed) go here while it is a list; replay leaves it
         # None, so recovering a journal does not announce old news again.
         self.events: list[Event] | None = None
@@ -166,6 +195,8 @@ class QueueState:
 
     def _push(self, op: Push) -> None:
         t = op.t
+        if not self.indexed:
+            _payloads_as_json(op.items)
         for item in op.items:
             old = self.items.get(item.id)
             if old is not None:  # a finished item whose id is reused (deduplication off)
@@ -194,7 +225,7 @@ class QueueState:
             item.updated_at = t
             item._handed_at = t
             item._token = token = self._next_token()
-            heappush(self.leases, (item.lease_expires_at, token, item))
+            self._push_entry(self.leases, (item.lease_expires_at, token, item))
             self.metrics.on_dequeue(t, max(0, t - item.available_at))
             if self.breaker.state == "halfOpen":
                 self.breaker.probe_id = item_id
@@ -250,7 +281,7 @@ class QueueState:
         item.lease_expires_at = op.expires_at
         item.updated_at = op.t
         item._token = token = self._next_token()
-        heappush(self.leases, (op.expires_at, token, item))
+        self._push_entry(self.leases, (op.expires_at, token, item))
         return op.expires_at
 
     def _purge(self, op: Purge) -> int:
@@ -258,11 +289,19 @@ class QueueState:
         victims = [item for item in self.items.values() if item.status is status]
         for item in victims:
             self._forget(item)
+        # The purged items' retention entries would keep them in memory: rebuild (O(n), as
+        # the purge itself).
+        self.finished = deque(entry for entry in self.finished if self._retained(entry))
         return len(victims)
 
     def _drop(self, op: Drop) -> None:
         for item_id in op.ids:
             self._forget(self.items[item_id])
+        # Drops take the oldest (retention, the count bound): their entries lead the
+        # retention index; unlinked here so a replay frees the items as the live queue does.
+        finished = self.finished
+        while finished and not self._retained(finished[0]):
+            finished.popleft()
 
     def _set_paused(self, op: SetPaused) -> None:
         self.paused = op.paused
@@ -316,7 +355,7 @@ class QueueState:
             item.available_at = retry_at
             item.updated_at = t
             if item.expires_at is not None:
-                heappush(self.ttl, (item.expires_at, self._next_token(), item))
+                self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
             # Still the head of its partition key's line, if it has one.
             self._schedule(item, t)
             return True
@@ -494,6 +533,26 @@ class QueueState:
                 due.append(item.id)
         return due
 
+    def oldest_finished(self, n: int) -> list[str]:
+        """The ids of the (up to) ``n`` finished items that finished first; their retention
+        entries are consumed (the caller drops them right away)."""
+        finished = self.finished
+        oldest: list[str] = []
+        while finished and len(oldest) < n:
+            entry = finished.popleft()
+            if self._retained(entry):
+                oldest.append(entry[1].id)
+        return oldest
+
+    def _retained(self, entry: tuple[int, Entry]) -> bool:
+        """Is this retention entry current (its item still retained, finished then)?"""
+        finished_at, item = entry
+        return (
+            item.status.finished
+            and item._handed_at == finished_at
+            and self.items.get(item.id) is item
+        )
+
     def next_wakeup(self) -> int | None:
         """The earliest time something becomes due: a delayed item, a lease, a TTL, the breaker."""
         times = [heap[0][0] for heap in (self.delayed, self.leases, self.ttl) if heap]
@@ -596,23 +655,26 @@ class QueueState:
         snapshot: dict[str, Any],
         item_records: Iterable[list[Any]] | None = None,
         build_heap: Callable[[list[HeapEntry]], None] = heapify,
+        indexed: bool = True,
     ) -> QueueState:
         """Rebuild a state from ``to_snapshot()``, or from a header and its item records.
 
         ``build_heap`` turns each filled index into a heap (compaction passes one that lets
         other threads run: one ``heapify`` call holds the GIL for its whole run)."""
-        state, version = cls._from_header(config, snapshot)
+        state, version = cls._from_header(config, snapshot, indexed)
         records = snapshot["items"] if item_records is None else item_records
         state._load_items(records, version, build_heap)
         return state
 
     @classmethod
-    def _from_header(cls, config: QueueConfig, snapshot: dict[str, Any]) -> tuple[QueueState, int]:
+    def _from_header(
+        cls, config: QueueConfig, snapshot: dict[str, Any], indexed: bool = True
+    ) -> tuple[QueueState, int]:
         """A state with the snapshot header's fields, and the snapshot's version."""
         version = snapshot.get("v")
         if version not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"unsupported snapshot version {version!r}")
-        state = cls(config)
+        state = cls(config, indexed)
         state.seq = snapshot["seq"]
         state.leases_issued = snapshot["leasesIssued"]
         state.last_t = snapshot["lastT"]
@@ -650,8 +712,11 @@ class QueueState:
         finished, leases, delayed, ready = state.finished, state.leases, state.delayed, state.ready
         from_record, last_t = Entry.from_record, state.last_t
         ready_count = delayed_count = 0
+        raw_payloads = not state.indexed
         for record in records:
             item = from_record(record)
+            if raw_payloads:
+                item.payload = _json_bytes(item.payload)
             if partitions > 1:  # from the current count, which may differ from the snapshot's
                 item._partition = partition_of(item.id, item.partition_key, partitions)
             items[item.id] = item
@@ -688,10 +753,68 @@ class QueueState:
         state.ready_count += ready_count
         state.delayed_count += delayed_count
         for heap in (*state.ready, state.delayed, state.leases, state.ttl):
-            build_heap(heap)
-        state._push_entry = heappush
+            if state.indexed:
+                build_heap(heap)
+            else:
+                heap.clear()
+        state._push_entry = state._index
         # Finished items in the order they finished, for retention.
         state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
+
+    def defer_heaps(self) -> None:
+        """Until :meth:`build_heaps`, heap insertions only append: a replay makes no query,
+        so its heaps are built once at the end (O(n), not a ``heappush`` per change); and
+        pushes are applied by :meth:`_push_appending`."""
+        if self.indexed:
+            self._push_entry = list.append
+            self._appliers[Push] = self._push_appending
+
+    def build_heaps(self) -> None:
+        """Make every heap a heap again after :meth:`defer_heaps`."""
+        for heap in (*self.ready, self.delayed, self.leases, self.ttl):
+            heapify(heap)
+        self._push_entry = self._index
+        self._appliers[Push] = self._push
+
+    def _push_appending(self, op: Push) -> None:
+        """:meth:`_push` while the heaps are deferred (a replay on open: a journal of a
+        million pushes is most of recovery), its common case inline: one partition, items
+        with no partition key, no time-to-live and a new id. Anything else goes through
+        :meth:`_push`; the result is the same state either way (the replay tests compare)."""
+        items = self.items
+        if self._partitions != 1:
+            self._push(op)
+            return
+        for item in op.items:
+            if item.partition_key is not None or item.expires_at is not None or item.id in items:
+                self._push(op)
+                return
+        t = op.t
+        seq, token = self.seq, self._token
+        ready, delayed, by_priority = self.ready[0], self.delayed, self.live_by_priority
+        n_ready = n_delayed = 0
+        for item in op.items:
+            seq += 1
+            token += 1
+            item._seq = seq
+            item._token = token
+            item._partition = 0
+            item.status = PENDING
+            items[item.id] = item
+            by_priority[item.priority] += 1
+            if item.available_at > t:
+                item._where = DELAYED
+                n_delayed += 1
+                delayed.append((item.available_at, token, item))
+            else:
+                item._where = READY
+                n_ready += 1
+                ready.append(((item.priority << SEQ_BITS) | seq, token, item))
+        self.seq, self._token = seq, token
+        self.status_counts[PENDING] += len(op.items)
+        self.ready_count += n_ready
+        self.delayed_count += n_delayed
+        self.metrics.on_enqueue(t, len(op.items))
 
     def fingerprint(self) -> dict[str, Any]:
         """The logical state, for tests that compare a replayed queue with a live one."""

@@ -18,10 +18,6 @@ import os
 import threading
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sync_queue.errors import CompressionError, EncryptionError, InvalidParams
 
@@ -108,6 +104,8 @@ class FileCipher:
     __slots__ = ("_aead",)
 
     def __init__(self, file_key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(file_key)
 
     def encrypt(self, plain: bytes, aad: bytes) -> bytes:
@@ -118,6 +116,8 @@ class FileCipher:
     def decrypt(self, sealed: bytes, aad: bytes, *, where: str) -> bytes:
         if len(sealed) < NONCE_SIZE + TAG_SIZE:
             raise EncryptionError(f"{where}: encrypted block is too short")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
         except InvalidTag as e:
@@ -161,6 +161,11 @@ class EncryptionService:
         return FileCipher(self._derive(salt, b"sync-queue/v1/" + purpose + b"/" + file_id, 32))
 
     def _derive(self, salt: bytes | None, info: bytes, length: int) -> bytes:
+        # Imported on first use: an unencrypted queue (the default) never loads
+        # ``cryptography``, 10-20 ms of every start-up.
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(
             self._key
         )
