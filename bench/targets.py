@@ -370,12 +370,19 @@ def _memory_helper_rows(quick: bool) -> list[Target]:
                 ("recovery of 1 M items", "≤ 2 s"),
             )
         ]
-    rows: list[Target] = []
-    for row in [*memory_rows(quick), *startup_rows(quick)]:
-        cells = [str(c) for c in row]
-        cells += ["—"] * (6 - len(cells))
-        rows.append(Target(*cells[:6]))
-    return rows
+    return [_from_memory_row(row) for row in [*memory_rows(quick), *startup_rows(quick)]]
+
+
+def _from_memory_row(row: tuple[str, ...]) -> Target:
+    """memory_bench's (name, figure, "target X; floor", "r× of target: met") as a Target;
+    a row without a target (a comparison) keeps its text as it is."""
+    name, figure, compared, ratio = (str(c) for c in row)
+    if not compared.startswith("target "):
+        return Target(name, figure, compared, ratio, "—", "—")
+    target, _, floor = compared.partition("; ")
+    ratio, _, verdict = ratio.partition(": ")
+    met = "**met**" if verdict == "met" else "not met" if verdict else "—"
+    return Target(name, figure, floor or "—", ratio, target.removeprefix("target "), met)
 
 
 def _section(title: str, make: Callable[[], list[Target]]) -> list[Target]:
