@@ -6,18 +6,14 @@ import os
 import time
 
 
-def fsync_floor(directory: str, n: int, size: int = 120, preallocated: bool = False) -> float:
-    """Writes of one small record (``size`` bytes), each followed by fdatasync: how many per
-    second. Appended to a file that grows with each (the filesystem commits the size change
-    at each fdatasync too), or, ``preallocated``, written in turn into space allocated
-    beforehand (``posix_fallocate``), as the journal writes its segments."""
+def fsync_floor(directory: str, n: int, size: int = 120) -> float:
+    """Appends of one small record (``size`` bytes), each followed by fdatasync: how many per
+    second. The file grows with every append (``bench/targets.py`` also measures writes into
+    preallocated space, as the journal does)."""
     path = os.path.join(directory, "fsync-floor")
-    flags = os.O_WRONLY | os.O_CREAT | (0 if preallocated else os.O_APPEND)
-    fd = os.open(path, flags, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     record = b"x" * size
     try:
-        if preallocated:
-            os.posix_fallocate(fd, 0, (n + 1) * size)
         os.write(fd, record)
         os.fdatasync(fd)
         start = time.perf_counter()

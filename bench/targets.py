@@ -11,7 +11,8 @@ Floors and peers:
 - **Python floor** (engine): the least Python that does a push, pop and complete: a dict of
   items and a deque of ids (no priorities, leases, retries, ids checked, or time);
 - **echo floor** (sidecar): a minimal Python NDJSON process (``sidecar_bench.ECHO_FLOOR``);
-- **fsync floor**: ``write`` + ``fdatasync`` of one small record (``floors.fsync_floor``);
+- **fsync floor**: ``write`` + ``fdatasync`` of what a push writes, into preallocated space
+  as the journal writes (the floor), and appended to a growing file (shown beside it);
 - **peers**: persist-queue and litequeue, which store a payload as serialized bytes in
   SQLite; the engine row beside them serializes its payload too (orjson), so both sides do
   the same work. The pipelined durable row's peer is SQLite itself (both peers' ``put``
@@ -36,7 +37,6 @@ from typing import Any
 
 import orjson
 import sidecar_bench as sb
-from floors import fsync_floor
 
 from sync_queue import QueueConfig, SyncItem, SyncQueue
 from sync_queue.engine import Engine
@@ -218,36 +218,65 @@ def sidecar_targets(quick: bool, config: str) -> list[Target]:
 # ------------------------------------------------------------------------- durable
 
 
-def sequential_durable_pushes(directory: str, n: int) -> tuple[float, int]:
-    """Pushes per second, one at a time, "always"; and the bytes each appended to the journal
-    (the fsync floor beside it writes records of that size)."""
-    shutil.rmtree(directory, ignore_errors=True)
+class _FloorFile:
+    """A file taking ``size``-byte writes, each followed by fdatasync: appended to a file
+    that grows, or written in turn into space preallocated (as the journal does)."""
+
+    def __init__(self, path: str, size: int, n: int, preallocated: bool) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | (0 if preallocated else os.O_APPEND)
+        self.fd = os.open(path, flags, 0o600)
+        if preallocated:
+            os.posix_fallocate(self.fd, 0, (n + 1) * size)
+        self.record = b"x" * size
+
+    def rate(self, n: int) -> float:
+        fd, record = self.fd, self.record
+        start = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, record)
+            os.fdatasync(fd)
+        return n / (time.perf_counter() - start)
+
+
+def sequential_vs_floors(base: str, n: int, rounds: int) -> tuple[float, float, float, int]:
+    """Sequential durable pushes ("always") and the two fsync floors, ``rounds`` chunks of
+    ``n`` each, taking turns (the disk's load changes by the second on a shared machine):
+    median rates of ours, the preallocated floor, the appending floor; bytes per push."""
+    path = os.path.join(base, "seq")
+    shutil.rmtree(path, ignore_errors=True)
     q = SyncQueue(
         QueueConfig(
-            persistence_path=Path(directory), max_capacity=10_000_000, persistence_interval=3600
+            persistence_path=Path(path), max_capacity=10_000_000, persistence_interval=3600
         ),
         maintenance_thread=False,
     )
     q.push(SyncItem.new(PAYLOAD))
     before = _journal_bytes(q)
-    start = time.perf_counter()
     for _ in range(n):
         q.push(SyncItem.new(PAYLOAD))
-    rate = n / (time.perf_counter() - start)
-    appended = (_journal_bytes(q) - before) // n
-    q.shutdown()
-    return rate, appended
+    size = (_journal_bytes(q) - before) // n  # what a push writes: the floors write that
+    total = n * rounds
+    floors = [_FloorFile(os.path.join(base, f"floor-{p}"), size, total, p) for p in (True, False)]
+    ours, prealloc, append = [], [], []
+    try:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(n):
+                q.push(SyncItem.new(PAYLOAD))
+            ours.append(n / (time.perf_counter() - start))
+            prealloc.append(floors[0].rate(n))
+            append.append(floors[1].rate(n))
+    finally:
+        q.shutdown()
+        for f in floors:
+            os.close(f.fd)
+    median = statistics.median
+    return median(ours), median(prealloc), median(append), size
 
 
 def _journal_bytes(q: SyncQueue) -> int:
     """The journal's logical size (its files are preallocated ahead of it)."""
     return int(q.metrics().storage["journalBytes"])
-
-
-def _sequential_vs_floor(base: str, n: int) -> tuple[float, float, float, int]:
-    """Our rate, the fsync floor into preallocated space, the floor appending; record size."""
-    rate, size = sequential_durable_pushes(os.path.join(base, "seq"), n)
-    return rate, fsync_floor(base, n, size, preallocated=True), fsync_floor(base, n, size), size
 
 
 def peer_grouped_puts(directory: str, n: int, group: int) -> float:
@@ -296,10 +325,8 @@ def durable_batches(directory: str, n: int, group: int) -> float:
 
 def durable_targets(quick: bool, base: str, config: str) -> list[Target]:
     n_seq = 300 if quick else 1_000
-    seq_runs = [_sequential_vs_floor(base, n_seq) for _ in range(REPEATS)]
-    seq = _median_of([(r[0], r[1]) for r in seq_runs])
-    appending = statistics.median(r[2] for r in seq_runs)
-    size = seq_runs[-1][3]
+    ours_seq, prealloc, appending, size = sequential_vs_floors(base, n_seq // 10, 10 * REPEATS)
+    seq = (ours_seq, prealloc)
     pushes = 20_000 if quick else 50_000
     stream = b"".join(sb._push(n) for n in range(pushes))
     # What one read of a full pipe (64 KiB on Linux) hands the sidecar: its group size at most.
