@@ -497,6 +497,8 @@ def main() -> int:
         "memory": _memory_section,
     }
     if args.targets:
+        if args.only:
+            parser.error("--targets prints its own table; --only does not apply to it")
         sections = {"targets": _targets_section}
     for name in args.only or list(sections):
         for line in sections[name](args.quick):
