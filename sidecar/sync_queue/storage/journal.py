@@ -5,7 +5,8 @@ block holds the records of one group commit (see ``format``). Sequence numbers c
 without gaps from one block to the next and from one segment to the next, which is how
 recovery notices a missing block or file. A new segment is created with ``O_EXCL``, its
 header fsync'd, then the directory fsync'd, so that the name survives power loss before
-any record in it is acknowledged.
+any record in it is acknowledged. A segment's file is preallocated ahead of its last block
+(``PREALLOCATE_BYTES``) and cut back to it when the segment is closed.
 """
 
 from __future__ import annotations
