@@ -1,6 +1,9 @@
 """Every target of issue 13 in one table: figure, floor or peer from the same run, ratio,
 target, met or not (``bench/bench.py --targets``; under 6 minutes on a 2-core machine).
 
+A little over 400 lines on purpose: every row's measurement sits beside its floor or peer
+here, so a reader checks the fairness of a row in one place.
+
 Each per-call figure is measured ``REPEATS`` times, interleaved with its floor or peer, and
 the table shows the median of each (the ratio is of the medians): the figures move with the
 machine's load, their ratios much less. The memory and start-up rows come from
