@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/bench.py            # full run (1 k, 100 k and 1 M queued items)
     .venv/bin/python bench/bench.py --quick    # smaller sizes, for a smoke test
+    .venv/bin/python bench/bench.py --targets  # issue 13: one table of every target (< 6 min)
 
 Engine section (issue 2): push, pop+complete and a full push->pop->complete cycle per second
 with N items already queued, for sync-queue's in-memory engine and, side by side, the same
 workload through persist-queue's SQLiteAckQueue and litequeue (both on SQLite ``:memory:``,
-so all three are in memory); memory per queued item with a 100-byte payload.
+so all three are in memory); memory per queued item with a 100-byte payload. The peers
+serialize each payload into SQLite; sync-queue here keeps a reference to it (the table says
+so); ``--targets`` has the row where sync-queue serializes too.
 
 Longer than 400 lines on purpose: it is the one entry point of every section and holds the
 engine and storage sections, which share its peer adapters and measuring helpers; the other
@@ -177,6 +180,9 @@ def engine_section(quick: bool) -> list[str]:
     peers = [a for a in (_persist_queue(), _litequeue()) if a is not None]
     lines = [
         "### Engine, in memory (operations per second with N items already queued)",
+        "",
+        "The peers serialize each payload into SQLite; sync-queue keeps a reference to it "
+        "(`bench.py --targets` compares the same work, serialized on both sides).",
         "",
         "| workload | N queued | sync-queue | "
         + " | ".join(p.name for p in peers)
@@ -427,6 +433,15 @@ def _compaction_section(quick: bool) -> list[str]:
     return lines
 
 
+def _targets_section(quick: bool) -> list[str]:
+    """Issue 13: every target with its floor or peer (bench/targets.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from targets import targets_section
+
+    lines: list[str] = targets_section(quick)
+    return lines
+
+
 def _startup_section(quick: bool) -> list[str]:
     """Issue 5: start-up of the frozen builds (packaging/bench_startup.py; needs the builds)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -463,6 +478,11 @@ def main() -> int:
         choices=["engine", "storage", "sidecar", "compaction", "startup", "memory"],
         help="run only this section (repeatable)",
     )
+    parser.add_argument(
+        "--targets",
+        action="store_true",
+        help="only the table of issue 13's targets (bench/targets.py), each beside its floor",
+    )
     args = parser.parse_args()
     print(
         f"# sync-queue benchmark — Python {platform.python_version()}, "
@@ -476,6 +496,10 @@ def main() -> int:
         "startup": _startup_section,
         "memory": _memory_section,
     }
+    if args.targets:
+        if args.only:
+            parser.error("--targets prints its own table; --only does not apply to it")
+        sections = {"targets": _targets_section}
     for name in args.only or list(sections):
         for line in sections[name](args.quick):
             print(line)

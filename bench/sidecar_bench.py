@@ -360,7 +360,8 @@ def _durable_push_rows(base: str, config: str, durable_items: int, quick: bool) 
         (
             'pipelined durable `push`, "always" (target ≥ 50 k items/s, ≥ 10× peer)',
             _rate(durable_rate, "items"),
-            "persist-queue SQLiteAckQueue.put (defaults, on disk) "
+            "persist-queue SQLiteAckQueue.put (defaults, on disk; sequential, so NOT equal "
+            "concurrency: `bench.py --targets` sets it beside SQLite fed the same stream) "
             + (_rate(peer, "items") if peer else "not installed"),
             f"{durable_rate / peer:.1f}×" if peer else "—",
         ),

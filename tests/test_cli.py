@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sync_queue import cli
 from sync_queue.cli import UsageError, _parser, build_config, read_key
 
 
@@ -103,3 +104,15 @@ def test_exit_codes_are_distinct_and_documented() -> None:
         assert f"\n    {code}   " in cli.__doc__ and meaning in cli.__doc__, code
         row = next(line for line in readme.splitlines() if line.startswith(f"| {code} |"))
         assert meaning in row, row
+
+
+def test_tune_cyclic_gc_raises_only_the_young_threshold() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        cli.tune_cyclic_gc()
+        assert gc.get_threshold() == (cli.GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert before[0] < cli.GC_YOUNG_THRESHOLD
+    finally:
+        gc.set_threshold(*before)

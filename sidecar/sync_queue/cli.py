@@ -123,6 +123,23 @@ def _fail(status: int, message: str) -> int:
     return status
 
 
+# Allocations between two young-generation collections of the cyclic GC (CPython's default
+# is 700). The sidecar's objects (items, entries, requests, replies) hold no reference cycles:
+# reference counting frees them the moment they are dropped, and every collection finds
+# nothing in them. At 700, a pipelined stream of pushes and pops ran a young collection every
+# ~50 requests, and the older generations (which walk every retained item) followed: 25-37 %
+# of the time. At 50,000 the cyclic garbage that can wait (a caught exception's traceback,
+# say) is bounded to that many objects, and collections take a few % of the time.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_cyclic_gc() -> None:
+    """For a process whose live objects are the queue's: fewer cyclic-GC passes (see above).
+    The older generations keep their ratios, so they also run 70x less often."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def serve(config: QueueConfig) -> NoReturn:
     from .methods import QueueDispatcher
     from .persistence import open_engine
@@ -139,6 +156,7 @@ def serve(config: QueueConfig) -> NoReturn:
     # soon as they are built (freeze_gc), before the first collection would walk them all.
     engine = open_engine(config, clock=clock, freeze_gc=True)
     gc.freeze()
+    tune_cyclic_gc()
     recovered: dict[str, Any] = dict(engine.metrics(engine.now()).by_status)
     if engine.quarantined:  # only then: the usual ``recovered`` stays counts by status
         recovered["quarantined"] = list(engine.quarantined)

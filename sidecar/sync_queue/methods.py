@@ -115,11 +115,13 @@ class QueueDispatcher(Dispatcher):
             check(method, params, spec.params)
         try:
             result = spec.handler(self, params, call)
-        finally:
+        except BaseException:
             self.engine.deliver_events()  # catching up may have raised some before an error
+            raise
         if self._waiters:
             self._waiters.serve()
-        self._send_events()
+        if self._events or self.core.state.events:  # most calls raise none: no calls then
+            self._send_events()
         return result
 
     def _monotonic(self) -> float:
@@ -135,20 +137,22 @@ class QueueDispatcher(Dispatcher):
         if not self._changed and now < self._next_tick:
             return self._next_tick - now
         self._changed = False
-        delay = self._tick()
-        self._next_tick = self._monotonic() + delay
+        delay = self._tick(now)
+        self._next_tick = now + delay
         return delay
 
-    def _tick(self) -> float:
+    def _tick(self, now: float) -> float:
+        """``now``: the monotonic time the tick began (one clock read serves the whole tick:
+        it runs on every busy cycle, and it takes microseconds)."""
         engine = self.engine
         until_maintenance = engine.run_maintenance()
         if self._waiters:
             self._waiters.serve()
         # First: reading applies what became due (and raises its events).
-        ready = self._ready_count()
-        wakeup, queue_now = self.core.next_wakeup(), engine.now()
+        queue_now = self._read()
+        ready = self.core.ready_count(queue_now)
+        wakeup = self.core.next_wakeup()
         self._send_events()
-        now = self._monotonic()
         if ready and (not self._ready_before or self._held_back):
             self._notify_items_available(now)
         elif not ready:

@@ -47,7 +47,7 @@ from .protocol import (
     RpcSession,
 )
 
-__all__ = ["EXIT_CLOSE_FAILED", "EXIT_OK", "StdioServer", "claim_stdio"]
+__all__ = ["EXIT_CLOSE_FAILED", "EXIT_OK", "StdioServer", "claim_stdio", "timer_moves_earlier"]
 
 log = logging.getLogger("sync_queue.server")
 
@@ -64,6 +64,16 @@ _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT) + (
 # answer: the caller's peer is gone, and a long poll answered `null` would read as "no item"
 # where the truth is "the sidecar went away" (the plugin fails it with SidecarExited).
 _HANG_UP: Final = getattr(signal, "SIGHUP", None)
+
+
+def timer_moves_earlier(armed: float | None, wanted: float | None) -> bool:
+    """Re-arm the cycle's timer only when the next deadline comes before the armed one.
+
+    Every busy cycle computes a deadline a little later than the last one (the next tick is
+    "now + delay"), so re-arming on every change cancelled and pushed a timer on nearly every
+    cycle. A timer left armed for an earlier time (or for a deadline that went away) costs
+    one early cycle that finds nothing due and arms the right time then."""
+    return wanted is not None and (armed is None or wanted < armed)
 
 
 def claim_stdio() -> tuple[int, int]:
@@ -292,12 +302,13 @@ class StdioServer:
 
     def _schedule_timer(self) -> None:
         when = self._session.next_deadline()
-        if when == self._timer_when:
+        if not timer_moves_earlier(self._timer_when, when):
             return
+        assert when is not None
         if self._timer is not None:
             self._timer.cancel()
         self._timer_when = when
-        self._timer = None if when is None else self._loop.call_at(when, self._on_timer)
+        self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = self._timer_when = None

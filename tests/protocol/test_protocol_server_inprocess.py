@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sync_queue.server import StdioServer
+from sync_queue.server import StdioServer, timer_moves_earlier
 
 from .rpc_checks import check_output, line, request
 from .rpc_fakes import FakeDispatcher
@@ -86,3 +86,40 @@ def test_close_failure_is_exit_status_one(piped: PipedServer) -> None:
     piped.dispatcher.close = broken_close  # type: ignore[method-assign]
     piped.close()
     assert piped.status == [1]
+
+
+def test_timer_is_armed_again_only_when_the_deadline_moves_earlier(piped: PipedServer) -> None:
+    piped.send(request("push", 1, item="late", delayMs=60_000))
+    assert piped.read_message()["id"] == 1
+    # The reply is written before its cycle arms the timer: one more cycle, and it is armed.
+    piped.send(request("ping", 0))
+    assert piped.read_message()["id"] == 0
+    armed: list[float] = []
+    loop = piped.server._loop
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any) -> Any:
+        armed.append(when)
+        return call_at(when, callback, *args)
+
+    loop.call_at = counting_call_at  # type: ignore[method-assign]
+    for n in range(2, 52):  # 50 cycles, each ticking; the deadline stays a minute away
+        piped.send(request("ping", n))
+        assert piped.read_message()["id"] == n
+    assert armed == []
+    # An earlier deadline re-arms at once: the waiter gets the item after ~0.2 s, not 60 s.
+    started = time.monotonic()
+    piped.send(request("pop", "w", timeoutMs=10_000), request("push", 99, item="x", delayMs=200))
+    replies = {m["id"]: m["result"] for m in (piped.read_message(), piped.read_message())}
+    assert replies == {99: {}, "w": "x"}
+    assert 0.15 < time.monotonic() - started < 5
+    assert armed, "the earlier deadline armed the timer"
+
+
+def test_timer_moves_earlier_only_for_an_earlier_deadline() -> None:
+    assert timer_moves_earlier(None, 5.0)
+    assert timer_moves_earlier(5.0, 4.0)
+    assert not timer_moves_earlier(5.0, 5.0)
+    assert not timer_moves_earlier(5.0, 6.0)  # the armed one fires early: one cheap cycle
+    assert not timer_moves_earlier(5.0, None)
+    assert not timer_moves_earlier(None, None)

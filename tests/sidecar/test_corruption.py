@@ -68,7 +68,9 @@ def test_bit_flip_in_last_block_is_quarantined_and_reported(
     seg = last_segment(data)
     original = seg.read_bytes()
     flipped = bytearray(original)
-    flipped[-2] ^= 0x10  # inside the last block's payload (the GCM tag when encrypted)
+    # The segment is preallocated: zeros follow its last block until it is closed.
+    end = len(original.rstrip(b"\0"))
+    flipped[end - 2] ^= 0x10  # inside the last block's payload (the GCM tag when encrypted)
     seg.write_bytes(flipped)
 
     status, out = run_verify(data, keys)

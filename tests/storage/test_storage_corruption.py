@@ -193,7 +193,7 @@ def _two_blocks(d: str, key: bytes | None) -> tuple[str, int, bytes]:
     s = Store.open(d, key=key)
     s.commit(s.append([b"one"]))
     seg = os.path.join(d, "journal-00000000000000000001.log")
-    last = os.path.getsize(seg)
+    last = s.stats().journal_bytes  # the logical end: the file is preallocated past it
     s.commit(s.append([b"two", b"three"]))
     s.close()
     return seg, last, Path(seg).read_bytes()

@@ -59,6 +59,21 @@ class FileIO:
     def ftruncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
+    def preallocate(self, fd: int, offset: int, length: int) -> bool:
+        """Allocate ``length`` bytes at ``offset`` and extend the file's size over them
+        (``posix_fallocate``), so that writes there later change no metadata: on ext4 an
+        ``fdatasync`` after an append that grows the file commits the size change to the
+        filesystem's journal too, and costs about 1.4x one that does not. False (nothing
+        done) where the platform or filesystem cannot, or the disk has no room for it: the
+        writes then simply grow the file."""
+        if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+            return False
+        try:
+            os.posix_fallocate(fd, offset, length)
+        except OSError:
+            return False
+        return True
+
     def close(self, fd: int) -> None:
         os.close(fd)
 

@@ -220,7 +220,9 @@ class GroupCommit:
         assert old is not None
         new_first = old.first_seq + old.count
         with self._rot_lock:
-            old.sync()  # "periodic" has unsynced data in it; a closed segment is final
+            # "periodic" has unsynced data in it; a closed segment is final, and ends at its
+            # last block (its preallocated zeros cut) before the next one exists.
+            old.seal()
             new = SegmentWriter.create(
                 self._io,
                 self.path,

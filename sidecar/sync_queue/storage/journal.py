@@ -5,7 +5,8 @@ block holds the records of one group commit (see ``format``). Sequence numbers c
 without gaps from one block to the next and from one segment to the next, which is how
 recovery notices a missing block or file. A new segment is created with ``O_EXCL``, its
 header fsync'd, then the directory fsync'd, so that the name survives power loss before
-any record in it is acknowledged.
+any record in it is acknowledged. A segment's file is preallocated ahead of its last block
+(``PREALLOCATE_BYTES``) and cut back to it when the segment is closed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ PURPOSE = b"journal"
 # blocks (still one write). Keeps single allocations and AES-GCM calls bounded.
 _BLOCK_PLAIN_MAX = 64 * 1024 * 1024
 _ZERO16 = bytes(16)
+# A segment's file is grown this much at a time with FileIO.preallocate: the records are then
+# written over zeros already counted in its size, and only one fdatasync per step commits a
+# size change. The zeros past the last record are cut off when the segment is closed; after
+# a crash recovery reads them as an interrupted append and truncates them (blocks.py,
+# ``is_short_write``: "size landed before the data (or preallocated space)").
+PREALLOCATE_BYTES = 1024 * 1024
 _ZERO32 = bytes(32)
 
 
@@ -262,8 +269,9 @@ class SegmentWriter:
         self.header = header
         self.cipher = cipher
         self.compression = compression
-        self.size = size
+        self.size = size  # the logical end: just after the last block written
         self.count = count
+        self.allocated = size  # the file's size: past ``size`` it holds preallocated zeros
 
     @property
     def first_seq(self) -> int:
@@ -294,7 +302,8 @@ class SegmentWriter:
         cipher = enc.file_cipher(purpose=PURPOSE, file_id=file_id, salt=salt) if enc else None
         path = os.path.join(dirpath, segment_name(first_seq))
         # O_EXCL: never reuse (and so never re-key or overwrite) an existing segment.
-        fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        # No O_APPEND: blocks are written at the logical end, over preallocated zeros.
+        fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             data = header.pack()
             write_all(io, fd, data)
@@ -320,7 +329,8 @@ class SegmentWriter:
     ) -> SegmentWriter:
         """Append to an existing, fully valid segment (its torn tail already truncated)."""
         assert seg.header is not None
-        fd = io.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        fd = io.open(seg.path, os.O_WRONLY)
+        os.lseek(fd, seg.end, os.SEEK_SET)
         cipher = (
             enc.file_cipher(purpose=PURPOSE, file_id=seg.header.file_id, salt=seg.header.salt)
             if enc
@@ -356,13 +366,22 @@ class SegmentWriter:
     def write(self, data: bytes, count: int) -> None:
         """Append encoded blocks. On failure the file is cut back (best effort) and the
         error propagates; the caller must then stop using the journal (fail-stop)."""
+        end = self.size + len(data)
+        if end > self.allocated:
+            self._preallocate(end)
         try:
             write_all(self.io, self.fd, data)
         except BaseException:
             self.rollback(self.size)
             raise
-        self.size += len(data)
+        self.size = end
         self.count += count
+
+    def _preallocate(self, end: int) -> None:
+        """Grow the file to at least ``end``, a ``PREALLOCATE_BYTES`` step past its size."""
+        new_size = max(end, self.allocated + PREALLOCATE_BYTES)
+        if self.io.preallocate(self.fd, self.allocated, new_size - self.allocated):
+            self.allocated = new_size
 
     def rollback(self, size: int) -> OSError | None:
         """Remove an unacknowledged tail, so a reopen does not replay a group whose callers
@@ -371,9 +390,11 @@ class SegmentWriter:
         file is abandoned after this. Returns the error if the cut may not have held."""
         try:
             self.io.ftruncate(self.fd, size)
+            os.lseek(self.fd, size, os.SEEK_SET)
         except OSError as e:
             return e
         self.size = min(self.size, size)
+        self.allocated = size
         try:
             self.io.fsync(self.fd)
         except OSError as e:
@@ -383,5 +404,19 @@ class SegmentWriter:
     def sync(self) -> None:
         self.io.fsync(self.fd)
 
+    def seal(self) -> None:
+        """Cut the preallocated zeros off and make the segment final (fsync): before a
+        later segment exists, since only the last segment may end in anything but blocks."""
+        if self.allocated > self.size:
+            self.io.ftruncate(self.fd, self.size)
+            self.allocated = self.size
+        self.io.fsync(self.fd)
+
     def close(self) -> None:
-        self.io.close(self.fd)
+        """Close; a segment still holding preallocated zeros is sealed first (best effort:
+        zeros left by a failure here are cut by the next open, as after a crash)."""
+        try:
+            if self.allocated > self.size:
+                self.seal()
+        finally:
+            self.io.close(self.fd)
