@@ -97,7 +97,9 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
         .unwrap()
         .id;
     ids.push(rust_id.clone());
-    wait_for("every effect", || server.record().effects.len() == ids.len());
+    wait_for("every effect", || {
+        server.record().effects.len() == ids.len()
+    });
     for id in &ids {
         wait_status(&w, id, "completed");
     }
@@ -119,10 +121,16 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
         assert_eq!(seen.len(), 10);
     }
     let plain = record.effects.iter().find(|e| e.key == rust_id).unwrap();
-    assert_eq!((plain.path.as_str(), plain.body.as_str()), ("/rust", "plain text"));
+    assert_eq!(
+        (plain.path.as_str(), plain.body.as_str()),
+        ("/rust", "plain text")
+    );
     drop(record);
     let outcomes: Vec<Value> = events(&progress);
-    let succeeded = outcomes.iter().filter(|e| e["outcome"] == "succeeded").count();
+    let succeeded = outcomes
+        .iter()
+        .filter(|e| e["outcome"] == "succeeded")
+        .count();
     assert_eq!(succeeded, ids.len(), "one `succeeded` per item");
     let status = app.sync_queue().outbox_status();
     assert!(status.running);
@@ -164,7 +172,10 @@ fn server_errors_are_retried_and_retry_after_is_honoured() {
     assert_eq!(tries.len(), 2);
     let gap = tries[1].at - tries[0].at;
     // The engine's backoff alone would be ≤ 200 ms here.
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 ignored: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 ignored: {gap:?}"
+    );
 }
 
 #[test]
@@ -185,7 +196,10 @@ fn client_errors_are_dead_at_once_with_their_status_and_block_no_other_key() {
         },
     );
     let (app, w) = app("client_errors_are_dead", outbox_config());
-    let bad = enqueue(&w, json!({"url": server.url("/bad"), "partitionKey": "a", "maxRetries": 5}));
+    let bad = enqueue(
+        &w,
+        json!({"url": server.url("/bad"), "partitionKey": "a", "maxRetries": 5}),
+    );
     let gone = enqueue(&w, json!({"url": server.url("/gone"), "partitionKey": "b"}));
     let after = enqueue(&w, json!({"url": server.url("/ok"), "partitionKey": "a"}));
     let dead = wait_status(&w, &bad, "failed");
@@ -194,7 +208,11 @@ fn client_errors_are_dead_at_once_with_their_status_and_block_no_other_key() {
     let dead = wait_status(&w, &gone, "failed");
     let error = dead["lastError"].as_str().unwrap();
     assert!(error.starts_with("HTTP 404: xxx"), "{error}");
-    assert!(error.len() < 1100, "the excerpt is bounded: {} bytes", error.len());
+    assert!(
+        error.len() < 1100,
+        "the excerpt is bounded: {} bytes",
+        error.len()
+    );
     wait_status(&w, &after, "completed");
     assert_eq!(server.record().attempts_of(&bad).len(), 1);
     let status = app.sync_queue().outbox_status();
@@ -212,7 +230,10 @@ fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
         },
     );
     let (_app, w) = app("a_response_past_the_timeout", outbox_config());
-    let id = enqueue(&w, json!({"url": server.url("/slow"), "body": "once", "timeoutMs": 300}));
+    let id = enqueue(
+        &w,
+        json!({"url": server.url("/slow"), "body": "once", "timeoutMs": 300}),
+    );
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 2, "{done}");
     let record = server.record();
@@ -231,7 +252,12 @@ fn an_outage_charges_no_attempts_and_ends_by_itself() {
 
     server.stop();
     let ids: Vec<String> = (1..=5)
-        .map(|n| enqueue(&w, json!({"url": server.url("/x"), "body": n, "maxRetries": 1})))
+        .map(|n| {
+            enqueue(
+                &w,
+                json!({"url": server.url("/x"), "body": n, "maxRetries": 1}),
+            )
+        })
         .collect();
     let event = offline.recv_timeout(DEADLINE).expect("destination-offline");
     assert_eq!(event["destination"], server.origin());
@@ -240,12 +266,21 @@ fn an_outage_charges_no_attempts_and_ends_by_itself() {
     let status = || app.sync_queue().outbox_status().destinations[0].clone();
     let first_probe = status().next_probe_at.unwrap();
     wait_for("two more probes", || {
-        status().next_probe_at.is_some_and(|at| at > first_probe + 150)
+        status()
+            .next_probe_at
+            .is_some_and(|at| at > first_probe + 150)
     });
-    assert_eq!(status().state, tauri_plugin_sync_queue::outbox::connectivity::Reach::Offline);
+    assert_eq!(
+        status().state,
+        tauri_plugin_sync_queue::outbox::connectivity::Reach::Offline
+    );
     for id in &ids {
         let it = item(&w, id);
-        assert_eq!((it["status"].as_str(), it["attempts"].as_i64()), (Some("pending"), Some(0)), "{it}");
+        assert_eq!(
+            (it["status"].as_str(), it["attempts"].as_i64()),
+            (Some("pending"), Some(0)),
+            "{it}"
+        );
     }
 
     server.resume();
@@ -278,7 +313,12 @@ fn the_app_can_switch_dispatch_off_and_on() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(server.record().attempts.is_empty());
-    invoke(&w, "set_online", json!({"online": true, "destination": server.url("/any")})).unwrap();
+    invoke(
+        &w,
+        "set_online",
+        json!({"online": true, "destination": server.url("/any")}),
+    )
+    .unwrap();
     invoke(&w, "set_online", json!({"online": true})).unwrap();
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 1);
@@ -288,7 +328,12 @@ fn the_app_can_switch_dispatch_off_and_on() {
 #[test]
 fn a_401_holds_the_destination_until_new_headers() {
     let server = TestServer::start();
-    server.on("/me", Behaviour::Auth { token: "fresh".into() });
+    server.on(
+        "/me",
+        Behaviour::Auth {
+            token: "fresh".into(),
+        },
+    );
     let (app, w) = app("a_401_holds_the_destination", outbox_config());
     let auth = collect(&app, "sync-queue://auth-required");
     let online = collect(&app, "sync-queue://destination-online");
@@ -307,9 +352,15 @@ fn a_401_holds_the_destination_until_new_headers() {
         let s: Value = invoke(&w, "outbox_status", json!({})).unwrap();
         s["destinations"][0]["state"] == "authRequired"
     });
-    let held = item(&w, &id);
+    // A pop already waiting when the hold began may hand it out once more;
+    // the dispatcher then gives it straight back, uncharged.
+    let held = wait_status(&w, &id, "pending");
     // maxRetries 0: a charged 401 would have made it dead.
-    assert_eq!((held["status"].as_str(), held["attempts"].as_i64()), (Some("pending"), Some(0)), "{held}");
+    assert_eq!(
+        (held["status"].as_str(), held["attempts"].as_i64()),
+        (Some("pending"), Some(0)),
+        "{held}"
+    );
     let tries = server.record().attempts_of(&id).len();
 
     invoke(
@@ -318,7 +369,10 @@ fn a_401_holds_the_destination_until_new_headers() {
         json!({"destination": server.url("/me?x=1"), "headers": {"Authorization": "Bearer fresh"}}),
     )
     .unwrap();
-    assert_eq!(online.recv_timeout(DEADLINE).unwrap()["destination"], server.origin());
+    assert_eq!(
+        online.recv_timeout(DEADLINE).unwrap()["destination"],
+        server.origin()
+    );
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 1);
     assert_eq!(server.record().attempts_of(&id).len(), tries + 1);

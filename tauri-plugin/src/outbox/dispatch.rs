@@ -83,7 +83,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped) {
     // It may have gone offline (or been held) since the pop.
     let excluded = {
         let table = shared.destinations();
-        table.all_app_offline || table.excluded().iter().any(|o| *o == origin)
+        table.all_app_offline || table.get(&origin).is_some_and(|d| d.excluded())
     };
     if excluded {
         let report = Report::Uncharged {
