@@ -8,15 +8,15 @@ mod common;
 mod outbox_server;
 
 use std::{
-    sync::mpsc::Receiver,
+    sync::{mpsc::Receiver, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use common::{app_with, collect, invoke, plugin_for, real_sidecar, TestApp};
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Map, Value};
-use tauri::{test::MockRuntime, WebviewWindow};
-use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, SyncQueueExt};
+use tauri::{test::MockRuntime, Listener, WebviewWindow};
+use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, OutboxStatus, SyncQueueExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -132,6 +132,9 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
         .filter(|e| e["outcome"] == "succeeded")
         .count();
     assert_eq!(succeeded, ids.len(), "one `succeeded` per item");
+    let health: Value = invoke(&w, "health", json!({})).unwrap();
+    assert_eq!(health["healthy"], true, "{health}");
+    assert_eq!(health["outbox"], json!({"running": true, "stalled": null}));
     let status = app.sync_queue().outbox_status();
     assert!(status.running);
     let d = &status.destinations[0];
@@ -392,4 +395,57 @@ fn a_bad_request_is_refused_before_it_is_stored() {
     }
     let stats: Value = invoke(&w, "stats", json!({})).unwrap();
     assert_eq!(stats["totalEnqueued"], 0);
+}
+
+#[test]
+fn a_stalled_dispatcher_is_reported_and_restarted() {
+    let server = TestServer::start();
+    // The first response's classification hangs (an app hook stuck on a
+    // lock, say): with one slot, the dispatcher makes no more progress.
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let command = real_sidecar("a_stalled_dispatcher_is_reported");
+    let builder = plugin_for(&command)
+        .queue_config(fast_retries())
+        .outbox(OutboxConfig {
+            concurrency: 1,
+            stall_after_ms: 300,
+            ..outbox_config()
+        })
+        .classify(move |_, _, _| {
+            let first = hang.lock().unwrap().take();
+            if let Some(hang) = first {
+                let _ = hang.recv_timeout(Duration::from_secs(20));
+            }
+            None
+        });
+    let (app, w) = app_with(builder);
+    let stalled = collect(&app, "sync-queue://outbox-stalled");
+    // What outbox_status says when the event is emitted.
+    let seen: Arc<Mutex<Option<OutboxStatus>>> = Arc::default();
+    let (handle, keep) = (app.handle().clone(), seen.clone());
+    app.listen("sync-queue://outbox-stalled", move |_| {
+        *keep.lock().unwrap() = Some(handle.sync_queue().outbox_status());
+    });
+    let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
+    wait_for("the first request applied", || {
+        server.record().effects_of(&stuck) == 1
+    });
+    let next = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "b"}));
+
+    let event = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    assert_eq!(event["restarted"], true, "{event}");
+    let reason = event["reason"].as_str().unwrap();
+    assert!(reason.contains("none was sent or finished"), "{reason}");
+    let status = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the status at the event");
+    assert_eq!(status.stalled.map(|s| s.reason).as_deref(), Some(reason));
+    // The fresh dispatcher serves the other key while the old one hangs.
+    wait_status(&w, &next, "completed");
+    let status = app.sync_queue().outbox_status();
+    assert!(status.running && status.stalled.is_none(), "{status:?}");
+    let _ = release.send(());
 }
