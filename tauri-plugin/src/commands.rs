@@ -167,7 +167,7 @@ pub(crate) fn status(queue: State<'_, SyncQueue>) -> SidecarStatus {
 pub(crate) async fn enqueue_request(
     queue: State<'_, SyncQueue>,
     request: HttpRequest,
-) -> Result<EnqueueResult> {
+) -> Result<PushResult> {
     queue.enqueue_request(&request).await
 }
 

@@ -109,7 +109,7 @@ impl SyncQueue {
     /// Puts an HTTP request in the outbox: an item with the request as its
     /// payload and its URL's origin as its destination. The dispatcher
     /// sends it with `Idempotency-Key: <id>`.
-    pub async fn enqueue_request(&self, request: &HttpRequest) -> Result<EnqueueResult> {
+    pub async fn enqueue_request(&self, request: &HttpRequest) -> Result<PushResult> {
         let (params, _) = push_params(request)?;
         self.typed("push", &params, Duration::ZERO).await
     }

@@ -179,18 +179,6 @@ pub struct PushResult {
     pub replaced: Option<String>,
 }
 
-/// What `enqueue_request` answers: the item's id and, for a `unique` push,
-/// what the engine did (`added`, `kept`, `replaced`, `appended`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnqueueResult {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unique: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaced: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushBatchResult {

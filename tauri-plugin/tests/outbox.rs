@@ -449,3 +449,53 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
     assert!(status.running && status.stalled.is_none(), "{status:?}");
     let _ = release.send(());
 }
+
+#[test]
+fn held_requests_wait_for_release_and_unique_work_is_kept_once() {
+    let server = TestServer::start();
+    let (_app, w) = app("held_requests_wait_for_release", outbox_config());
+    let held = enqueue(
+        &w,
+        json!({"url": server.url("/a"), "hold": true, "partitionKey": "p"}),
+    );
+    let behind = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "p"}));
+    let other = enqueue(&w, json!({"url": server.url("/c"), "partitionKey": "q"}));
+    wait_status(&w, &other, "completed");
+    assert_eq!(item(&w, &held)["status"], "held");
+    assert_eq!(item(&w, &behind)["status"], "pending");
+    assert_eq!(server.record().effects.len(), 1, "only the other key's");
+
+    invoke(&w, "release", json!({"id": held})).unwrap();
+    wait_status(&w, &behind, "completed");
+    let order: Vec<String> = server
+        .record()
+        .effects
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(order, [other.clone(), held.clone(), behind.clone()]);
+
+    let unique = json!({"key": "sync-profile", "policy": "keep"});
+    let first = invoke(
+        &w,
+        "enqueue_request",
+        json!({"request": {"url": server.url("/p"), "hold": true, "unique": unique}}),
+    )
+    .unwrap();
+    let again = invoke(
+        &w,
+        "enqueue_request",
+        json!({"request": {"url": server.url("/p"), "unique": unique}}),
+    )
+    .unwrap();
+    assert_eq!(first["unique"], "added");
+    assert_eq!(
+        (&again["id"], &again["unique"]),
+        (&first["id"], &json!("kept"))
+    );
+    invoke(&w, "reject", json!({"id": first["id"]})).unwrap();
+    assert_eq!(
+        item(&w, first["id"].as_str().unwrap())["status"],
+        "cancelled"
+    );
+}
