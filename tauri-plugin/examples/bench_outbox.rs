@@ -40,6 +40,14 @@ use tokio::sync::mpsc;
 
 const CONCURRENCY: usize = 8;
 
+/// Where the sidecar keeps the queue: memory, or a data directory with the
+/// default durability (fsync at each group commit).
+#[derive(Clone, Copy)]
+enum Storage {
+    Memory,
+    Disk,
+}
+
 fn sidecar_command() -> Vec<String> {
     match std::env::var("SYNC_QUEUE_SIDECAR_CMD") {
         Ok(text) if !text.trim().is_empty() => text.split_whitespace().map(str::to_owned).collect(),
@@ -56,12 +64,21 @@ fn sidecar_command() -> Vec<String> {
 fn start_queue(
     rt: &tokio::runtime::Runtime,
     config: OutboxConfig,
+    storage: Storage,
 ) -> (Arc<SyncQueue>, mpsc::UnboundedReceiver<Instant>) {
     let command = sidecar_command();
-    let mut spec = LaunchSpec::command(
-        &command[0],
-        command[1..].iter().chain(["--memory".to_owned()].iter()),
-    );
+    let storage_args = match storage {
+        Storage::Memory => vec!["--memory".to_owned()],
+        Storage::Disk => {
+            let dir = std::env::temp_dir().join(format!(
+                "sync-queue-bench-outbox-{}-{:?}",
+                std::process::id(),
+                Instant::now()
+            ));
+            vec!["--data-dir".to_owned(), dir.display().to_string()]
+        }
+    };
+    let mut spec = LaunchSpec::command(&command[0], command[1..].iter().chain(storage_args.iter()));
     spec.timing.call_timeout = Duration::from_secs(60);
     let queue = Arc::new(SyncQueue::start(rt.handle(), spec, Arc::new(|_| {})));
     let (tx, rx) = mpsc::unbounded_channel();
@@ -89,8 +106,9 @@ fn outbox_throughput(
     server: &TestServer,
     path: &str,
     n: usize,
+    storage: Storage,
 ) -> f64 {
-    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default());
+    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default(), storage);
     rt.block_on(async {
         queue.set_online(false, None).unwrap();
         for i in 0..n {
@@ -180,15 +198,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn latencies(
     rt: &tokio::runtime::Runtime,
     server: &TestServer,
+    path: &str,
     rounds: usize,
 ) -> (Duration, Duration) {
-    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default());
+    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
     let outbox = rt.block_on(async {
         let mut all = Vec::new();
         for i in 0..rounds {
             let t = Instant::now();
             queue
-                .enqueue_request(&request(server, "/lat", i))
+                .enqueue_request(&request(server, path, i))
                 .await
                 .unwrap();
             let done = succeeded.recv().await.unwrap();
@@ -203,8 +222,8 @@ fn latencies(
         for i in 0..rounds {
             let t = Instant::now();
             let response = client
-                .post(server.url("/lat"))
-                .header("idempotency-key", format!("lat-plain-{i}"))
+                .post(server.url(path))
+                .header("idempotency-key", format!("lat-plain-{path}-{i}"))
                 .header("content-type", "application/json")
                 .body(serde_json::to_vec(&json!({"n": i})).unwrap())
                 .send()
@@ -220,7 +239,7 @@ fn latencies(
 
 /// From the server's return after a 10 s outage to its first applied request.
 fn outage_recovery(rt: &tokio::runtime::Runtime, server: &mut TestServer) -> Duration {
-    let (queue, _succeeded) = start_queue(rt, OutboxConfig::default());
+    let (queue, _succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
     server.stop();
     rt.block_on(async {
         for i in 0..20 {
@@ -263,53 +282,60 @@ fn main() {
 
     // Warm up both (connections, the sidecar's imports).
     reqwest_throughput(&rt, &server, "/warm", 200);
-    outbox_throughput(&rt, &server, "/warm", 200);
+    outbox_throughput(&rt, &server, "/warm", 200, Storage::Memory);
 
     let zero_plain = reqwest_throughput(&rt, &server, "/zero", n);
-    let zero_outbox = outbox_throughput(&rt, &server, "/zero", n);
+    let zero_outbox = outbox_throughput(&rt, &server, "/zero", n, Storage::Memory);
+    let zero_disk = outbox_throughput(&rt, &server, "/zero-disk", n, Storage::Disk);
     let work_plain = reqwest_throughput(&rt, &server, "/work", n);
-    let work_outbox = outbox_throughput(&rt, &server, "/work", n);
-    let (lat_outbox, lat_plain) = latencies(&rt, &server, 200);
+    let work_outbox = outbox_throughput(&rt, &server, "/work", n, Storage::Memory);
+    let work_disk = outbox_throughput(&rt, &server, "/work", n, Storage::Disk);
+    let (lat_outbox, lat_plain) = latencies(&rt, &server, "/lat", 200);
+    let (lat_work_outbox, lat_work_plain) = latencies(&rt, &server, "/work", 100);
     let recovery = outage_recovery(&rt, &mut server);
 
-    println!(
-        "{:<58} {:>12} {:>12} {:>7}",
-        "figure (N = ".to_owned() + &n.to_string() + ", 8-way)",
-        "outbox",
-        "peer",
-        "ratio"
-    );
-    let row = |name: &str, outbox: f64, peer: f64, unit: &str| {
+    let title = format!("figure (N = {n}, 8-way; peer: plain reqwest, same server)");
+    println!("{title:<62} {:>12} {:>12} {:>7}", "outbox", "peer", "ratio");
+    let row = |name: &str, outbox: f64, peer: f64| {
         println!(
-            "{name:<58} {:>8.0} {unit:<3} {:>8.0} {unit:<3} {:>7.2}",
-            outbox,
-            peer,
+            "{name:<62} {outbox:>8.0} /s  {peer:>8.0} /s  {:>7.2}",
             outbox / peer
         );
     };
     row(
-        "throughput, zero-work handler (req/s; peer: reqwest)",
+        "throughput, zero-work handler, memory",
         zero_outbox,
         zero_plain,
-        "/s",
     );
     row(
-        "throughput, 5 ms handler (req/s; peer: reqwest)",
-        work_outbox,
-        work_plain,
-        "/s",
+        "throughput, zero-work handler, on disk",
+        zero_disk,
+        zero_plain,
     );
+    row("throughput, 5 ms handler, memory", work_outbox, work_plain);
+    row("throughput, 5 ms handler, on disk", work_disk, work_plain);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{:<58} {:>8.2} ms  {:>8.2} ms  {:>7.2}",
-        "latency, one at a time, median (peer: one reqwest call)",
-        ms(lat_outbox),
-        ms(lat_plain),
-        ms(lat_outbox) / ms(lat_plain)
+    let latency = |name: &str, outbox: Duration, peer: Duration| {
+        println!(
+            "{name:<62} {:>8.2} ms  {:>8.2} ms  {:>7.2}",
+            ms(outbox),
+            ms(peer),
+            ms(outbox) / ms(peer)
+        );
+    };
+    latency(
+        "latency, zero-work, one at a time, median",
+        lat_outbox,
+        lat_plain,
+    );
+    latency(
+        "latency, 5 ms handler, one at a time, median",
+        lat_work_outbox,
+        lat_work_plain,
     );
     println!(
-        "{:<58} {:>8.0} ms  {:>8.0} ms  {:>7.2}",
-        "outage 10 s: server back → first request applied (peer: 1 s target)",
+        "{:<62} {:>8.0} ms  {:>8.0} ms  {:>7.2}",
+        "outage 10 s: server back → first applied (peer: the 1 s target)",
         ms(recovery),
         1000.0,
         ms(recovery) / 1000.0

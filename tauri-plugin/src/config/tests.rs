@@ -94,8 +94,7 @@ fn config_file_shape() {
 #[test]
 fn the_outbox_section_takes_its_fields_and_defaults_the_rest() {
     let config: Config =
-        serde_json::from_value(json!({"outbox": {"concurrency": 2, "stallAfterMs": 500}}))
-            .unwrap();
+        serde_json::from_value(json!({"outbox": {"concurrency": 2, "stallAfterMs": 500}})).unwrap();
     let outbox = config.outbox.unwrap();
     assert_eq!((outbox.concurrency, outbox.stall_after_ms), (2, 500));
     assert_eq!(outbox.timeout_ms, 30_000);

@@ -1,5 +1,9 @@
 //! The dispatcher loop: pops HTTP items for the dispatchable destinations and
-//! sends up to `concurrency` at once, one task per item.
+//! sends up to `concurrency` at once, one task per item. A slot is held while
+//! the request is on the wire, not while its outcome is reported: the
+//! sidecar's commit (an fsync on disk) does not keep the next request waiting.
+//! Order within a key holds all the same: the engine hands out a key's next
+//! item only once the report of the one before is applied.
 //!
 //! Pops pass `destinations.except` (offline, held and app-offline origins),
 //! so the engine keeps those items pending and uncharged; it also keeps
@@ -12,17 +16,18 @@
 //! trip: with a fast server the per-item sidecar cost dominates, and this
 //! halves the calls per item (one pop per round instead of one per item).
 //! Leases cover the wait in that buffer (two request timeouts plus a
-//! margin).
+//! margin). The buffer is the outbox's, not the loop's: a dispatcher that
+//! the watchdog replaces leaves it to the next one.
 //!
 //! The loop never cancels a pop in flight (an item handed to a cancelled
 //! call would sit leased until its lease ends). Errors (the sidecar
 //! restarting) are retried with a short backoff: the sidecar releases the
 //! items it had handed out when it starts again.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{dispatch, dispatch::Popped, Shared};
 use crate::error::Error;
@@ -37,17 +42,24 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
-    let mut ready: VecDeque<Popped> = VecDeque::new();
     let mut backoff = Duration::from_millis(50);
     let concurrency = shared.config.concurrency();
+    // Owned by this loop: a restarted dispatcher starts with every slot free.
+    let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         while tasks.try_join_next().is_some() {}
-        while tasks.len() < concurrency {
-            let Some(item) = ready.pop_front() else { break };
-            tasks.spawn(dispatch::run(shared.clone(), item));
-        }
-        if tasks.len() >= concurrency {
-            tasks.join_next().await;
+        let waiting = loop {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break !shared.ready().is_empty();
+            };
+            let Some(item) = shared.ready().pop_front() else {
+                break false;
+            };
+            tasks.spawn(dispatch::run(shared.clone(), item, slot));
+        };
+        if waiting {
+            // Every slot is busy: wait for one (only this loop takes them).
+            drop(slots.acquire().await);
             continue;
         }
         let (all_offline, except) = {
@@ -69,7 +81,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         // In the buffer up to one request's time, then its own.
         let lease = shared.config.timeout() * 2 + LEASE_MARGIN;
         let params = json!({
-            "max": 2 * concurrency - tasks.len(),
+            "max": slots.available_permits() + concurrency,
             "timeoutMs": wait.as_millis() as u64,
             "leaseMs": lease.as_millis() as u64,
             "destinations": {"except": except},
@@ -77,7 +89,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         match shared.supervisor.call("popBatch", &params, wait).await {
             Ok(items) => {
                 backoff = Duration::from_millis(50);
-                ready.extend(parse(items));
+                shared.ready().extend(parse(items));
             }
             Err(Error::ShuttingDown) => return,
             Err(e) => {

@@ -4,11 +4,12 @@
 //! dispatcher is replaced by a fresh one (the items the old one held come
 //! back when their leases end).
 //!
-//! "Due" is read from the sidecar: pending HTTP items (first page of
-//! `list`) whose destination is not excluded, whose time has come and that
-//! no processing or earlier pending item of the same key holds back;
-//! nothing while the queue is paused. `stallAfterMs` should exceed the request timeout: a
-//! dispatcher whose slots all wait for slow requests makes no progress either.
+//! "Due": items the dispatcher popped ahead and has not sent, or, read from
+//! the sidecar, pending HTTP items (first page of `list`) whose destination
+//! is not excluded, whose time has come and that no processing or earlier
+//! pending item of the same key holds back; nothing while the queue is
+//! paused. `stallAfterMs` should exceed the request timeout: a dispatcher
+//! whose slots all wait for slow requests makes no progress either.
 
 use std::{
     collections::HashSet,
@@ -46,7 +47,14 @@ pub(crate) async fn run(shared: Arc<Shared>, restart: Box<dyn Fn() + Send + Sync
             work_seen = None; // the supervisor's business, not a stall
             continue;
         }
-        match due_work(&shared).await {
+        // Items popped ahead and not sent are due by definition.
+        let buffered = !shared.ready().is_empty();
+        let due = if buffered {
+            Some(true)
+        } else {
+            due_work(&shared).await
+        };
+        match due {
             Some(true) => {
                 work_seen.get_or_insert_with(Instant::now);
             }
