@@ -499,3 +499,47 @@ fn held_requests_wait_for_release_and_unique_work_is_kept_once() {
         "cancelled"
     );
 }
+
+#[test]
+fn a_connection_broken_by_a_dying_host_costs_no_attempt() {
+    use std::{
+        net::TcpListener,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+    // A host that accepts connections and drops them unanswered: the request
+    // fails after connecting (not a refused connection), and the probe that
+    // follows fails the same way, so the outbox takes it for an outage.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropping = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let (app, w) = app("a_connection_broken_by_a_dying_host", outbox_config());
+    let offline = collect(&app, "sync-queue://destination-offline");
+    let url = format!("http://{addr}/x");
+    let id = enqueue(&w, json!({"url": url, "body": "once", "maxRetries": 0}));
+    let event = offline.recv_timeout(DEADLINE).expect("destination-offline");
+    assert_eq!(event["destination"], format!("http://{addr}"));
+    let error = event["error"].as_str().unwrap();
+    assert!(!error.to_lowercase().contains("refused"), "{error}");
+    let waiting = wait_status(&w, &id, "pending");
+    // maxRetries 0: a charged attempt would have made it dead.
+    assert_eq!(waiting["attempts"], 0, "{waiting}");
+
+    stop.store(true, Ordering::SeqCst);
+    dropping.join().unwrap();
+    let server = TestServer::start_on(addr);
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(server.record().effects_of(&id), 1);
+}
