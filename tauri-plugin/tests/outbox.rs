@@ -16,7 +16,7 @@ use common::{app_with, collect, invoke, plugin_for, real_sidecar, TestApp};
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Map, Value};
 use tauri::{test::MockRuntime, Listener, WebviewWindow};
-use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, OutboxStatus, SyncQueueExt};
+use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, SyncQueueExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -308,13 +308,14 @@ fn the_app_can_switch_dispatch_off_and_on() {
     let id = enqueue(&w, json!({"url": server.url("/x")}));
     let status: Value = invoke(&w, "outbox_status", json!({})).unwrap();
     assert_eq!(status["online"], false, "{status}");
-    // Nothing is sent while offline: the item stays pending, untouched, for
-    // a few dispatcher turns (each pop waits at most 200 ms, then 1 s).
+    // Nothing is sent while offline. A pop that was already waiting may hand
+    // the item out once; the dispatcher gives it straight back, uncharged.
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
-        assert_eq!(item(&w, &id)["status"], "pending");
+        assert!(server.record().attempts.is_empty(), "sent while offline");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(wait_status(&w, &id, "pending")["attempts"], 0);
     assert!(server.record().attempts.is_empty());
     invoke(
         &w,
@@ -420,12 +421,12 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
             None
         });
     let (app, w) = app_with(builder);
-    let stalled = collect(&app, "sync-queue://outbox-stalled");
-    // What outbox_status says when the event is emitted.
-    let seen: Arc<Mutex<Option<OutboxStatus>>> = Arc::default();
-    let (handle, keep) = (app.handle().clone(), seen.clone());
-    app.listen("sync-queue://outbox-stalled", move |_| {
-        *keep.lock().unwrap() = Some(handle.sync_queue().outbox_status());
+    // Each event with what outbox_status says while it is emitted.
+    let (tx, stalled) = std::sync::mpsc::channel();
+    let handle = app.handle().clone();
+    app.listen("sync-queue://outbox-stalled", move |e| {
+        let event: Value = serde_json::from_str(e.payload()).unwrap();
+        let _ = tx.send((event, handle.sync_queue().outbox_status()));
     });
     let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
     wait_for("the first request applied", || {
@@ -433,15 +434,10 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
     });
     let next = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "b"}));
 
-    let event = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    let (event, status) = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
     assert_eq!(event["restarted"], true, "{event}");
     let reason = event["reason"].as_str().unwrap();
     assert!(reason.contains("none was sent or finished"), "{reason}");
-    let status = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the status at the event");
     assert_eq!(status.stalled.map(|s| s.reason).as_deref(), Some(reason));
     // The fresh dispatcher serves the other key while the old one hangs.
     wait_status(&w, &next, "completed");
