@@ -312,6 +312,9 @@ pub struct Health {
     pub paused: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The HTTP outbox's dispatcher, added by the plugin (not the sidecar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<crate::outbox::status::OutboxHealth>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
