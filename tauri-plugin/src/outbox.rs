@@ -207,6 +207,14 @@ pub(crate) struct Outbox {
 /// certificate verifier.
 fn http_client(config: &OutboxConfig) -> Result<reqwest::Client> {
     use rustls_platform_verifier::BuilderVerifierExt;
+    // Cargo unifies features: our `rustls-no-provider` reaches an app's own reqwest 0.13
+    // too, whose `Client::new()` then needs a process-wide provider. Install ring as that
+    // default unless the app (which installs its own first thing in `main`, before the
+    // plugin starts) already has one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err: another thread installed one meanwhile, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_error = |e: rustls::Error| crate::Error::Config(format!("outbox TLS setup: {e}"));
     let tls = rustls::ClientConfig::builder_with_provider(provider)
