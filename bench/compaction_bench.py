@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sidecar_bench import Proc, percentile, sidecar_argv
+from sidecar_bench import Proc, percentile, shown_argv, sidecar_argv
 
 GAP_S = 0.005  # between a reply and the next ping
 IDLE_PINGS = 400
@@ -198,7 +198,7 @@ def compaction_section(quick: bool) -> list[str]:
     lines += [
         "",
         f"One `ping` at a time, {GAP_S * 1000:.0f} ms apart; idle: {IDLE_PINGS} pings before "
-        f"the `flush`. Sidecar: `{' '.join(sidecar_argv())}`.",
+        f"the `flush`. Sidecar: `{shown_argv()}`.",
     ]
     return lines
 

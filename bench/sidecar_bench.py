@@ -59,6 +59,13 @@ def sidecar_argv() -> list[str]:
     return shlex.split(frozen) if frozen else [sys.executable, "-m", "sync_queue"]
 
 
+def shown_argv() -> str:
+    """``sidecar_argv`` for a report: paths inside this checkout relative to it, so a table
+    pasted into the README names no machine's directories."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    return " ".join(word.removeprefix(root) for word in sidecar_argv())
+
+
 def _env() -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in ("SYNC_QUEUE_KEY", "SYNC_QUEUE_DATA_DIR")
@@ -300,7 +307,7 @@ def sidecar_section(quick: bool) -> list[str]:
         "",
         f"Round trips: {trips:,} sequential requests each. Pipelined: all requests written "
         f"by one thread while another reads ({cycle_items:,} items → {3 * cycle_items:,} "
-        f"requests; {durable_items:,} durable pushes). Sidecar: `{' '.join(sidecar_argv())}`.",
+        f"requests; {durable_items:,} durable pushes). Sidecar: `{shown_argv()}`.",
     ]
     return lines
 

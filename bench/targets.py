@@ -448,6 +448,6 @@ def targets_section(quick: bool) -> list[str]:
         "",
         f"Per-call rows: median of {REPEATS} runs, each interleaved with its floor or peer. "
         f"Load average at the start: {load:.1f} on {os.cpu_count()} cores. "
-        f"Sidecar: `{' '.join(sb.sidecar_argv())}`.",
+        f"Sidecar: `{sb.shown_argv()}`.",
     ]
     return lines
