@@ -5,12 +5,15 @@ with every acknowledged record replayed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from sync_queue.storage import Store
-from sync_queue.storage.journal import PREALLOCATE_BYTES
+from sync_queue.storage.journal import PREALLOCATE_BYTES, PREALLOCATED_TAIL
 
 SEGMENT = "journal-00000000000000000001.log"
 
@@ -37,7 +40,7 @@ def test_a_live_segment_is_preallocated_and_a_clean_close_cuts_the_zeros(tmp_pat
 
 
 def test_a_crash_with_a_preallocated_segment_replays_every_committed_record(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The directory as a crash leaves it (copied while the store is open, after commits):
     the zeros after the last block are cut, nothing is quarantined, nothing is lost, and
@@ -58,6 +61,9 @@ def test_a_crash_with_a_preallocated_segment_replays_every_committed_record(
     assert list(rec.records()) == written
     assert rec.torn_tail is not None and not rec.torn_tail.damaged
     assert rec.torn_tail.offset == logical
+    # Expected after every crash: logged as the unused space it is, not as a torn write.
+    assert rec.torn_tail.reason == PREALLOCATED_TAIL
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not s.quarantined
     assert not [n for n in os.listdir(crashed) if n.startswith("quarantine-")]
     more = _records(3)
