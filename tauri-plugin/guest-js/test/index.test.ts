@@ -10,6 +10,7 @@ import {
   SyncQueueError,
   isSyncQueueError,
   type Item,
+  type OutboxStatus,
   type SyncQueueErrorData,
 } from '../index'
 
@@ -54,6 +55,27 @@ const item: Item = {
   leaseId: 'L1',
   expiresAt: null,
   lastError: null,
+}
+
+const outbox: OutboxStatus = {
+  running: true,
+  online: true,
+  concurrency: 8,
+  inFlight: 1,
+  destinations: [
+    {
+      destination: 'http://127.0.0.1:8080',
+      state: 'offline',
+      nextProbeAt: 1_000,
+      lastError: 'connection refused',
+      inFlight: 1,
+      dispatched: 4,
+      succeeded: 2,
+      retried: 1,
+      dead: 1,
+    },
+  ],
+  stalled: { reason: 'no progress for 60000 ms', since: 5 },
 }
 
 afterEach(() => {
@@ -137,6 +159,88 @@ const cases: Case[] = [
   ['resume', 'resume', () => api.resume(), {}, null, undefined],
   ['flush', 'flush', () => api.flush(), {}, null, undefined],
   ['shutdown', 'shutdown', () => api.shutdown(), {}, null, undefined],
+  [
+    'enqueueRequest with the defaults',
+    'enqueue_request',
+    () => api.enqueueRequest({ url: 'http://127.0.0.1:8080/notes', body: { n: 1 } }),
+    { request: { url: 'http://127.0.0.1:8080/notes', body: { n: 1 } } },
+    { id: 'r1' },
+    { id: 'r1' },
+  ],
+  [
+    'enqueueRequest with every option',
+    'enqueue_request',
+    () =>
+      api.enqueueRequest({
+        method: 'PUT',
+        url: 'https://api.example.com/notes/7',
+        headers: { 'x-client': 'monitor' },
+        body: 'plain text',
+        timeoutMs: 5_000,
+        id: 'note-7',
+        priority: 'high',
+        partitionKey: 'note-7',
+        maxRetries: 5,
+        ttlMs: 60_000,
+        delayMs: 10,
+        metadata: { by: 'test' },
+        hold: true,
+        unique: { key: 'note-7', policy: 'replace' },
+      }),
+    {
+      request: {
+        method: 'PUT',
+        url: 'https://api.example.com/notes/7',
+        headers: { 'x-client': 'monitor' },
+        body: 'plain text',
+        timeoutMs: 5_000,
+        id: 'note-7',
+        priority: 'high',
+        partitionKey: 'note-7',
+        maxRetries: 5,
+        ttlMs: 60_000,
+        delayMs: 10,
+        metadata: { by: 'test' },
+        hold: true,
+        unique: { key: 'note-7', policy: 'replace' },
+      },
+    },
+    { id: 'note-7', unique: 'replaced', replaced: 'note-6' },
+    { id: 'note-7', unique: 'replaced', replaced: 'note-6' },
+  ],
+  [
+    'enqueueRequest with a binary body',
+    'enqueue_request',
+    () => api.enqueueRequest({ method: 'POST', url: 'http://h/upload', bodyBase64: 'AAEC' }),
+    { request: { method: 'POST', url: 'http://h/upload', bodyBase64: 'AAEC' } },
+    { id: 'r2' },
+    { id: 'r2' },
+  ],
+  ['setOnline for all destinations', 'set_online', () => api.setOnline(false), { online: false }, null, undefined],
+  [
+    'setOnline for one destination',
+    'set_online',
+    () => api.setOnline(true, 'http://127.0.0.1:8080'),
+    { online: true, destination: 'http://127.0.0.1:8080' },
+    null,
+    undefined,
+  ],
+  [
+    'setHeaders',
+    'set_headers',
+    () => api.setHeaders('https://api.example.com/any/path', { authorization: 'Bearer t2' }),
+    { destination: 'https://api.example.com/any/path', headers: { authorization: 'Bearer t2' } },
+    null,
+    undefined,
+  ],
+  [
+    'outboxStatus',
+    'outbox_status',
+    () => api.outboxStatus(),
+    {},
+    outbox,
+    outbox,
+  ],
   [
     'status',
     'status',
@@ -250,6 +354,31 @@ describe('events', () => {
       'sync-queue://sidecar-exited',
       api.onSidecarExited,
       { code: null, signal: 9, stderrTail: '', restarting: true, restartInMs: 250 },
+    ],
+    [
+      'onDestinationOffline',
+      'sync-queue://destination-offline',
+      api.onDestinationOffline,
+      { destination: 'http://127.0.0.1:8080', error: 'connection refused', nextProbeAt: 1_500 },
+    ],
+    ['onDestinationOnline', 'sync-queue://destination-online', api.onDestinationOnline, { destination: 'http://127.0.0.1:8080' }],
+    [
+      'onAuthRequired',
+      'sync-queue://auth-required',
+      api.onAuthRequired,
+      { destination: 'https://api.example.com', status: 401, itemId: 'r1' },
+    ],
+    [
+      'onOutboxStalled',
+      'sync-queue://outbox-stalled',
+      api.onOutboxStalled,
+      { reason: 'no progress for 60000 ms', since: 5, restarted: true },
+    ],
+    [
+      'onOutboxProgress',
+      'sync-queue://outbox-progress',
+      api.onOutboxProgress,
+      { id: 'r1', destination: 'http://127.0.0.1:8080', outcome: 'dead', status: 400, error: 'HTTP 400: bad', attempts: 1 },
     ],
   ]
 
