@@ -579,6 +579,10 @@ export interface HttpRequest {
   bodyBase64?: string
   /** Per-attempt timeout. Default: the plugin's `outbox.timeoutMs` (30 s). */
   timeoutMs?: number
+  /** Statuses to retry, whatever the default classification (and the app's Rust hook) says. */
+  retryStatuses?: number[]
+  /** Statuses that send the item to the dead letters at once, likewise. */
+  deadStatuses?: number[]
   /** 1–128 characters; generated when left out. It is the `Idempotency-Key`. */
   id?: string
   /** Default `normal`. */
@@ -591,6 +595,7 @@ export interface HttpRequest {
   ttlMs?: number
   /** Not sent before this many ms from now. */
   delayMs?: number
+  correlationId?: string
   metadata?: Record<string, string>
   /** Not sent until `release(id)` (e.g. an agent's action awaiting the user); `reject(id)` cancels it. */
   hold?: boolean
