@@ -27,4 +27,9 @@ const COMMANDS: &[&str] = &[
     "shutdown",
     // The plugin's own (no protocol method): the supervisor's state.
     "status",
+    // The plugin's own: the HTTP outbox.
+    "enqueue_request",
+    "set_online",
+    "set_headers",
+    "outbox_status",
 ];

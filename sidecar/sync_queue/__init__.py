@@ -28,7 +28,7 @@ from .errors import (
 )
 from .item import Item, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, Throughput
-from .queue import FailResult, Health, Page, PushBatchResult, SyncQueue
+from .queue import FailResult, Health, Page, PushBatchResult, PushResult, SyncQueue
 from .state import ItemFailed
 
 __version__ = "0.1.0"
@@ -56,6 +56,7 @@ __all__ = [
     "PersistenceError",
     "Priority",
     "PushBatchResult",
+    "PushResult",
     "QueueConfig",
     "QueueError",
     "ShuttingDown",

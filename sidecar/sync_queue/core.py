@@ -19,14 +19,15 @@ holds no lock, reads no clock, and does no I/O beyond ``Journal.append``.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from .config import QueueConfig
+from .durations import MAX_DURATION_MS
 from .entry import Entry
 from .errors import CapacityExceeded, DuplicateItem, InvalidParams, InvalidState, ItemNotFound
 from .item import Item, ItemStatus, Priority, SyncItem, check_id
-from .legality import FROM_STATUS, LIVE
+from .legality import FROM_STATUS, LIVE, RECALLABLE
 from .metrics import Metrics
 from .ops import (
     BreakerProbe,
@@ -42,10 +43,12 @@ from .ops import (
     Purge,
     Push,
     Rebase,
+    Reject,
+    Release,
     Requeue,
     SetPaused,
 )
-from .results import FailResult, Page, PushBatchResult
+from .results import FailResult, Page, PushBatchResult, PushResult
 from .retry import Backoff
 from .state import Event, QueueState
 
@@ -107,28 +110,47 @@ class QueueCore:
     # ------------------------------------------------------------- producers
 
     def push(self, now: int, item: SyncItem) -> str:
-        """Add one item; ``DuplicateItem`` if its id is taken."""
+        """Add one item; ``DuplicateItem`` if its id is taken. With unique work's ``keep``
+        and a live item under the key, nothing is added and that item's id is returned."""
+        return self.push_one(now, item).id
+
+    def push_one(self, now: int, item: SyncItem) -> PushResult:
+        """``push``, saying what unique work did (``PushResult``)."""
         if self._taken(item.id):
             raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
-        self._check_capacity(1)
-        self._record(Push(now, (Entry.admit(item, now, self.config.max_retries),)))
-        return item.id
+        plan = _UniquePlan(self.state)
+        result = plan.admit(item, 0)
+        if result.unique == "kept":
+            return result
+        self._check_capacity(1 - len(plan.replaced))
+        entry = Entry.admit(item, now, self.config.max_retries)
+        self._record(Push(now, (entry,), tuple(plan.replaced)))
+        return result
 
     def push_batch(self, now: int, items: Sequence[SyncItem]) -> PushBatchResult:
-        """Add items, skipping duplicates. Capacity: all or nothing."""
+        """Add items, skipping duplicates, each with its own unique-work policy (in order:
+        a member may keep, replace or queue behind an earlier one). Capacity: all or
+        nothing. One record: atomic."""
         accepted: list[Entry] = []
         duplicates: list[str] = []
+        unique: list[PushResult] = []
         seen: set[str] = set()
+        plan = _UniquePlan(self.state)
         for item in items:
             if item.id in seen or self._taken(item.id):
                 duplicates.append(item.id)
                 continue
+            result = plan.admit(item, len(accepted))
+            if item.unique is not None:
+                unique.append(PushResult(result.id, result.unique, result.replaced, len(unique)))
+            if result.unique == "kept":
+                continue
             seen.add(item.id)
             accepted.append(Entry.admit(item, now, self.config.max_retries))
         if accepted:
-            self._check_capacity(len(accepted))
-            self._record(Push(now, tuple(accepted)))
-        return PushBatchResult([item.id for item in accepted], duplicates)
+            self._check_capacity(len(accepted) - len(plan.replaced))
+            self._record(Push(now, tuple(accepted), tuple(plan.replaced)))
+        return PushBatchResult([item.id for item in accepted], duplicates, unique)
 
     def _taken(self, item_id: str) -> bool:
         """Is this id refused as a duplicate? With deduplication every retained item counts;
@@ -151,15 +173,24 @@ class QueueCore:
     # ------------------------------------------------------------- consumers
 
     def pop(
-        self, now: int, n: int, lease_ms: int | None = None, partition: int | None = None
+        self,
+        now: int,
+        n: int,
+        lease_ms: int | None = None,
+        partition: int | None = None,
+        except_destinations: frozenset[str] | None = None,
     ) -> list[Item]:
-        """Hand out up to ``n`` ready items, now ``processing`` under a lease."""
+        """Hand out up to ``n`` ready items, now ``processing`` under a lease.
+
+        ``except_destinations`` None: only items without a destination; else only items
+        with a destination that is not in it (an outbox dispatcher's pop)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
         lease_ms = self.lease_ms if lease_ms is None else lease_ms
         if lease_ms <= 0:
             raise InvalidParams("lease: must be positive", field="leaseMs")
-        ids = self.state.select(n, self.check_partition(partition), now)
+        except_destinations = check_except(except_destinations, partition)
+        ids = self.state.select(n, self.check_partition(partition), now, except_destinations)
         if not ids:
             return []
         handed = self._record(Pop(now, tuple(ids), lease_ms))
@@ -186,13 +217,46 @@ class QueueCore:
         self._record(Complete(now, item_id))
 
     def fail(
-        self, now: int, item_id: str, error: str | None = None, lease_id: str | None = None
+        self,
+        now: int,
+        item_id: str,
+        error: str | None = None,
+        lease_id: str | None = None,
+        *,
+        dead: bool = False,
+        retry_after_ms: int | None = None,
+        charge: bool = True,
     ) -> FailResult:
+        """A failed attempt. ``dead``: to the dead letters at once; ``retry_after_ms``: the
+        next attempt not before then (instead of the backoff); ``charge`` False: the attempt
+        does not count, the item is pending again (docs/protocol.md §4 ``fail``)."""
         if error is not None and not isinstance(error, str):
             raise InvalidParams("error: expected a string", field="error")
+        for name, flag in (("dead", dead), ("charge", charge)):
+            if not isinstance(flag, bool):
+                raise InvalidParams(f"{name}: expected a boolean, got {flag!r:.40}", field=name)
+        if dead and not charge:
+            raise InvalidParams(
+                "dead: an attempt that is not charged cannot make the item dead", field="dead"
+            )
+        if retry_after_ms is not None and (
+            isinstance(retry_after_ms, bool)
+            or not isinstance(retry_after_ms, int)
+            or not 0 <= retry_after_ms <= MAX_DURATION_MS
+        ):
+            raise InvalidParams(
+                f"retryAfterMs: expected an integer 0-{MAX_DURATION_MS}, "
+                f"got {retry_after_ms!r:.40}",
+                field="retryAfterMs",
+            )
         item = self._leased(Fail, item_id, lease_id, "fail")
-        retry_at = now + self._backoff.delay_ms(item.attempts)
-        retry = self._record(Fail(now, item_id, error, retry_at))
+        if retry_after_ms is not None:
+            retry_at = now + retry_after_ms
+        elif not charge:
+            retry_at = now
+        else:
+            retry_at = now + self._backoff.delay_ms(item.attempts)
+        retry = self._record(Fail(now, item_id, error, retry_at, dead, charge))
         return FailResult(retry, retry_at if retry else None)
 
     def extend_lease(
@@ -224,8 +288,30 @@ class QueueCore:
 
     # ------------------------------------------------------------ management
 
+    def release(self, now: int, item_id: str) -> None:
+        """A ``held`` item becomes ``pending``, keeping its place in line."""
+        self._check_held(item_id, "release")
+        self._record(Release(now, item_id))
+
+    def reject(self, now: int, item_id: str, reason: str | None = None) -> None:
+        """A ``held`` item becomes ``cancelled``, with ``reason`` (or "rejected") as its
+        lastError."""
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidParams("reason: expected a string", field="reason")
+        self._check_held(item_id, "reject")
+        self._record(Reject(now, item_id, "rejected" if reason is None else reason))
+
+    def _check_held(self, item_id: str, action: str) -> None:
+        item = self.item(item_id)
+        if item.status not in FROM_STATUS[Release]:
+            raise InvalidState(
+                f"cannot {action} item {item_id!r}: it is {item.status.value}, not held",
+                id=item_id,
+                status=item.status.value,
+            )
+
     def cancel(self, now: int, item_id: str) -> None:
-        """A ``pending`` or ``processing`` item becomes ``cancelled``."""
+        """A ``held``, ``pending`` or ``processing`` item becomes ``cancelled``."""
         item = self.item(item_id)
         if item.status not in FROM_STATUS[Cancel]:
             raise InvalidState(
@@ -377,11 +463,21 @@ class QueueCore:
         return self.state.metrics_at(now)
 
     def ready_count(self, now: int) -> int:
-        """Items a pop could hand out at ``now`` (0 while paused or the breaker is open)."""
+        """Items a plain pop could hand out at ``now`` (0 while paused or the breaker is
+        open); items with a destination are not counted (only the outbox pops them)."""
         state = self.state
         if state.paused or state.breaker.may_hand_out() == 0:
             return 0
         return state.ready_now(now)
+
+    def destination_ready_count(self, now: int) -> int:
+        """Items with a destination ready at ``now``, whatever their destination (0 while
+        paused)."""
+        state = self.state
+        if state.paused:
+            return 0
+        state.ready_now(now)
+        return state.dest_ready_count
 
     def next_wakeup(self) -> int | None:
         """When something next becomes due by time alone (ms), or None."""
@@ -395,6 +491,63 @@ class QueueCore:
             # Recorded first: if the journal refuses the record, nothing was applied.
             self.ticket = journal.append(op)
         return self.state.apply(op)
+
+
+def check_except(
+    except_destinations: Collection[str] | None, partition: int | None
+) -> frozenset[str] | None:
+    """The origins a destination pop skips, checked; None for a plain pop."""
+    if except_destinations is None:
+        return None
+    if partition is not None:
+        raise InvalidParams(
+            "partition: a pop for destinations takes no partition", field="partition"
+        )
+    if isinstance(except_destinations, str) or not all(
+        isinstance(origin, str) for origin in except_destinations
+    ):
+        raise InvalidParams("destinations.except: expected a list of strings", field="destinations")
+    return frozenset(except_destinations)
+
+
+class _UniquePlan:
+    """Unique work for one push or batch (docs/protocol.md §3): what each member does with
+    the live items under its key, counting the members before it. ``replaced`` collects the
+    push record's ``(index, id)`` pairs."""
+
+    def __init__(self, state: QueueState) -> None:
+        self._state = state
+        self._live: dict[str, list[tuple[str, bool]]] = {}  # key -> (id, recallable)
+        self.replaced: list[tuple[int, str]] = []
+
+    def _live_under(self, key: str) -> list[tuple[str, bool]]:
+        live = self._live.get(key)
+        if live is None:
+            line = self._state.unique_lines.get(key, ())
+            live = self._live[key] = [(e.id, e.status in RECALLABLE) for e in line]
+        return live
+
+    def admit(self, item: SyncItem, index: int) -> PushResult:
+        """What pushing ``item`` as member ``index`` of the record does."""
+        if item.unique is None:
+            return PushResult(item.id)
+        key, policy = item.unique
+        live = self._live_under(key)
+        outcome = "added"
+        replaced: str | None = None
+        if live and policy == "keep":
+            return PushResult(live[0][0], "kept")
+        if live and policy == "replace":
+            for live_id, recallable in live:
+                if recallable:
+                    self.replaced.append((index, live_id))
+                    replaced = replaced or live_id
+            live[:] = [entry for entry in live if not entry[1]]
+            outcome = "appended" if live else "replaced"
+        elif live:
+            outcome = "appended"
+        live.append((item.id, True))
+        return PushResult(item.id, outcome, replaced)
 
 
 def _parse_cursor(after: str | None) -> int:

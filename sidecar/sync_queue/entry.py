@@ -33,11 +33,18 @@ NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 
 # A record: the public fields, then the bookkeeping a replay cannot recompute. Positional
 # lists, about half the size of a keyed object and faster to parse (most of recovery's cost).
+# Fields added later come after the bookkeeping, so a record written before them (shorter
+# by ``ADDED_LATER``) still reads: ``from_record`` pads it with their default, None.
+ADDED_LATER = ("destination", "unique_key")
+_BASE = tuple(f for f in FIELDS if f.attr not in ADDED_LATER)
 RECORD_FIELDS: tuple[Field, ...] = (
-    *FIELDS,
+    *_BASE,
     Field("_seq", "seq", "plain"),
     Field("_handed_at", "handedAt", "plain"),
+    *(f for f in FIELDS if f.attr in ADDED_LATER),
 )
+OLD_RECORD_LENGTH = len(RECORD_FIELDS) - len(ADDED_LATER)
+_PADDING = (None,) * len(ADDED_LATER)
 
 
 class Entry:
@@ -54,6 +61,7 @@ class Entry:
         "available_at",
         "correlation_id",
         "created_at",
+        "destination",
         "expires_at",
         "id",
         "last_error",
@@ -65,6 +73,7 @@ class Entry:
         "payload",
         "priority",
         "status",
+        "unique_key",
         "updated_at",
     )
 
@@ -84,6 +93,8 @@ class Entry:
     lease_id: str | None
     expires_at: int | None
     last_error: str | None
+    destination: str | None
+    unique_key: str | None
     _seq: int  # push order (requeue moves it to the back)
     _token: int  # the current heap entry's token (state.py: lazy deletion)
     _where: int  # where a pending item is scheduled (state.py: NONE, READY, ...)
@@ -98,7 +109,7 @@ class Entry:
         e.id = spec.id
         e.payload = spec.payload
         e.priority = spec.priority
-        e.status = ItemStatus.PENDING
+        e.status = ItemStatus.HELD if spec.hold else ItemStatus.PENDING
         e.attempts = 0
         e.max_retries = default_max_retries if spec.max_retries is None else spec.max_retries
         e.correlation_id = spec.correlation_id
@@ -108,6 +119,8 @@ class Entry:
         e.available_at = now + spec.delay_ms
         e.lease_expires_at = e.lease_id = e.last_error = None
         e.expires_at = None if spec.ttl_ms is None else now + spec.ttl_ms
+        e.destination = spec.destination
+        e.unique_key = None if spec.unique is None else spec.unique[0]
         e._seq = e._token = e._where = e._handed_at = e._partition = 0
         return e
 
@@ -154,11 +167,12 @@ Entry.from_record = classmethod(  # type: ignore[method-assign, assignment]
         "cls, record",
         [
             "e = _new(cls)",
+            "if len(record) == _OLD: record = [*record, *_PADDING]",
             *from_record_lines("e", "record", RECORD_FIELDS),
             "e._token = e._where = e._partition = 0",
             "return e",
         ],
-        {"_new": object.__new__},
+        {"_new": object.__new__, "_OLD": OLD_RECORD_LENGTH, "_PADDING": _PADDING},
     )
 )
 Entry.view = compile_codec(  # type: ignore[method-assign]

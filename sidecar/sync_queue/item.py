@@ -27,9 +27,21 @@ from typing import Any, NamedTuple
 from .durations import Duration, to_ms
 from .errors import InvalidParams
 
-__all__ = ["FIELDS", "Field", "Item", "ItemStatus", "Priority", "SyncItem", "new_id"]
+__all__ = [
+    "FIELDS",
+    "UNIQUE_POLICIES",
+    "Field",
+    "Item",
+    "ItemStatus",
+    "Priority",
+    "SyncItem",
+    "new_id",
+]
 
 MAX_ID_LENGTH = 128
+MAX_DESTINATION_LENGTH = 255
+MAX_UNIQUE_KEY_LENGTH = 1024
+UNIQUE_POLICIES = ("keep", "replace", "append")
 MAX_RETRIES_LIMIT = 2**53 - 1  # I-JSON's largest exact integer (docs/protocol.md §1)
 
 
@@ -72,6 +84,8 @@ class ItemStatus(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"  # retries exhausted: the dead-letter set
     CANCELLED = "cancelled"
+    # Awaiting approval: never handed out until released (last: records store the index).
+    HELD = "held"
 
     __hash__ = str.__hash__  # see Priority.__hash__
 
@@ -138,6 +152,9 @@ class Item(NamedTuple):
     lease_id: str | None
     expires_at: int | None
     last_error: str | None
+    # Issue 12 (added last: records of older versions end before them, see entry.py).
+    destination: str | None  # the origin an outbox dispatcher sends it to; None: the app's
+    unique_key: str | None  # the unique-work key it was pushed with
 
     def to_dict(self) -> dict[str, Any]:
         """The item as the wire shows it (camelCase, ms timestamps)."""
@@ -221,6 +238,8 @@ class SyncItem:
     __slots__ = (
         "correlation_id",
         "delay_ms",
+        "destination",
+        "hold",
         "id",
         "max_retries",
         "metadata",
@@ -228,6 +247,7 @@ class SyncItem:
         "payload",
         "priority",
         "ttl_ms",
+        "unique",
     )
 
     def __init__(
@@ -242,6 +262,9 @@ class SyncItem:
         self.partition_key: str | None = None
         self.delay_ms = 0
         self.ttl_ms: int | None = None
+        self.destination: str | None = None
+        self.hold = False
+        self.unique: tuple[str, str] | None = None  # (key, policy)
 
     @classmethod
     def new(cls, payload: Any, priority: Priority | str = Priority.NORMAL) -> SyncItem:
@@ -290,6 +313,43 @@ class SyncItem:
 
     def with_ttl(self, ttl: Duration) -> SyncItem:
         self.ttl_ms = to_ms(ttl, "ttl")
+        return self
+
+    def with_destination(self, destination: str | None) -> SyncItem:
+        """Only pops that ask for destinations (an outbox dispatcher) hand it out."""
+        if destination is not None and (
+            not isinstance(destination, str) or not 1 <= len(destination) <= MAX_DESTINATION_LENGTH
+        ):
+            raise InvalidParams(
+                f"destination: expected a string of 1 to {MAX_DESTINATION_LENGTH} characters "
+                f"or None, got {destination!r:.80}",
+                field="destination",
+            )
+        self.destination = destination
+        return self
+
+    def with_hold(self, hold: bool = True) -> SyncItem:
+        """Pushed ``held``: never handed out until ``release`` (``reject`` cancels it)."""
+        if not isinstance(hold, bool):
+            raise InvalidParams(f"hold: expected a boolean, got {hold!r:.40}", field="hold")
+        self.hold = hold
+        return self
+
+    def with_unique(self, key: str, policy: str = "keep") -> SyncItem:
+        """Unique work: with a live item under ``key``, ``keep`` adds nothing, ``replace``
+        cancels a held/pending one, ``append`` queues behind it (docs/protocol.md §3)."""
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_UNIQUE_KEY_LENGTH:
+            raise InvalidParams(
+                f"unique.key: expected a string of 1 to {MAX_UNIQUE_KEY_LENGTH} characters, "
+                f"got {key!r:.80}",
+                field="unique",
+            )
+        if policy not in UNIQUE_POLICIES:
+            raise InvalidParams(
+                f"unique.policy: expected one of {', '.join(UNIQUE_POLICIES)}, got {policy!r:.40}",
+                field="unique",
+            )
+        self.unique = (key, policy)
         return self
 
     def __repr__(self) -> str:

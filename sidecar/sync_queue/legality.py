@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .entry import BLOCKED, Entry
-from .item import MAX_ID_LENGTH, ItemStatus
+from .item import MAX_DESTINATION_LENGTH, MAX_ID_LENGTH, MAX_UNIQUE_KEY_LENGTH, ItemStatus
 from .ops import (
     BreakerProbe,
     Cancel,
@@ -34,6 +34,8 @@ from .ops import (
     Purge,
     Push,
     Rebase,
+    Reject,
+    Release,
     Requeue,
     SetPaused,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "LIVE",
     "MAX_CLOCK_MS",
     "MAX_TIME_MS",
+    "RECALLABLE",
     "check_item",
     "check_op",
     "check_time",
@@ -54,6 +57,7 @@ __all__ = [
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
+HELD = ItemStatus.HELD
 
 # Limits of the times in records read back from disk (ms since the epoch). A clock reading
 # (a record's ``t``, an item's createdAt/updatedAt) is at most the end of year 9999, the
@@ -64,7 +68,9 @@ MAX_CLOCK_MS = 253_402_300_799_999
 MAX_TIME_MS = 2**64 - 1
 
 FINISHED = frozenset({ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED})
-LIVE = frozenset({PENDING, PROCESSING})
+LIVE = frozenset({HELD, PENDING, PROCESSING})
+# What unique work's "replace" may recall (a processing item is out of reach).
+RECALLABLE = frozenset({HELD, PENDING})
 
 # The one table of legal transitions (see the module docstring).
 FROM_STATUS: dict[type[Any], frozenset[ItemStatus]] = {
@@ -74,7 +80,10 @@ FROM_STATUS: dict[type[Any], frozenset[ItemStatus]] = {
     LeaseExpired: frozenset({PROCESSING}),
     ExtendLease: frozenset({PROCESSING}),
     Cancel: LIVE,
-    Expire: frozenset({PENDING}),
+    Release: frozenset({HELD}),
+    Reject: frozenset({HELD}),
+    Push: RECALLABLE,  # the items a push's "replaced" cancels
+    Expire: RECALLABLE,  # a time-to-live counts while an item waits, held or pending
     Requeue: frozenset({ItemStatus.FAILED, ItemStatus.CANCELLED}),
     Purge: FINISHED,
     Drop: FINISHED,
@@ -117,6 +126,14 @@ def check_item(item: Entry) -> None:
         and (i.correlation_id is None or type(i.correlation_id) is str)
         and (i.partition_key is None or type(i.partition_key) is str)
         and (i.last_error is None or type(i.last_error) is str)
+        and (
+            i.destination is None
+            or (type(i.destination) is str and 0 < len(i.destination) <= MAX_DESTINATION_LENGTH)
+        )
+        and (
+            i.unique_key is None
+            or (type(i.unique_key) is str and 0 < len(i.unique_key) <= MAX_UNIQUE_KEY_LENGTH)
+        )
         and type(i.metadata) is dict
         and type(i._seq) is int
         and type(i._handed_at) is int
@@ -149,8 +166,22 @@ def _explain_item(item: Entry) -> None:
         raise ValueError(f"{where}: attempts {item.attempts!r:.40}")
     if item.max_retries is not None and (type(item.max_retries) is not int or item.max_retries < 0):
         raise ValueError(f"{where}: maxRetries {item.max_retries!r:.40}")
-    for name in ("correlation_id", "partition_key", "lease_id", "last_error"):
+    for name in (
+        "correlation_id",
+        "partition_key",
+        "lease_id",
+        "last_error",
+        "destination",
+        "unique_key",
+    ):
         _optional(f"{where}: {name}", getattr(item, name), str)
+    for name, limit in (
+        ("destination", MAX_DESTINATION_LENGTH),
+        ("unique_key", MAX_UNIQUE_KEY_LENGTH),
+    ):
+        value = getattr(item, name)
+        if value is not None and not 0 < len(value) <= limit:
+            raise ValueError(f"{where}: {name} is not a string of 1..{limit}")
     if type(item.metadata) is not dict:
         raise ValueError(f"{where}: metadata is not an object")
     if type(item._seq) is not int or type(item._handed_at) is not int:
@@ -182,14 +213,30 @@ def _existing(state: QueueState, item_id: str, allowed: Iterable[ItemStatus], wh
 def _check_push(state: QueueState, op: Push) -> None:
     items = state.items
     seen: set[str] = set()
-    for item in op.items:
+    replaced = _check_replaced(state, op)
+    for n, item in enumerate(op.items):
         check_item(item)
-        if item.status is not PENDING:
+        if item.status is not PENDING and item.status is not HELD:
             raise ValueError(f"push of item {item.id!r:.140} that is not a new pending item")
         old = items.get(item.id)
         if (old is not None and old.status not in FINISHED) or item.id in seen:
             raise ValueError(f"duplicate push of item {item.id!r:.140}")
+        for target in replaced.get(n, ()):
+            if target not in seen:  # an item of this push is checked as it is pushed
+                _existing(state, target, FROM_STATUS[Push], "replace")
         seen.add(item.id)
+
+
+def _check_replaced(state: QueueState, op: Push) -> dict[int, list[str]]:
+    """``op.replaced`` by item index; each target named once, each index an item's."""
+    by_index: dict[int, list[str]] = {}
+    for pair in op.replaced:
+        index, target = pair
+        if type(index) is not int or not 0 <= index < len(op.items) or type(target) is not str:
+            raise ValueError(f"push: replaced entry {pair!r:.80} names no item")
+        by_index.setdefault(index, []).append(target)
+    _distinct(tuple(target for _, target in op.replaced), "replace")
+    return by_index
 
 
 def _check_pop(state: QueueState, op: Pop) -> None:
@@ -211,11 +258,25 @@ def _check_fail(state: QueueState, op: Fail | LeaseExpired) -> None:
     check_time("retry_at", op.retry_at)
     if not (op.error is None or type(op.error) is str):
         raise ValueError(f"error {op.error!r:.40} is not a string")
+    if isinstance(op, Fail) and (
+        type(op.dead) is not bool or type(op.charge) is not bool or (op.dead and not op.charge)
+    ):
+        raise ValueError(f"fail: dead {op.dead!r:.20} / charge {op.charge!r:.20} do not agree")
     _existing(state, op.id, FROM_STATUS[type(op)], "fail")
 
 
 def _check_cancel(state: QueueState, op: Cancel) -> None:
     _existing(state, op.id, FROM_STATUS[Cancel], "cancel")
+
+
+def _check_release(state: QueueState, op: Release) -> None:
+    _existing(state, op.id, FROM_STATUS[Release], "release")
+
+
+def _check_reject(state: QueueState, op: Reject) -> None:
+    if type(op.error) is not str:
+        raise ValueError(f"reject: error {op.error!r:.40} is not a string")
+    _existing(state, op.id, FROM_STATUS[Reject], "reject")
 
 
 def _distinct(ids: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -280,6 +341,8 @@ _CHECKERS: dict[type[Any], Callable[[QueueState, Any], None]] = {
     Fail: _check_fail,
     LeaseExpired: _check_fail,
     Cancel: _check_cancel,
+    Release: _check_release,
+    Reject: _check_reject,
     Expire: _check_expire,
     Requeue: _check_requeue,
     ExtendLease: _check_extend_lease,

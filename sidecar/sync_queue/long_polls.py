@@ -24,6 +24,7 @@ class _Waiter:
     n: int | None  # None: a single pop (answered with an item or null)
     lease_ms: int | None
     partition: int | None
+    skip: frozenset[str] | None  # None: a plain pop; else a destination pop's "except"
 
 
 class LongPolls:
@@ -36,20 +37,38 @@ class LongPolls:
     def __bool__(self) -> bool:
         return bool(self._waiters)
 
+    def waiting_like(self, skip: frozenset[str] | None) -> bool:
+        """Does a pop of this kind (plain, or for destinations) already wait? Then a new one
+        waits behind it: older waiting pops are served first."""
+        plain = skip is None
+        return any((w.skip is None) == plain for w in self._waiters if not w.waiting.done)
+
     def serve(self) -> None:
-        """Hand ready items to waiting pops, oldest first."""
+        """Hand ready items to waiting pops, oldest first (plain pops and destination pops
+        draw from different items, so each kind is served in its own order)."""
         engine, core = self._engine, self._engine.core
         waiters = self._waiters
+        exhausted: set[bool] = set()  # kinds (plain?) with nothing ready left
         for waiter in list(waiters):
             if waiter.waiting.done:
                 waiters.remove(waiter)
                 continue
+            plain = waiter.skip is None
+            if plain in exhausted:
+                continue
             engine.before_read()
-            if not core.ready_count(engine.begin_read()):
-                return
+            now = engine.begin_read()
+            ready = core.ready_count(now) if plain else core.destination_ready_count(now)
+            if not ready:
+                exhausted.add(plain)
+                continue
             try:
                 items = core.pop(
-                    engine.begin_change(), waiter.n or 1, waiter.lease_ms, waiter.partition
+                    engine.begin_change(),
+                    waiter.n or 1,
+                    waiter.lease_ms,
+                    waiter.partition,
+                    waiter.skip,
                 )
             except PersistenceError as exc:
                 # Fail-stopped: no pop succeeds again. Answer the waiters with that, not
@@ -72,6 +91,7 @@ class LongPolls:
         n: int | None,
         lease_ms: int | None,
         partition: int | None,
+        skip: frozenset[str] | None = None,
     ) -> Any:
         """A ``Waiting`` for this pop, or its empty result if it cannot wait (in a batch,
         or no timeout)."""
@@ -79,5 +99,5 @@ class LongPolls:
         if call.in_batch or not timeout_ms:
             return empty
         waiting = Waiting(empty=empty, timeout=timeout_ms / 1000)
-        self._waiters.append(_Waiter(waiting, n, lease_ms, partition))
+        self._waiters.append(_Waiter(waiting, n, lease_ms, partition, skip))
         return waiting

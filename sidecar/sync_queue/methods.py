@@ -28,7 +28,7 @@ from .long_polls import LongPolls
 from .protocol import CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
 from .protocol import check_params as check
 from .state import Event, ItemFailed
-from .wire import PARAMS, health_to_wire, item_from_params, stats_to_wire
+from .wire import PARAMS, except_from_params, health_to_wire, item_from_params, stats_to_wire
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "READ_ONLY", "Method", "QueueDispatcher"]
 
@@ -225,7 +225,7 @@ class QueueDispatcher(Dispatcher):
 
     def _push(self, params: dict[str, Any], call: CallInfo) -> Any:
         item = item_from_params("push", params)
-        return {"id": self.core.push(self.engine.begin_change(), item)}
+        return self.core.push_one(self.engine.begin_change(), item).to_wire()
 
     def _push_batch(self, params: dict[str, Any], call: CallInfo) -> Any:
         items = [
@@ -233,7 +233,10 @@ class QueueDispatcher(Dispatcher):
             for n, p in enumerate(params["items"])
         ]
         result = self.core.push_batch(self.engine.begin_change(), items)
-        return {"ids": result.ids, "duplicates": result.duplicates}
+        reply: dict[str, Any] = {"ids": result.ids, "duplicates": result.duplicates}
+        if result.unique:
+            reply["unique"] = [r.to_wire() for r in result.unique]
+        return reply
 
     def _pop(self, params: dict[str, Any], call: CallInfo) -> Any:
         return self._pop_some("pop", params, call, None)
@@ -247,15 +250,17 @@ class QueueDispatcher(Dispatcher):
     def _pop_some(self, method: str, params: dict[str, Any], call: CallInfo, n: int | None) -> Any:
         """``pop`` (``n`` None: an item or null) or ``popBatch`` (a list)."""
         self._check_partition(method, params)
+        skip = except_from_params(method, params)
         if call.is_notification:
             return None if n is None else []  # nothing is handed out that nobody would receive
         lease_ms, partition = params.get("leaseMs"), params.get("partition")
         self._waiters.serve()  # older waiting pops first
-        if not self._waiters:
-            items = self.core.pop(self.engine.begin_change(), n or 1, lease_ms, partition)
+        if not self._waiters.waiting_like(skip):
+            now = self.engine.begin_change()
+            items = self.core.pop(now, n or 1, lease_ms, partition, skip)
             if items:
                 return [i.to_dict() for i in items] if n is not None else items[0].to_dict()
-        return self._waiters.wait(call, params.get("timeoutMs", 0), n, lease_ms, partition)
+        return self._waiters.wait(call, params.get("timeoutMs", 0), n, lease_ms, partition, skip)
 
     def _check_partition(self, method: str, params: dict[str, Any]) -> None:
         """Refused now, naming the field: a waiting pop is only handed to the core later,
@@ -276,13 +281,29 @@ class QueueDispatcher(Dispatcher):
 
     def _fail(self, params: dict[str, Any], call: CallInfo) -> Any:
         now = self.engine.begin_change()
-        result = self.core.fail(now, params["id"], params.get("error"), params.get("leaseId"))
+        result = self.core.fail(
+            now,
+            params["id"],
+            params.get("error"),
+            params.get("leaseId"),
+            dead=params.get("dead", False),
+            retry_after_ms=params.get("retryAfterMs"),
+            charge=params.get("charge", True),
+        )
         if result.retry:
             return {"retry": True, "availableAt": result.available_at}
         return {"retry": False}
 
     def _cancel(self, params: dict[str, Any], call: CallInfo) -> Any:
         self.core.cancel(self.engine.begin_change(), params["id"])
+        return {}
+
+    def _release(self, params: dict[str, Any], call: CallInfo) -> Any:
+        self.core.release(self.engine.begin_change(), params["id"])
+        return {}
+
+    def _reject(self, params: dict[str, Any], call: CallInfo) -> Any:
+        self.core.reject(self.engine.begin_change(), params["id"], params.get("reason"))
         return {}
 
     def _requeue(self, params: dict[str, Any], call: CallInfo) -> Any:
@@ -314,7 +335,8 @@ class QueueDispatcher(Dispatcher):
         return {"removed": self.core.purge(self.engine.begin_change(), params["status"])}
 
     def _stats(self, params: dict[str, Any], call: CallInfo) -> Any:
-        return stats_to_wire(self.engine.metrics(self._read()))
+        metrics = self.engine.metrics(self._read())
+        return stats_to_wire(metrics, self.core.state.destinations.to_wire())
 
     def _health(self, params: dict[str, Any], call: CallInfo) -> Any:
         if self.engine.state_lost is None:
@@ -366,6 +388,8 @@ METHODS: Mapping[str, Method] = {
         _method("complete", D._complete),
         _method("fail", D._fail),
         _method("cancel", D._cancel),
+        _method("release", D._release),
+        _method("reject", D._reject),
         _method("requeue", D._requeue),
         _method("extendLease", D._extend_lease),
         _method("get", D._get, read_only=True),

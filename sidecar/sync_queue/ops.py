@@ -30,6 +30,8 @@ __all__ = [
     "Purge",
     "Push",
     "Rebase",
+    "Reject",
+    "Release",
     "Requeue",
     "SetPaused",
     "decode_op",
@@ -40,6 +42,9 @@ __all__ = [
 class Push(NamedTuple):
     t: int
     items: tuple[Entry, ...]  # validated, times resolved, ids unique
+    # Unique work's "replace": ``(index, id)``: before ``items[index]`` is added, the held or
+    # pending item ``id`` is cancelled (lastError "replaced"). One record: atomic.
+    replaced: tuple[tuple[int, str], ...] = ()
 
 
 class Pop(NamedTuple):
@@ -58,6 +63,8 @@ class Fail(NamedTuple):
     id: str
     error: str | None
     retry_at: int  # when the item is due again if it has retries left (jitter already drawn)
+    dead: bool = False  # to the dead letters at once, whatever retries are left
+    charge: bool = True  # False: the attempt does not count; back to pending at retry_at
 
 
 class LeaseExpired(NamedTuple):
@@ -72,6 +79,21 @@ class LeaseExpired(NamedTuple):
 class Cancel(NamedTuple):
     t: int
     id: str
+
+
+class Release(NamedTuple):
+    """A held item becomes pending, keeping its place in line."""
+
+    t: int
+    id: str
+
+
+class Reject(NamedTuple):
+    """A held item becomes cancelled, with ``error`` as its lastError."""
+
+    t: int
+    id: str
+    error: str
 
 
 class Expire(NamedTuple):
@@ -139,6 +161,8 @@ Op = (
     | Fail
     | LeaseExpired
     | Cancel
+    | Release
+    | Reject
     | Expire
     | Requeue
     | ExtendLease
@@ -156,6 +180,8 @@ _NAMES: dict[type[Any], str] = {
     Fail: "fail",
     LeaseExpired: "leaseExpired",
     Cancel: "cancel",
+    Release: "release",
+    Reject: "reject",
     Expire: "expire",
     Requeue: "requeue",
     ExtendLease: "extendLease",
@@ -172,6 +198,13 @@ def encode_op(op: Op) -> bytes:
     record: dict[str, Any] = op._asdict()
     if isinstance(op, Push):
         record["items"] = [item.to_record() for item in op.items]
+        if not op.replaced:  # fields added later are written only when used: older
+            del record["replaced"]  # versions read what does not use them
+    elif isinstance(op, Fail):
+        if not op.dead:
+            del record["dead"]
+        if op.charge:
+            del record["charge"]
     record["op"] = _NAMES[type(op)]
     return orjson.dumps(record)
 
@@ -195,6 +228,13 @@ def decode_op(data: bytes) -> Op:
         if type(items) is not list:
             raise ValueError("push: items is not a list")
         record["items"] = tuple(map(Entry.from_record, items))
+        if "replaced" in record:
+            replaced = record["replaced"]
+            if type(replaced) is not list or not all(
+                type(pair) is list and len(pair) == 2 for pair in replaced
+            ):
+                raise ValueError("push: replaced is not a list of [index, id] pairs")
+            record["replaced"] = tuple(tuple(pair) for pair in replaced)
     elif "ids" in record:
         if type(record["ids"]) is not list:
             raise ValueError(f"{name}: ids is not a list")

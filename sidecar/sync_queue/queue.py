@@ -14,25 +14,33 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .clock import Clock
 from .config import QueueConfig
-from .core import Journal, QueueCore
+from .core import Journal, QueueCore, check_except
 from .durations import Duration, to_ms
 from .engine import Engine, Health
 from .errors import InvalidParams
 from .item import Item, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, Throughput
-from .results import FailResult, Page, PushBatchResult
+from .results import FailResult, Page, PushBatchResult, PushResult
 from .state import Event, QueueState
 
 if TYPE_CHECKING:
     from .storage.fileio import FileIO
 
-__all__ = ["FailResult", "Health", "Journal", "Page", "PushBatchResult", "SyncQueue"]
+__all__ = [
+    "FailResult",
+    "Health",
+    "Journal",
+    "Page",
+    "PushBatchResult",
+    "PushResult",
+    "SyncQueue",
+]
 
 T = TypeVar("T")
 
@@ -94,6 +102,12 @@ class SyncQueue:
         _check_items((item,), "item")
         return self._change(self._core.push, item)
 
+    def push_with_result(self, item: SyncItem) -> PushResult:
+        """``push``, saying what unique work (``SyncItem.with_unique``) did: ``added``,
+        ``kept`` (nothing added; ``.id`` is the live item's), ``replaced`` or ``appended``."""
+        _check_items((item,), "item")
+        return self._change(self._core.push_one, item)
+
     def push_batch(self, items: Sequence[SyncItem]) -> list[str]:
         """Add items; returns the ids added (duplicates are skipped). Capacity: all or nothing."""
         _check_items(items, "items")
@@ -106,12 +120,21 @@ class SyncQueue:
         timeout: Duration | None = None,
         lease: Duration | None = None,
         partition: int | None = None,
+        except_destinations: Collection[str] | None = None,
     ) -> Item | None:
         """Hand out the next ready item, now ``processing`` under a lease; None if none.
 
-        With ``timeout`` it waits up to that long for one (without spinning).
+        With ``timeout`` it waits up to that long for one (without spinning). Items pushed
+        with a destination are handed out only when ``except_destinations`` is given (the
+        origins to skip; empty: none): then only those (an outbox dispatcher's pop).
         """
-        items = self.pop_batch(1, timeout=timeout, lease=lease, partition=partition)
+        items = self.pop_batch(
+            1,
+            timeout=timeout,
+            lease=lease,
+            partition=partition,
+            except_destinations=except_destinations,
+        )
         return items[0] if items else None
 
     def pop_batch(
@@ -120,6 +143,7 @@ class SyncQueue:
         timeout: Duration | None = None,
         lease: Duration | None = None,
         partition: int | None = None,
+        except_destinations: Collection[str] | None = None,
     ) -> list[Item]:
         """Hand out up to ``max`` ready items (default ``batch_size``); waits like ``pop``."""
         n = self.config.batch_size if max is None else max
@@ -130,16 +154,23 @@ class SyncQueue:
             raise InvalidParams("lease: must be positive", field="leaseMs")
         wait_s = 0.0 if timeout is None else to_ms(timeout, "timeout") / 1000
         self._core.check_partition(partition)
+        skip = check_except(except_destinations, partition)
         deadline = time.monotonic() + wait_s
-        return self._change(self._pop_or_wait, n, lease_ms, partition, deadline)
+        return self._change(self._pop_or_wait, n, lease_ms, partition, deadline, skip)
 
     def _pop_or_wait(
-        self, now: int, n: int, lease_ms: int | None, partition: int | None, deadline: float
+        self,
+        now: int,
+        n: int,
+        lease_ms: int | None,
+        partition: int | None,
+        deadline: float,
+        skip: frozenset[str] | None,
     ) -> list[Item]:
         """Under the lock: pop, or wait on the condition until an item may be ready."""
         engine, core = self._engine, self._core
         while True:
-            items = core.pop(now, n, lease_ms, partition)
+            items = core.pop(now, n, lease_ms, partition, skip)
             remaining = deadline - time.monotonic()
             if items or remaining <= 0:
                 return items
@@ -160,11 +191,37 @@ class SyncQueue:
         self._change(self._core.complete, id, lease_id)
 
     def mark_failed(
-        self, id: str, error: str | None = None, lease_id: str | None = None
+        self,
+        id: str,
+        error: str | None = None,
+        lease_id: str | None = None,
+        *,
+        dead: bool = False,
+        retry_after: Duration | None = None,
+        charge: bool = True,
     ) -> FailResult:
         """The attempt failed. Truthy (``.retry``): the item will be retried at
-        ``.available_at``; falsy: it is now ``failed``."""
-        return self._change(self._core.fail, id, error, lease_id)
+        ``.available_at``; falsy: it is now ``failed``.
+
+        ``dead``: to the dead letters at once, whatever retries are left; ``retry_after``:
+        the next attempt not before then (instead of the backoff, e.g. ``Retry-After``);
+        ``charge=False``: the attempt does not count (the item is pending again)."""
+        retry_after_ms = None if retry_after is None else to_ms(retry_after, "retry_after")
+        return self._change(self._fail, id, error, lease_id, dead, retry_after_ms, charge)
+
+    def _fail(
+        self,
+        now: int,
+        id: str,
+        error: str | None,
+        lease_id: str | None,
+        dead: bool,
+        retry_after_ms: int | None,
+        charge: bool,
+    ) -> FailResult:
+        return self._core.fail(
+            now, id, error, lease_id, dead=dead, retry_after_ms=retry_after_ms, charge=charge
+        )
 
     def extend_lease(self, id: str, lease: Duration, lease_id: str | None = None) -> int:
         """Heartbeat: the lease now ends ``lease`` from now. Returns the new expiry (ms)."""
@@ -175,8 +232,21 @@ class SyncQueue:
 
     # ------------------------------------------------------------ management
 
+    def release(self, id: str) -> None:
+        """A ``held`` item becomes ``pending``, keeping its place in line."""
+        self._change(self._core.release, id)
+
+    def reject(self, id: str, reason: str | None = None) -> None:
+        """A ``held`` item becomes ``cancelled`` (lastError: ``reason`` or "rejected")."""
+        self._change(self._core.reject, id, reason)
+
+    def destinations(self) -> dict[str, dict[str, Any]]:
+        """Per destination: counts by status, last error and when (``stats.destinations``)."""
+        with self._reading() as (core, _):
+            return core.state.destinations.to_wire()
+
     def cancel(self, id: str) -> None:
-        """A ``pending`` or ``processing`` item becomes ``cancelled``."""
+        """A ``held``, ``pending`` or ``processing`` item becomes ``cancelled``."""
         self._change(self._core.cancel, id)
 
     def requeue(self, id: str) -> None:

@@ -3,17 +3,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .item import Item
 
-__all__ = ["FailResult", "Page", "PushBatchResult"]
+__all__ = ["FailResult", "Page", "PushBatchResult", "PushResult"]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one push did. ``unique`` (only when the push had a unique key): ``added``,
+    ``kept`` (nothing added: ``id`` is the live item's), ``replaced`` (``replaced`` names
+    the item cancelled) or ``appended`` (queued behind the live ones)."""
+
+    id: str
+    unique: str | None = None
+    replaced: str | None = None
+    index: int = 0  # the member of a batch it answers
+
+    def to_wire(self) -> dict[str, str]:
+        result = {"id": self.id}
+        if self.unique is not None:
+            result["unique"] = self.unique
+        if self.replaced is not None:
+            result["replaced"] = self.replaced
+        return result
 
 
 @dataclass(frozen=True)
 class PushBatchResult:
     ids: list[str]  # added, in order
     duplicates: list[str]  # skipped: already retained, or repeated in the batch
+    unique: list[PushResult] = field(default_factory=list)  # members with a unique key
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,8 +25,12 @@ item's ``_token`` (every insertion draws a fresh token), so moving an item never
   the queue's time minus ``unmeasured`` (time the queue did not measure itself: the wall clock
   set forward, or time it was closed; ``Rebase`` records add to it). A finished item's
   ``_handed_at`` holds that measured time, so retention never counts a clock that ran ahead.
-- ``lines``: per partition key, the live items of that key in push order. Only the head of a
-  line is scheduled; the others wait (``BLOCKED``) until it finishes.
+- ``lines``: per partition key, the live items of that key in push order; ``unique_lines`` the
+  same per unique-work key. Only an item at the front of every line it is in is scheduled;
+  the others wait (``BLOCKED``) until the items ahead finish. A ``held`` item is in its lines
+  but never scheduled (``NONE``): the items behind it wait until it is released and done.
+- ``dest_ready``: per destination (origin), a ready heap like ``ready``: items with a
+  destination are handed out only to pops that ask for destinations (the outbox).
 
 Why one module of this size: the appliers, the indexes, their queries and the snapshot loader
 (which fills the indexes directly, for speed) share the lazy-deletion invariants above; split
@@ -45,6 +49,7 @@ from typing import Any, NamedTuple
 
 from .breaker import BreakerChanged, CircuitBreaker
 from .config import QueueConfig
+from .destinations import Destinations
 from .entry import BLOCKED, DELAYED, NONE, READY, Entry
 from .item import ItemStatus, Priority
 from .legality import (
@@ -69,6 +74,8 @@ from .ops import (
     Purge,
     Push,
     Rebase,
+    Reject,
+    Release,
     Requeue,
     SetPaused,
 )
@@ -77,6 +84,8 @@ __all__ = ["Event", "ItemFailed", "QueueState", "partition_of"]
 
 PENDING = ItemStatus.PENDING
 PROCESSING = ItemStatus.PROCESSING
+HELD = ItemStatus.HELD
+WAITING = (PENDING, HELD)  # statuses whose time-to-live counts
 SEQ_BITS = 40  # ready-heap key: priority in the high bits, push order below
 SNAPSHOT_VERSION = 2  # 2: "unmeasured"; a finished item's handedAt is its measured finish time
 
@@ -123,7 +132,11 @@ class QueueState:
         self.ttl: list[HeapEntry] = []
         self.finished: deque[tuple[int, Entry]] = deque()
         self.lines: dict[str, deque[Entry]] = {}
-        self.ready_count = 0
+        self.unique_lines: dict[str, deque[Entry]] = {}
+        self.dest_ready: dict[str, list[HeapEntry]] = {}
+        self.destinations = Destinations()
+        self.ready_count = 0  # items without a destination (the app's pops)
+        self.dest_ready_count = 0
         self.delayed_count = 0
         self._token = 0
         self._push_entry: Callable[[list[HeapEntry], HeapEntry], None] = heappush
@@ -137,6 +150,8 @@ class QueueState:
             Fail: self._fail,
             LeaseExpired: self._lease_expired,
             Cancel: self._cancel,
+            Release: self._release,
+            Reject: self._reject,
             Expire: self._expire,
             Requeue: self._requeue,
             ExtendLease: self._extend_lease,
@@ -166,16 +181,24 @@ class QueueState:
 
     def _push(self, op: Push) -> None:
         t = op.t
-        for item in op.items:
+        replaced = op.replaced  # unique work's replace: rare, and few
+        for n, item in enumerate(op.items):
+            if replaced:
+                for index, target in replaced:
+                    if index == n:
+                        self._cancel_item(self.items[target], t, "replaced")
             old = self.items.get(item.id)
             if old is not None:  # a finished item whose id is reused (deduplication off)
                 self._forget(old)
             self.seq += 1
             item._seq = self.seq
             item._partition = partition_of(item.id, item.partition_key, self._partitions)
-            item.status = PENDING
+            if item.status is not HELD:
+                item.status = PENDING
             self.items[item.id] = item
-            self.status_counts[PENDING] += 1
+            self.status_counts[item.status] += 1
+            if item.destination is not None:
+                self.destinations.count(item.destination, item.status, 1)
             self.live_by_priority[item.priority] += 1
             self._enter_line_or_schedule(item, t)
         self.metrics.on_enqueue(t, len(op.items))
@@ -196,7 +219,7 @@ class QueueState:
             item._token = token = self._next_token()
             heappush(self.leases, (item.lease_expires_at, token, item))
             self.metrics.on_dequeue(t, max(0, t - item.available_at))
-            if self.breaker.state == "halfOpen":
+            if self.breaker.state == "halfOpen" and item.destination is None:
                 self.breaker.probe_id = item_id
             handed.append(item)
         return handed
@@ -206,30 +229,61 @@ class QueueState:
         self.metrics.on_processed(max(0, op.t - item._handed_at))
         self.metrics.completed += 1
         self._finish(item, op.t, ItemStatus.COMPLETED)
-        self._emit(self.breaker.on_success())
+        if item.destination is None:  # the outbox has per-destination connectivity instead
+            self._emit(self.breaker.on_success())
 
     def _fail(self, op: Fail) -> bool:
         item = self.items[op.id]
-        self._emit(self.breaker.on_failure(op.t))
-        return self._retry_or_bury(item, op.t, op.retry_at, op.error)
+        t = op.t
+        destination = item.destination
+        if destination is not None:
+            self.destinations.error(destination, op.error, t)
+        elif op.charge:  # one bad host must not stop the whole queue: only the app's items
+            self._emit(self.breaker.on_failure(t))
+        if not op.charge:  # the attempt does not count (the destination went away)
+            item.attempts -= 1
+            item.last_error = op.error
+            self._back_to_pending(item, t, op.retry_at)
+            return True
+        if op.dead:
+            item.last_error = op.error
+            self._bury(item, t, op.error)
+            return False
+        return self._retry_or_bury(item, t, op.retry_at, op.error)
 
     def _lease_expired(self, op: LeaseExpired) -> bool:
         item = self.items[op.id]
         self.breaker.on_probe_lost(op.id)
+        if item.destination is not None:
+            self.destinations.error(item.destination, op.error, op.t)
         return self._retry_or_bury(item, op.t, op.retry_at, op.error)
 
     def _cancel(self, op: Cancel) -> None:
-        item = self.items[op.id]
-        self.breaker.on_probe_lost(op.id)
+        self._cancel_item(self.items[op.id], op.t, None)
+
+    def _cancel_item(self, item: Entry, t: int, error: str | None) -> None:
+        """Cancelled; ``error`` (if any) becomes its lastError."""
+        self.breaker.on_probe_lost(item.id)
+        if error is not None:
+            item.last_error = error
         self.metrics.cancelled += 1
-        self._finish(item, op.t, ItemStatus.CANCELLED)
+        self._finish(item, t, ItemStatus.CANCELLED)
+
+    def _release(self, op: Release) -> None:
+        item = self.items[op.id]
+        self._set_status(item, PENDING)
+        item.updated_at = op.t
+        if self._is_front(item):
+            self._schedule(item, op.t)
+        else:
+            item._where = BLOCKED
+
+    def _reject(self, op: Reject) -> None:
+        self._cancel_item(self.items[op.id], op.t, op.error)
 
     def _expire(self, op: Expire) -> None:
         for item_id in op.ids:
-            item = self.items[item_id]
-            item.last_error = "expired"
-            self.metrics.cancelled += 1
-            self._finish(item, op.t, ItemStatus.CANCELLED)
+            self._cancel_item(self.items[item_id], op.t, "expired")
 
     def _requeue(self, op: Requeue) -> None:
         item = self.items.pop(op.id)
@@ -310,20 +364,26 @@ class QueueState:
         max_retries = item.max_retries if item.max_retries is not None else 0
         if item.attempts <= max_retries:
             self.metrics.retries += 1
-            self._set_status(item, PENDING)
-            item.lease_id = None
-            item.lease_expires_at = None
-            item.available_at = retry_at
-            item.updated_at = t
-            if item.expires_at is not None:
-                heappush(self.ttl, (item.expires_at, self._next_token(), item))
-            # Still the head of its partition key's line, if it has one.
-            self._schedule(item, t)
+            self._back_to_pending(item, t, retry_at)
             return True
+        self._bury(item, t, error)
+        return False
+
+    def _back_to_pending(self, item: Entry, t: int, retry_at: int) -> None:
+        self._set_status(item, PENDING)
+        item.lease_id = None
+        item.lease_expires_at = None
+        item.available_at = retry_at
+        item.updated_at = t
+        if item.expires_at is not None:
+            heappush(self.ttl, (item.expires_at, self._next_token(), item))
+        # Still at the front of its lines: a processing item always is.
+        self._schedule(item, t)
+
+    def _bury(self, item: Entry, t: int, error: str | None) -> None:
         self.metrics.failed += 1
         self._finish(item, t, ItemStatus.FAILED)
         self._emit(ItemFailed(item.id, item.attempts, error))
-        return False
 
     def _finish(self, item: Entry, t: int, status: ItemStatus) -> None:
         self._unschedule(item)
@@ -334,41 +394,75 @@ class QueueState:
         item.updated_at = t
         item._handed_at = finished_at = t - self.unmeasured  # measured time (module docstring)
         self.finished.append((finished_at, item))
+        if item.partition_key is not None:
+            self._leave_line(self.lines, item.partition_key, item, t)
+        if item.unique_key is not None:
+            self._leave_line(self.unique_lines, item.unique_key, item, t)
+
+    def _leave_line(self, lines: dict[str, deque[Entry]], key: str, item: Entry, t: int) -> None:
+        line = lines[key]
+        if line[0] is item:
+            line.popleft()
+            if not line:
+                del lines[key]
+                return
+            head = line[0]
+            # The next in line goes ahead, unless it waits in another line too, or is held.
+            if head._where == BLOCKED and self._is_front(head):
+                self._schedule(head, t)
+        else:  # a waiting (pending or held) item was cancelled or expired
+            line.remove(item)
+
+    def _is_front(self, item: Entry) -> bool:
+        """Is ``item`` at the front of every line it is in (nothing ahead of it waits)?"""
         key = item.partition_key
-        if key is not None:
-            line = self.lines[key]
-            if line[0] is item:
-                line.popleft()
-                if line:
-                    self._schedule(line[0], t)
-                else:
-                    del self.lines[key]
-            else:  # a waiting (pending) item was cancelled or expired
-                line.remove(item)
+        if key is not None and self.lines[key][0] is not item:
+            return False
+        key = item.unique_key
+        return key is None or self.unique_lines[key][0] is item
 
     def _forget(self, item: Entry) -> None:
         """Remove a finished item for good (purge, retention, or its id being reused)."""
         del self.items[item.id]
         self.status_counts[item.status] -= 1
+        if item.destination is not None:
+            self.destinations.count(item.destination, item.status, -1)
 
     def _set_status(self, item: Entry, status: ItemStatus) -> None:
         counts = self.status_counts
         counts[item.status] -= 1
         counts[status] += 1
+        if item.destination is not None:
+            self.destinations.count(item.destination, status, 1)
+            self.destinations.count(item.destination, item.status, -1)
         item.status = status
 
     def _enter_line_or_schedule(self, item: Entry, t: int) -> None:
         if item.expires_at is not None:
             self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
+        blocked = False
         key = item.partition_key
         if key is not None:
             line = self.lines.get(key)
             if line:
                 line.append(item)
-                item._where = BLOCKED
-                return
-            self.lines[key] = deque((item,))
-        self._schedule(item, t)
+                blocked = True
+            else:
+                self.lines[key] = deque((item,))
+        key = item.unique_key
+        if key is not None:
+            line = self.unique_lines.get(key)
+            if line:
+                line.append(item)
+                blocked = True
+            else:
+                self.unique_lines[key] = deque((item,))
+        if item.status is HELD:
+            item._where = NONE  # scheduled when released, if nothing is ahead of it then
+        elif blocked:
+            item._where = BLOCKED
+        else:
+            self._schedule(item, t)
 
     def _schedule(self, item: Entry, t: int) -> None:
         item._token = token = self._next_token()
@@ -376,17 +470,27 @@ class QueueState:
             item._where = DELAYED
             self.delayed_count += 1
             self._push_entry(self.delayed, (item.available_at, token, item))
-        else:
+        elif item.destination is None:
             item._where = READY
             self.ready_count += 1
             self._push_entry(
                 self.ready[item._partition], ((item.priority << SEQ_BITS) | item._seq, token, item)
             )
+        else:
+            item._where = READY
+            self.dest_ready_count += 1
+            heap = self.dest_ready.get(item.destination)
+            if heap is None:
+                heap = self.dest_ready[item.destination] = []
+            self._push_entry(heap, ((item.priority << SEQ_BITS) | item._seq, token, item))
 
     def _unschedule(self, item: Entry) -> None:
         where = item._where
         if where == READY:
-            self.ready_count -= 1
+            if item.destination is None:
+                self.ready_count -= 1
+            else:
+                self.dest_ready_count -= 1
         elif where == DELAYED:
             self.delayed_count -= 1
         item._where = NONE
@@ -411,8 +515,18 @@ class QueueState:
                 item._where = NONE
                 self._schedule(item, now)
 
-    def select(self, n: int, partition: int | None, now: int) -> list[str]:
+    def select(
+        self,
+        n: int,
+        partition: int | None,
+        now: int,
+        except_destinations: frozenset[str] | None = None,
+    ) -> list[str]:
         """The ids of up to ``n`` items a pop may hand out now, in pop order.
+
+        ``except_destinations`` None: items without a destination (the app's pops, under the
+        circuit breaker); else items with a destination not in it (the outbox's pops, which
+        the breaker does not stop: the outbox judges each destination itself).
 
         The caller applies a ``Pop`` of exactly these ids right away: their heap entries are
         consumed here.
@@ -420,22 +534,35 @@ class QueueState:
         self._release_delayed(now)
         if self.paused or n <= 0:
             return []
+        if except_destinations is not None:
+            heaps = [h for d, h in self.dest_ready.items() if d not in except_destinations]
+            chosen = self._take(heaps, n)
+            self.dest_ready_count -= len(chosen)
+            return chosen
         allowance = self.breaker.may_hand_out()
         if allowance == 0:
             return []
         if allowance > 0:
             n = min(n, allowance)
         heaps = self.ready if partition is None else [self.ready[partition]]
-        chosen: list[str] = []
-        if len(heaps) == 1:
-            heap = heaps[0]
-            while heap and len(chosen) < n:
-                _, token, item = heappop(heap)
-                if item._where == READY and item._token == token:
-                    item._where = NONE  # so a repeated pick in this call cannot happen
-                    self.ready_count -= 1
-                    chosen.append(item.id)
+        if len(heaps) != 1:
+            chosen = self._take(heaps, n)
+            self.ready_count -= len(chosen)
             return chosen
+        chosen = []
+        heap = heaps[0]
+        while heap and len(chosen) < n:
+            _, token, item = heappop(heap)
+            if item._where == READY and item._token == token:
+                item._where = NONE  # so a repeated pick in this call cannot happen
+                self.ready_count -= 1
+                chosen.append(item.id)
+        return chosen
+
+    def _take(self, heaps: list[list[HeapEntry]], n: int) -> list[str]:
+        """Up to ``n`` ids from the fronts of ``heaps``, merged in pop order (the caller
+        counts them off its ready count)."""
+        chosen: list[str] = []
         while len(chosen) < n:
             best: list[HeapEntry] | None = None
             for heap in heaps:
@@ -447,7 +574,6 @@ class QueueState:
                 break
             _, _, item = heappop(best)
             item._where = NONE
-            self.ready_count -= 1
             chosen.append(item.id)
         return chosen
 
@@ -462,7 +588,7 @@ class QueueState:
         return due
 
     def due_expiries(self, now: int) -> list[str]:
-        """Pending items whose time-to-live has run out by ``now``.
+        """Pending or held items whose time-to-live has run out by ``now``.
 
         An entry for an item that is processing is dropped: if the item comes back to pending
         (a retry), ``_retry_or_bury`` gives it a new entry.
@@ -472,7 +598,7 @@ class QueueState:
         while ttl and ttl[0][0] <= now:
             expires_at, _, item = heappop(ttl)
             if (
-                item.status is PENDING
+                item.status in WAITING
                 and item.expires_at == expires_at
                 and self.items.get(item.id) is item
             ):
@@ -509,7 +635,8 @@ class QueueState:
 
     @property
     def live_count(self) -> int:
-        return self.status_counts[PENDING] + self.status_counts[PROCESSING]
+        counts = self.status_counts
+        return counts[PENDING] + counts[PROCESSING] + counts[HELD]
 
     def metrics_at(self, now: int) -> Metrics:
         return self.metrics.snapshot(
@@ -543,6 +670,14 @@ class QueueState:
                 heap[:] = [e for e in heap if e[2]._where == READY and e[2]._token == e[1]]
                 heapify(heap)
             rebuilt = True
+        if bloated(sum(len(h) for h in self.dest_ready.values()), self.dest_ready_count):
+            for origin, heap in list(self.dest_ready.items()):
+                heap[:] = [e for e in heap if e[2]._where == READY and e[2]._token == e[1]]
+                if heap:
+                    heapify(heap)
+                else:
+                    del self.dest_ready[origin]
+            rebuilt = True
         if bloated(len(self.delayed), self.delayed_count):
             self.delayed[:] = [
                 e for e in self.delayed if e[2]._where == DELAYED and e[2]._token == e[1]
@@ -555,11 +690,11 @@ class QueueState:
             ]
             heapify(self.leases)
             rebuilt = True
-        if bloated(len(self.ttl), self.status_counts[PENDING]):
+        if bloated(len(self.ttl), self.status_counts[PENDING] + self.status_counts[HELD]):
             self.ttl[:] = [
                 e
                 for e in self.ttl
-                if e[2].status is PENDING
+                if e[2].status in WAITING
                 and e[2].expires_at == e[0]
                 and self.items.get(e[2].id) is e[2]
             ]
@@ -587,6 +722,7 @@ class QueueState:
             "breaker": self.breaker.to_record(),
             "metrics": self.metrics.to_record(),
             "count": len(self.items),
+            **({"destinations": errors} if (errors := self.destinations.to_record()) else {}),
         }
 
     @classmethod
@@ -631,6 +767,8 @@ class QueueState:
             raise ValueError("header field paused is not a boolean")
         state.breaker.load_record(snapshot["breaker"])
         state.metrics.load_record(snapshot["metrics"])
+        if "destinations" in snapshot:  # written only when a destination failed
+            state.destinations.load_record(snapshot["destinations"])
         return state, version
 
     def _load_items(
@@ -657,6 +795,8 @@ class QueueState:
             items[item.id] = item
             status = item.status
             counts[status] += 1
+            if item.destination is not None:
+                state.destinations.count(item.destination, status, 1)
             if status in FINISHED:
                 if version == 1:  # before handedAt held it, retention counted from updatedAt
                     item._handed_at = item.updated_at
@@ -670,7 +810,15 @@ class QueueState:
                 leases.append((item.lease_expires_at, token, item))
                 if item.partition_key is not None:
                     state.lines.setdefault(item.partition_key, deque()).append(item)
-            elif item.partition_key is None and item.expires_at is None:
+                if item.unique_key is not None:
+                    state.unique_lines.setdefault(item.unique_key, deque()).append(item)
+            elif (
+                item.partition_key is None
+                and item.expires_at is None
+                and item.unique_key is None
+                and item.destination is None
+                and status is PENDING
+            ):
                 state._token += 1
                 item._token = token = state._token
                 if item.available_at > last_t:
@@ -687,7 +835,13 @@ class QueueState:
                 state._enter_line_or_schedule(item, last_t)
         state.ready_count += ready_count
         state.delayed_count += delayed_count
-        for heap in (*state.ready, state.delayed, state.leases, state.ttl):
+        for heap in (
+            *state.ready,
+            *state.dest_ready.values(),
+            state.delayed,
+            state.leases,
+            state.ttl,
+        ):
             build_heap(heap)
         state._push_entry = heappush
         # Finished items in the order they finished, for retention.
@@ -698,4 +852,8 @@ class QueueState:
         snapshot = self.to_snapshot()
         snapshot["counts"] = {s.value: n for s, n in self.status_counts.items()}
         snapshot["lines"] = {k: [i.id for i in line] for k, line in sorted(self.lines.items())}
+        snapshot["uniqueLines"] = {
+            k: [i.id for i in line] for k, line in sorted(self.unique_lines.items())
+        }
+        snapshot["destinationStats"] = self.destinations.to_wire()
         return snapshot

@@ -13,12 +13,27 @@ from typing import Any
 from .durations import MAX_DURATION_MS
 from .engine import Health
 from .errors import InvalidParams
-from .item import MAX_ID_LENGTH, MAX_RETRIES_LIMIT, ItemStatus, Priority, SyncItem
+from .item import (
+    MAX_DESTINATION_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_RETRIES_LIMIT,
+    MAX_UNIQUE_KEY_LENGTH,
+    UNIQUE_POLICIES,
+    ItemStatus,
+    Priority,
+    SyncItem,
+)
 from .metrics import Metrics
 from .protocol import ANY, Param
 from .protocol import check_params as check
 
-__all__ = ["PARAMS", "health_to_wire", "item_from_params", "stats_to_wire"]
+__all__ = [
+    "PARAMS",
+    "except_from_params",
+    "health_to_wire",
+    "item_from_params",
+    "stats_to_wire",
+]
 
 _PRIORITIES = tuple(p.wire for p in Priority)
 _STATUSES = tuple(s.value for s in ItemStatus)
@@ -37,12 +52,21 @@ PUSH = {
     "partitionKey": Param(str, nullable=True),
     "delayMs": Param(int, minimum=0, maximum=_MS),
     "ttlMs": Param(int, minimum=1, maximum=_MS),
+    "destination": Param(str, nullable=True),
+    "hold": Param(bool),
+    "unique": Param(dict),
+}
+UNIQUE = {
+    "key": Param(str, required=True),
+    "policy": Param(str, required=True, choices=UNIQUE_POLICIES),
 }
 POP = {
     "timeoutMs": Param(int, minimum=0, maximum=_MS),
     "leaseMs": Param(int, minimum=1, maximum=_MS),
     "partition": Param(int, minimum=0),
+    "destinations": Param(dict),
 }
+DESTINATIONS = {"except": Param(list, required=True)}
 NONE: dict[str, Param] = {}
 
 # Each method's params, checked before its handler runs (None: push's object is checked by
@@ -54,8 +78,17 @@ PARAMS: Mapping[str, Mapping[str, Param] | None] = {
     "pop": POP,
     "popBatch": {**POP, "max": Param(int, minimum=1)},
     "complete": {"id": _ID, "leaseId": Param(str)},
-    "fail": {"id": _ID, "error": Param(str, nullable=True), "leaseId": Param(str)},
+    "fail": {
+        "id": _ID,
+        "error": Param(str, nullable=True),
+        "leaseId": Param(str),
+        "dead": Param(bool),
+        "retryAfterMs": Param(int, minimum=0, maximum=_MS),
+        "charge": Param(bool),
+    },
     "cancel": {"id": _ID},
+    "release": {"id": _ID},
+    "reject": {"id": _ID, "reason": Param(str, nullable=True)},
     "requeue": {"id": _ID},
     "extendLease": {
         "id": _ID,
@@ -109,7 +142,44 @@ def item_from_params(where: str, params: Any, index: int | None = None) -> SyncI
         item.delay_ms = params["delayMs"]
     if "ttlMs" in params:
         item.ttl_ms = params["ttlMs"]
+    destination = params.get("destination")
+    if destination is not None:
+        if not 1 <= len(destination) <= MAX_DESTINATION_LENGTH:
+            raise InvalidParams(
+                f'{where}: "destination" must have 1 to {MAX_DESTINATION_LENGTH} characters',
+                field="destination",
+            )
+        item.destination = destination
+    item.hold = params.get("hold", False)
+    if "unique" in params:
+        unique = params["unique"]
+        check(f"{where}: unique", unique, UNIQUE)
+        if not 1 <= len(unique["key"]) <= MAX_UNIQUE_KEY_LENGTH:
+            raise InvalidParams(
+                f'{where}: unique: "key" must have 1 to {MAX_UNIQUE_KEY_LENGTH} characters',
+                field="unique",
+            )
+        item.unique = (unique["key"], unique["policy"])
     return item
+
+
+def except_from_params(method: str, params: dict[str, Any]) -> frozenset[str] | None:
+    """A pop's ``destinations`` (``{"except": [origin, ...]}``) as the origins it skips;
+    None when absent (a plain pop)."""
+    destinations = params.get("destinations")
+    if destinations is None:
+        return None
+    check(f"{method}: destinations", destinations, DESTINATIONS)
+    origins = destinations["except"]
+    if not all(isinstance(origin, str) for origin in origins):
+        raise InvalidParams(
+            f'{method}: destinations: "except" must be a list of strings', field="destinations"
+        )
+    if "partition" in params:
+        raise InvalidParams(
+            f'{method}: "partition" cannot be combined with "destinations"', field="partition"
+        )
+    return frozenset(origins)
 
 
 def health_to_wire(h: Health) -> dict[str, Any]:
@@ -119,7 +189,7 @@ def health_to_wire(h: Health) -> dict[str, Any]:
     return result
 
 
-def stats_to_wire(m: Metrics) -> dict[str, Any]:
+def stats_to_wire(m: Metrics, destinations: dict[str, Any]) -> dict[str, Any]:
     return {
         "totalEnqueued": m.total_enqueued,
         "totalDequeued": m.total_dequeued,
@@ -144,4 +214,5 @@ def stats_to_wire(m: Metrics) -> dict[str, Any]:
             "dequeuePerSec": m.throughput.dequeue_per_sec,
         },
         "storage": m.storage or {"bytesOnDisk": 0, "journalBytes": 0, "lastSnapshotAt": None},
+        "destinations": destinations,
     }

@@ -3,9 +3,14 @@
 //! (`leaseId`, `leaseMs`). The list must match `COMMANDS` in command_names.rs
 //! (tests/command_list.rs and tests/test_method_list.py check it).
 
+use std::collections::BTreeMap;
+
 use tauri::{command, State};
 
-use crate::{error::Result, models::*, SidecarStatus, SyncQueue};
+use crate::{
+    error::Result, models::*, outbox::request::HttpRequest, outbox::status::OutboxStatus,
+    SidecarStatus, SyncQueue,
+};
 
 #[command]
 pub(crate) async fn ping(queue: State<'_, SyncQueue>) -> Result<bool> {
@@ -132,4 +137,35 @@ pub(crate) async fn shutdown(queue: State<'_, SyncQueue>) -> Result<()> {
 #[command]
 pub(crate) fn status(queue: State<'_, SyncQueue>) -> SidecarStatus {
     queue.status()
+}
+
+#[command]
+pub(crate) async fn enqueue_request(
+    queue: State<'_, SyncQueue>,
+    request: HttpRequest,
+) -> Result<EnqueueResult> {
+    queue.enqueue_request(&request).await
+}
+
+#[command]
+pub(crate) fn set_online(
+    queue: State<'_, SyncQueue>,
+    online: bool,
+    destination: Option<String>,
+) -> Result<()> {
+    queue.set_online(online, destination.as_deref())
+}
+
+#[command]
+pub(crate) fn set_headers(
+    queue: State<'_, SyncQueue>,
+    destination: String,
+    headers: BTreeMap<String, String>,
+) -> Result<()> {
+    queue.set_headers(&destination, headers)
+}
+
+#[command]
+pub(crate) fn outbox_status(queue: State<'_, SyncQueue>) -> OutboxStatus {
+    queue.outbox_status()
 }

@@ -120,6 +120,8 @@ pub struct Config {
     /// crash in a row up to `maxRestartDelayMs` (default 30 000 ms).
     pub restart_delay_ms: Option<u64>,
     pub max_restart_delay_ms: Option<u64>,
+    /// The HTTP outbox (`enabled`, `concurrency`, `timeoutMs`, …).
+    pub outbox: Option<crate::outbox::config::OutboxConfig>,
 }
 
 /// Everything the Rust builder can set; `None` means "take it from the config file".

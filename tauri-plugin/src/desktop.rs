@@ -2,7 +2,11 @@
 //! Tauri commands and Rust code (`app.sync_queue()`) both go through it.
 //! Desktop only: there are no sidecar processes on mobile.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
@@ -11,6 +15,13 @@ use crate::{
     config::LaunchSpec,
     error::{Error, Result},
     models::*,
+    outbox::{
+        config::OutboxConfig,
+        events::OutboxEventSink,
+        request::{push_params, HttpRequest},
+        status::OutboxStatus,
+        Outbox, OutboxHooks,
+    },
     status::{Recorder, SidecarStatus},
     supervisor::{EventSink, Supervisor},
 };
@@ -19,18 +30,23 @@ use crate::{
 pub struct SyncQueue {
     supervisor: Arc<Supervisor>,
     recorder: Arc<Recorder>,
+    outbox: OnceLock<Arc<Outbox>>,
 }
 
 /// Stops the sidecar when dropped. The plugin puts one in the app's resource
 /// table, which Tauri clears in `cleanup_before_exit` (after
 /// `RunEvent::Exit`, and on the exit paths that skip the event loop, such as
 /// the updater's).
-pub(crate) struct ExitGuard(Arc<Supervisor>);
+pub(crate) struct ExitGuard(Arc<Supervisor>, Option<Arc<Outbox>>);
 
 impl tauri::Resource for ExitGuard {}
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
+        // The outbox first: its tasks would only fail against a stopping sidecar.
+        if let Some(outbox) = &self.1 {
+            outbox.stop();
+        }
         self.0.stop_blocking(self.0.stop_limit());
     }
 }
@@ -60,11 +76,69 @@ impl SyncQueue {
         SyncQueue {
             supervisor: Arc::new(Supervisor::start(runtime, spec, events)),
             recorder,
+            outbox: OnceLock::new(),
         }
     }
 
     pub(crate) fn exit_guard(&self) -> ExitGuard {
-        ExitGuard(self.supervisor.clone())
+        ExitGuard(self.supervisor.clone(), self.outbox.get().cloned())
+    }
+
+    /// Starts the HTTP outbox's dispatcher (when `config.enabled`) on
+    /// `runtime`; `events` receives its events. The plugin does this at
+    /// setup; call it yourself only outside a Tauri app. Once per queue.
+    pub fn start_outbox(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        config: OutboxConfig,
+        hooks: OutboxHooks,
+        events: OutboxEventSink,
+    ) -> Result<()> {
+        let outbox = Outbox::start(runtime, self.supervisor.clone(), config, hooks, events)?;
+        self.outbox
+            .set(Arc::new(outbox))
+            .map_err(|_| Error::Config("the outbox is already started".into()))
+    }
+
+    fn outbox(&self) -> Result<&Arc<Outbox>> {
+        self.outbox
+            .get()
+            .ok_or_else(|| Error::Config("the outbox is not started".into()))
+    }
+
+    /// Puts an HTTP request in the outbox: an item with the request as its
+    /// payload and its URL's origin as its destination. The dispatcher
+    /// sends it with `Idempotency-Key: <id>`.
+    pub async fn enqueue_request(&self, request: &HttpRequest) -> Result<EnqueueResult> {
+        let (params, _) = push_params(request)?;
+        self.typed("push", &params, Duration::ZERO).await
+    }
+
+    /// `false`: send nothing (to `destination`, or anywhere); `true`: resume
+    /// and probe unreachable destinations now.
+    pub fn set_online(&self, online: bool, destination: Option<&str>) -> Result<()> {
+        self.outbox()?.set_online(online, destination)
+    }
+
+    /// Headers for every request to `destination` (an origin or any URL of
+    /// it), applied at dispatch time and never stored; releases a 401 hold.
+    pub fn set_headers(&self, destination: &str, headers: BTreeMap<String, String>) -> Result<()> {
+        self.outbox()?.set_headers(destination, headers)
+    }
+
+    /// The dispatcher, its destinations and their progress.
+    pub fn outbox_status(&self) -> OutboxStatus {
+        match self.outbox.get() {
+            Some(outbox) => outbox.status(),
+            None => OutboxStatus {
+                running: false,
+                online: true,
+                concurrency: 0,
+                in_flight: 0,
+                destinations: Vec::new(),
+                stalled: None,
+            },
+        }
     }
 
     /// Sends any method with any params and returns the raw result: for
@@ -218,8 +292,21 @@ impl SyncQueue {
         self.typed("stats", &Empty {}, Duration::ZERO).await
     }
 
+    /// The sidecar's health, and the outbox's: a stalled dispatcher makes
+    /// the queue unhealthy and says why.
     pub async fn health(&self) -> Result<Health> {
-        self.typed("health", &Empty {}, Duration::ZERO).await
+        let mut health: Health = self.typed("health", &Empty {}, Duration::ZERO).await?;
+        if let Some(outbox) = self.outbox.get() {
+            let outbox = outbox.health();
+            if let Some(stalled) = &outbox.stalled {
+                health.healthy = false;
+                health
+                    .reason
+                    .get_or_insert_with(|| format!("the outbox stalled: {stalled}"));
+            }
+            health.outbox = Some(outbox);
+        }
+        Ok(health)
     }
 
     /// While paused, `pop` hands out nothing. Durable.
@@ -249,12 +336,18 @@ impl SyncQueue {
     /// Stops the sidecar process (stdin EOF, then SIGTERM, then SIGKILL to its
     /// process group) and waits for it. The plugin does this on app exit.
     pub async fn stop(&self) {
+        if let Some(outbox) = self.outbox.get() {
+            outbox.stop();
+        }
         self.supervisor.stop().await;
         self.recorder.stopped();
     }
 
     /// [`SyncQueue::stop`] from synchronous code outside an async runtime.
     pub fn stop_blocking(&self) {
+        if let Some(outbox) = self.outbox.get() {
+            outbox.stop();
+        }
         self.supervisor.stop_blocking(self.supervisor.stop_limit());
         self.recorder.stopped();
     }

@@ -32,6 +32,7 @@ mod config;
 mod desktop;
 mod error;
 pub mod models;
+pub mod outbox;
 mod pipe;
 mod status;
 mod supervisor;
@@ -42,6 +43,15 @@ pub use config::{
 };
 pub use desktop::SyncQueue;
 pub use error::{Error, Result, RpcError, SidecarExited, LOCAL_KINDS, SIDECAR_KINDS};
+pub use outbox::{
+    auth::AuthProvider,
+    classify::{Class, ClassifyHook},
+    config::OutboxConfig,
+    events::OutboxEventSink,
+    request::HttpRequest,
+    status::{OutboxHealth, OutboxStatus},
+    OutboxHooks,
+};
 pub use status::{SidecarState, SidecarStatus};
 pub use supervisor::{EventSink, SupervisorEvent};
 
@@ -70,6 +80,8 @@ pub fn init<R: Runtime>() -> TauriPlugin<R, Option<Config>> {
 #[derive(Debug, Default)]
 pub struct Builder {
     over: config::Overrides,
+    outbox: Option<OutboxConfig>,
+    hooks: OutboxHooks,
 }
 
 impl Builder {
@@ -155,8 +167,37 @@ impl Builder {
         self
     }
 
+    /// The HTTP outbox's settings (instead of `plugins.sync-queue.outbox`).
+    pub fn outbox(mut self, config: OutboxConfig) -> Self {
+        self.outbox = Some(config);
+        self
+    }
+
+    /// Overrides how the outbox classes a response: `(status, headers,
+    /// body) -> Some(Class)`, or `None` for the default. A request's own
+    /// `retryStatuses`/`deadStatuses` still win.
+    pub fn classify<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(u16, &reqwest::header::HeaderMap, &[u8]) -> Option<Class> + Send + Sync + 'static,
+    {
+        self.hooks.classify = Some(Arc::new(hook));
+        self
+    }
+
+    /// Headers for the outbox's requests to an origin (`"https://api.example.com"`),
+    /// asked at each dispatch and never stored: e.g. the current access
+    /// token. Headers set with `set_headers` win over these.
+    pub fn auth_headers<F>(mut self, provider: F) -> Self
+    where
+        F: Fn(&str) -> Option<std::collections::BTreeMap<String, String>> + Send + Sync + 'static,
+    {
+        self.hooks.auth = Some(Arc::new(provider));
+        self
+    }
+
     pub fn build<R: Runtime>(self) -> TauriPlugin<R, Option<Config>> {
         let over = self.over;
+        let (outbox_over, hooks) = (self.outbox, self.hooks);
         plugin::Builder::<R, Option<Config>>::new(PLUGIN_NAME)
             .invoke_handler(tauri::generate_handler![
                 commands::ping,
@@ -179,6 +220,10 @@ impl Builder {
                 commands::flush,
                 commands::shutdown,
                 commands::status,
+                commands::enqueue_request,
+                commands::set_online,
+                commands::set_headers,
+                commands::outbox_status,
             ])
             .setup(move |app, api| {
                 let app_data_dir = || {
@@ -205,6 +250,16 @@ impl Builder {
                 let spec = config::resolve(api.config().as_ref(), &over, &paths)?;
                 let runtime = tauri::async_runtime::handle();
                 let queue = SyncQueue::start(runtime.inner(), spec, event_sink(app.clone()));
+                let outbox_config = outbox_over
+                    .clone()
+                    .or_else(|| api.config().as_ref().and_then(|c| c.outbox.clone()))
+                    .unwrap_or_default();
+                queue.start_outbox(
+                    runtime.inner(),
+                    outbox_config,
+                    hooks.clone(),
+                    outbox_event_sink(app.clone()),
+                )?;
                 // The one exit hook: Tauri clears the resource table in
                 // `cleanup_before_exit` (after `RunEvent::Exit`, and on the exit
                 // paths that skip it) and when the app is dropped.
@@ -226,6 +281,15 @@ fn event_sink<R: Runtime>(app: AppHandle<R>) -> EventSink {
         };
         if let Err(e) = result {
             log::warn!("could not emit a sync-queue event: {e}");
+        }
+    })
+}
+
+/// The outbox's events, emitted as they are named.
+fn outbox_event_sink<R: Runtime>(app: AppHandle<R>) -> OutboxEventSink {
+    Arc::new(move |name, payload| {
+        if let Err(e) = app.emit(name, payload) {
+            log::warn!("could not emit {name}: {e}");
         }
     })
 }

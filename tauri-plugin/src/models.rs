@@ -99,6 +99,18 @@ pub struct PushResult {
     pub id: String,
 }
 
+/// What `enqueue_request` answers: the item's id and, for a `unique` push,
+/// what the engine did (`added`, `kept`, `replaced`, `appended`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnqueueResult {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushBatchResult {
@@ -195,6 +207,9 @@ pub struct Health {
     pub paused: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The HTTP outbox's dispatcher, added by the plugin (not the sidecar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<crate::outbox::status::OutboxHealth>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

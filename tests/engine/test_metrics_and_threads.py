@@ -47,6 +47,7 @@ def test_metrics_count_and_time(make_queue: MakeQueue, clock: ManualClock) -> No
         "completed": 1,
         "failed": 1,
         "cancelled": 1,
+        "held": 0,
     }
     assert m.by_priority == {"critical": 0, "high": 0, "normal": 0, "low": 1, "background": 0}
 

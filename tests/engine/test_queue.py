@@ -584,6 +584,8 @@ def test_item_fields_and_builders(q: SyncQueue, clock: ManualClock) -> None:
         "leaseId": None,
         "expiresAt": now + 60_000,
         "lastError": None,
+        "destination": None,
+        "uniqueKey": None,
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 from .conftest import Spawn
 from .harness import Sidecar, list_all, request, write_config
 
-STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "held")
 PRIORITIES = ("critical", "high", "normal", "low", "background")
 ITEM_FIELDS = {
     "id",
@@ -30,6 +30,8 @@ ITEM_FIELDS = {
     "leaseId",
     "expiresAt",
     "lastError",
+    "destination",
+    "uniqueKey",
 }
 
 
@@ -646,7 +648,9 @@ def test_stats(mem: Sidecar) -> None:
         "completed": 1,
         "failed": 1,
         "cancelled": 0,
+        "held": 0,
     }
+    assert stats["destinations"] == {}
     assert stats["byPriority"]["normal"] == 2, "live items by priority"
     assert stats["throughput"]["enqueuePerSec"] > 0
     assert stats["avgWaitMs"] >= 0 and stats["avgProcessingMs"] >= 0

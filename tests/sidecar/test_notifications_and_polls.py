@@ -18,7 +18,14 @@ import sync_queue
 from .conftest import Spawn
 from .harness import ENV_EXECUTABLE, Sidecar, SidecarProcess, notification, request, write_config
 
-EMPTY_COUNTS = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "cancelled": 0}
+EMPTY_COUNTS = {
+    "pending": 0,
+    "processing": 0,
+    "completed": 0,
+    "failed": 0,
+    "cancelled": 0,
+    "held": 0,
+}
 
 
 # -- ready ---------------------------------------------------------------------------------
@@ -64,6 +71,7 @@ def test_ready_data_dir_and_recovered_counts(spawn: Spawn, tmp_path: Path) -> No
         "completed": 1,
         "failed": 1,
         "cancelled": 1,
+        "held": 0,
     }
     assert second.result("get", id="3")["status"] == "pending"
 

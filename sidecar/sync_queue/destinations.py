@@ -1,0 +1,84 @@
+"""Per-destination bookkeeping: how many items of each origin are in each status, and the
+last error an attempt at that origin reported (``stats.destinations``, docs/protocol.md §6).
+
+Items with a destination belong to an outbox dispatcher (issue 12): the counts let it and a UI
+show each host's backlog, and the last error says why a host is behind. The counts are derived
+(rebuilt when a snapshot is loaded); the last error is not, so snapshots keep it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .item import ItemStatus
+
+__all__ = ["DestinationStats", "Destinations"]
+
+
+class DestinationStats:
+    __slots__ = ("counts", "last_error", "last_error_at")
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(ItemStatus, 0)
+        self.last_error: str | None = None
+        self.last_error_at: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "pending": counts[ItemStatus.PENDING],
+            "processing": counts[ItemStatus.PROCESSING],
+            "held": counts[ItemStatus.HELD],
+            "failed": counts[ItemStatus.FAILED],
+            "completed": counts[ItemStatus.COMPLETED],
+            "cancelled": counts[ItemStatus.CANCELLED],
+            "lastError": self.last_error,
+            "lastErrorAt": self.last_error_at,
+        }
+
+    def empty(self) -> bool:
+        return self.last_error_at is None and not any(self.counts.values())
+
+
+class Destinations(dict[str, DestinationStats]):
+    """Origin -> its stats. An origin is listed while it has retained items or an error."""
+
+    def count(self, origin: str, status: ItemStatus, delta: int) -> None:
+        stats = self.get(origin)
+        if stats is None:
+            stats = self[origin] = DestinationStats()
+        stats.counts[status] += delta
+        if delta < 0 and stats.empty():
+            del self[origin]
+
+    def error(self, origin: str, error: str | None, t: int) -> None:
+        stats = self.get(origin)
+        if stats is None:
+            stats = self[origin] = DestinationStats()
+        stats.last_error = error if error is not None else "failed"
+        stats.last_error_at = t
+
+    def to_record(self) -> dict[str, list[Any]]:
+        """What a snapshot keeps: the last errors (the counts are rebuilt from the items)."""
+        return {
+            origin: [s.last_error, s.last_error_at]
+            for origin, s in self.items()
+            if s.last_error_at is not None
+        }
+
+    def load_record(self, record: object) -> None:
+        if type(record) is not dict:
+            raise ValueError("header field destinations is not an object")
+        for origin, pair in record.items():
+            if not (
+                type(pair) is list
+                and len(pair) == 2
+                and type(pair[0]) is str
+                and type(pair[1]) is int
+                and pair[1] >= 0
+            ):
+                raise ValueError(f"header field destinations[{origin!r:.80}] is {pair!r:.80}")
+            self.error(origin, pair[0], pair[1])
+
+    def to_wire(self) -> dict[str, dict[str, Any]]:
+        return {origin: stats.to_wire() for origin, stats in sorted(self.items())}

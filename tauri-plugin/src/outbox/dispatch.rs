@@ -1,0 +1,345 @@
+//! One item: send its request, classify the answer, report to the sidecar.
+//!
+//! Failures that are the network's, not the request's (the host refuses
+//! connections, or the connection broke and a probe finds the host gone),
+//! mark the destination offline and return the item with `charge: false`:
+//! offline time costs no attempts. A 401 does the same and holds the
+//! destination for new headers.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, SystemTime},
+};
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    classify::{classify, Overrides, Verdict},
+    events::{self, Outcome, Progress},
+    prober,
+    request::{origin_of, HttpSpec, Prepared},
+    Shared,
+};
+
+/// The fields of a popped item the dispatcher needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Popped {
+    pub id: String,
+    #[serde(default)]
+    pub lease_id: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    pub payload: Value,
+    #[serde(default)]
+    pub destination: Option<String>,
+}
+
+/// How much of a response body is read (for the hook and the excerpt).
+const BODY_READ_LIMIT: usize = 64 * 1024;
+
+/// What to tell the sidecar.
+enum Report {
+    Complete {
+        status: u16,
+    },
+    Fail {
+        status: Option<u16>,
+        error: String,
+        dead: bool,
+        retry_after: Option<Duration>,
+    },
+    /// Not the request's fault: back to pending, no attempt counted.
+    Uncharged {
+        error: String,
+    },
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, item: Popped) {
+    let spec = HttpSpec::from_payload(&item.payload).and_then(|spec| {
+        let prepared = spec.prepare()?;
+        Ok((spec, prepared))
+    });
+    let (spec, prepared) = match spec {
+        Ok(ok) => ok,
+        Err(e) => {
+            let origin = item.destination.clone().unwrap_or_default();
+            let report = Report::Fail {
+                status: None,
+                error: e.to_string(),
+                dead: true,
+                retry_after: None,
+            };
+            return finish(&shared, &item, &origin, report).await;
+        }
+    };
+    let origin = item
+        .destination
+        .clone()
+        .or_else(|| origin_of(&spec.url).ok())
+        .unwrap_or_default();
+    // It may have gone offline (or been held) since the pop.
+    let excluded = {
+        let table = shared.destinations();
+        table.all_app_offline || table.excluded().iter().any(|o| *o == origin)
+    };
+    if excluded {
+        let report = Report::Uncharged {
+            error: format!("{origin} is not dispatchable now"),
+        };
+        return finish(&shared, &item, &origin, report).await;
+    }
+    {
+        let mut table = shared.destinations();
+        let d = table.entry(&origin);
+        d.in_flight += 1;
+        d.counters.dispatched += 1;
+    }
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    shared.progressed();
+    progress(&shared, &item, &origin, Outcome::Dispatched, None, None);
+    let report = send(&shared, &item, &origin, &spec, prepared).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    shared.destinations().entry(&origin).in_flight -= 1;
+    finish(&shared, &item, &origin, report).await;
+}
+
+async fn send(
+    shared: &Shared,
+    item: &Popped,
+    origin: &str,
+    spec: &HttpSpec,
+    prepared: Prepared,
+) -> Report {
+    let mut headers = prepared.headers;
+    for (name, value) in shared.auth.for_origin(origin) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(key) = HeaderValue::from_str(&item.id) {
+        headers.insert("idempotency-key", key);
+    }
+    let timeout = prepared.timeout.unwrap_or_else(|| shared.config.timeout());
+    let mut request = shared
+        .http
+        .request(prepared.method, prepared.url)
+        .headers(headers)
+        .timeout(timeout);
+    if let Some(body) = prepared.body {
+        request = request.body(body);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return transport_failure(shared, origin, &e, timeout).await,
+    };
+    let status = response.status().as_u16();
+    let response_headers = response.headers().clone();
+    let body = match read_bounded(response, BODY_READ_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => return transport_failure(shared, origin, &e, timeout).await,
+    };
+    let overrides = Overrides {
+        retry: &spec.retry_statuses,
+        dead: &spec.dead_statuses,
+    };
+    let verdict = classify(
+        status,
+        &response_headers,
+        &body,
+        &overrides,
+        shared.hook.as_ref(),
+        shared.config.body_excerpt_bytes,
+        SystemTime::now(),
+    );
+    match verdict {
+        Verdict::Complete => Report::Complete { status },
+        Verdict::Retry { error, after } => Report::Fail {
+            status: Some(status),
+            error,
+            dead: false,
+            retry_after: after,
+        },
+        Verdict::Dead { error } => Report::Fail {
+            status: Some(status),
+            error,
+            dead: true,
+            retry_after: None,
+        },
+        Verdict::AuthRequired => {
+            let newly = shared.change(origin, |table| {
+                let d = table.entry(origin);
+                d.last_error = Some(format!("HTTP {status}: credentials refused"));
+                !std::mem::replace(&mut d.auth_held, true)
+            });
+            if newly {
+                log::warn!("{origin} refused the credentials (HTTP {status}); its requests wait for new headers");
+            }
+            shared.emit(
+                events::AUTH_REQUIRED,
+                json!({"destination": origin, "status": status, "itemId": item.id}),
+            );
+            Report::Uncharged {
+                error: format!("HTTP {status}: waiting for new credentials"),
+            }
+        }
+    }
+}
+
+/// No usable response. Refused connections and DNS failures say the host is
+/// unreachable; a timeout says the request is slow (charged: a host that is
+/// always too slow must reach the dead letters); any other break is
+/// checked with a probe.
+async fn transport_failure(
+    shared: &Shared,
+    origin: &str,
+    error: &reqwest::Error,
+    timeout: Duration,
+) -> Report {
+    let text = error_chain(error);
+    if error.is_timeout() && !error.is_connect() {
+        return Report::Fail {
+            status: None,
+            error: format!("timed out after {} ms: {text}", timeout.as_millis()),
+            dead: false,
+            retry_after: None,
+        };
+    }
+    if error.is_connect() || prober::probe(shared, origin).await.is_err() {
+        shared.went_offline(origin, &text);
+        return Report::Uncharged { error: text };
+    }
+    Report::Fail {
+        status: None,
+        error: text,
+        dead: false,
+        retry_after: None,
+    }
+}
+
+/// The error and its causes, which say what actually failed.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            None => break,
+        }
+    }
+    Ok(body)
+}
+
+/// Tells the sidecar and the app what became of the attempt.
+async fn finish(shared: &Shared, item: &Popped, origin: &str, report: Report) {
+    let mut params = Map::new();
+    params.insert("id".into(), json!(item.id));
+    if let Some(lease) = &item.lease_id {
+        params.insert("leaseId".into(), json!(lease));
+    }
+    let (method, outcome, status, error) = match &report {
+        Report::Complete { status } => ("complete", Some(Outcome::Succeeded), Some(*status), None),
+        Report::Fail {
+            status,
+            error,
+            dead,
+            retry_after,
+        } => {
+            params.insert("error".into(), json!(error));
+            if *dead {
+                params.insert("dead".into(), json!(true));
+            }
+            if let Some(after) = retry_after {
+                params.insert("retryAfterMs".into(), json!(after.as_millis() as u64));
+            }
+            let outcome = if *dead {
+                Outcome::Dead
+            } else {
+                Outcome::Retried
+            };
+            ("fail", Some(outcome), *status, Some(error.as_str()))
+        }
+        Report::Uncharged { error } => {
+            params.insert("error".into(), json!(error));
+            params.insert("charge".into(), json!(false));
+            ("fail", None, None, Some(error.as_str()))
+        }
+    };
+    let answer = shared
+        .supervisor
+        .call(method, &Value::Object(params), Duration::ZERO)
+        .await;
+    let outcome = match (&answer, outcome) {
+        // Out of retries: the engine made it dead.
+        (Ok(v), Some(Outcome::Retried)) if v.get("retry") == Some(&Value::Bool(false)) => {
+            Some(Outcome::Dead)
+        }
+        (_, outcome) => outcome,
+    };
+    if let Err(e) = &answer {
+        // The item comes back (its lease ends, or the restarted sidecar
+        // releases it) and is sent again; the Idempotency-Key makes that safe.
+        log::warn!(
+            "could not report the outcome of outbox item {}: {e}",
+            item.id
+        );
+    }
+    {
+        let mut table = shared.destinations();
+        let d = table.entry(origin);
+        match outcome {
+            Some(Outcome::Succeeded) => d.counters.succeeded += 1,
+            Some(Outcome::Retried) => d.counters.retried += 1,
+            Some(Outcome::Dead) => d.counters.dead += 1,
+            _ => {}
+        }
+        if let (Some(error), Some(_)) = (error, outcome) {
+            d.last_error = Some(error.to_owned());
+        }
+    }
+    shared.progressed();
+    if let Some(outcome) = outcome {
+        progress(shared, item, origin, outcome, status, error);
+    }
+}
+
+fn progress(
+    shared: &Shared,
+    item: &Popped,
+    origin: &str,
+    outcome: Outcome,
+    status: Option<u16>,
+    error: Option<&str>,
+) {
+    // `attempts` counts this attempt already (the pop counted it).
+    let payload = Progress {
+        id: &item.id,
+        destination: origin,
+        outcome,
+        status,
+        error,
+        attempts: item.attempts,
+    };
+    shared.emit(
+        events::OUTBOX_PROGRESS,
+        serde_json::to_value(payload).unwrap_or(Value::Null),
+    );
+}

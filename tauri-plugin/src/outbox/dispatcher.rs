@@ -1,0 +1,99 @@
+//! The dispatcher loop: pops HTTP items for the dispatchable destinations and
+//! sends up to `concurrency` at once, one task per item.
+//!
+//! Pops pass `destinations.except` (offline, held and app-offline origins),
+//! so the engine keeps those items pending and uncharged; it also keeps
+//! items of one `partitionKey` in order, one at a time. A pop long-polls
+//! (the sidecar answers as soon as an item is pushed); while a destination
+//! is excluded the wait is short, so one that comes back is served promptly.
+//!
+//! The loop never cancels a pop in flight (an item handed to a cancelled
+//! call would sit leased until its lease ends). Errors (the sidecar
+//! restarting) are retried with a short backoff: the sidecar releases the
+//! items it had handed out when it starts again.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use super::{dispatch, dispatch::Popped, Shared};
+use crate::error::Error;
+
+/// Long-poll wait while every destination is dispatchable.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// Long-poll wait while some destination is excluded (how soon one that
+/// comes back is served).
+const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
+/// Added to the request timeout for an item's lease: reporting takes a moment.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut tasks = JoinSet::new();
+    let mut backoff = Duration::from_millis(50);
+    let concurrency = shared.config.concurrency();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= concurrency {
+            tasks.join_next().await;
+            continue;
+        }
+        let (all_offline, except) = {
+            let table = shared.destinations();
+            (table.all_app_offline, table.excluded())
+        };
+        if all_offline {
+            tokio::select! {
+                _ = shared.wake_dispatcher.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let wait = if except.is_empty() {
+            IDLE_WAIT
+        } else {
+            EXCLUDED_WAIT
+        };
+        let lease = shared.config.timeout() + LEASE_MARGIN;
+        let params = json!({
+            "max": concurrency - tasks.len(),
+            "timeoutMs": wait.as_millis() as u64,
+            "leaseMs": lease.as_millis() as u64,
+            "destinations": {"except": except},
+        });
+        match shared.supervisor.call("popBatch", &params, wait).await {
+            Ok(items) => {
+                backoff = Duration::from_millis(50);
+                for item in parse(items) {
+                    tasks.spawn(dispatch::run(shared.clone(), item));
+                }
+            }
+            Err(Error::ShuttingDown) => return,
+            Err(e) => {
+                log::warn!(
+                    "the outbox could not pop: {e}; trying again in {} ms",
+                    backoff.as_millis()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn parse(items: Value) -> Vec<Popped> {
+    let Value::Array(items) = items else {
+        log::error!("popBatch did not answer a list: {items}");
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| match serde_json::from_value::<Popped>(item) {
+            Ok(popped) => Some(popped),
+            Err(e) => {
+                log::error!("an outbox item does not match the protocol: {e}");
+                None
+            }
+        })
+        .collect()
+}

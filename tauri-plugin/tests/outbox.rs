@@ -1,0 +1,341 @@
+//! The HTTP outbox against a real server (tests/outbox_server: axum on
+//! 127.0.0.1, idempotent per `Idempotency-Key`) and the real sidecar
+//! (tests/common/mod.rs: these fail if it does not start). Every wait is
+//! for a condition, with a deadline; assertions are on the server's record
+//! and the items' attempts.
+
+mod common;
+mod outbox_server;
+
+use std::{
+    sync::mpsc::Receiver,
+    time::{Duration, Instant},
+};
+
+use common::{app_with, collect, invoke, plugin_for, real_sidecar, TestApp};
+use outbox_server::{Behaviour, TestServer};
+use serde_json::{json, Map, Value};
+use tauri::{test::MockRuntime, WebviewWindow};
+use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, SyncQueueExt};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn outbox_config() -> OutboxConfig {
+    OutboxConfig {
+        timeout_ms: 2_000,
+        probe_initial_ms: 100,
+        probe_max_ms: 1_000,
+        ..OutboxConfig::default()
+    }
+}
+
+/// Fast retries (50-200 ms), so a retried item comes back within the test.
+fn fast_retries() -> Map<String, Value> {
+    let Value::Object(map) = json!({"base_retry_delay": 0.05, "max_retry_delay": 0.2}) else {
+        unreachable!()
+    };
+    map
+}
+
+fn app(test: &str, config: OutboxConfig) -> (TestApp, WebviewWindow<MockRuntime>) {
+    let command = real_sidecar(test);
+    app_with(
+        plugin_for(&command)
+            .queue_config(fast_retries())
+            .outbox(config),
+    )
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn enqueue(w: &WebviewWindow<MockRuntime>, request: Value) -> String {
+    let answer = invoke(w, "enqueue_request", json!({ "request": request }))
+        .unwrap_or_else(|e| panic!("enqueue_request {request}: {e}"));
+    answer["id"].as_str().expect("an id").to_owned()
+}
+
+fn item(w: &WebviewWindow<MockRuntime>, id: &str) -> Value {
+    invoke(w, "get", json!({ "id": id })).unwrap()
+}
+
+fn wait_status(w: &WebviewWindow<MockRuntime>, id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    wait_for(&format!("{id} to be {status}"), || {
+        last = item(w, id);
+        last["status"] == status
+    });
+    last
+}
+
+fn events(rx: &Receiver<Value>) -> Vec<Value> {
+    rx.try_iter().collect()
+}
+
+#[test]
+fn each_request_is_applied_once_with_its_key_in_per_key_order() {
+    let server = TestServer::start();
+    let (app, w) = app("each_request_is_applied_once", outbox_config());
+    let progress = collect(&app, "sync-queue://outbox-progress");
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let key = format!("k{}", n % 3);
+        ids.push(enqueue(
+            &w,
+            json!({"url": server.url("/notes"), "body": {"key": key, "n": n}, "partitionKey": key}),
+        ));
+    }
+    // From Rust too.
+    let mut request = HttpRequest::new("PUT", server.url("/rust"));
+    request.body = Some(json!("plain text"));
+    let rust_id = tauri::async_runtime::block_on(app.sync_queue().enqueue_request(&request))
+        .unwrap()
+        .id;
+    ids.push(rust_id.clone());
+    wait_for("every effect", || server.record().effects.len() == ids.len());
+    for id in &ids {
+        wait_status(&w, id, "completed");
+    }
+    let record = server.record();
+    for id in &ids {
+        assert_eq!(record.effects_of(id), 1, "{id} applied once");
+    }
+    for key in ["k0", "k1", "k2"] {
+        let seen: Vec<i64> = record
+            .effects
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.body).ok())
+            .filter(|b| b["key"] == key)
+            .map(|b| b["n"].as_i64().unwrap())
+            .collect();
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted, "{key} applied in push order");
+        assert_eq!(seen.len(), 10);
+    }
+    let plain = record.effects.iter().find(|e| e.key == rust_id).unwrap();
+    assert_eq!((plain.path.as_str(), plain.body.as_str()), ("/rust", "plain text"));
+    drop(record);
+    let outcomes: Vec<Value> = events(&progress);
+    let succeeded = outcomes.iter().filter(|e| e["outcome"] == "succeeded").count();
+    assert_eq!(succeeded, ids.len(), "one `succeeded` per item");
+    let status = app.sync_queue().outbox_status();
+    assert!(status.running);
+    let d = &status.destinations[0];
+    assert_eq!(d.destination, server.origin());
+    assert_eq!((d.counters.dispatched, d.counters.succeeded), (31, 31));
+}
+
+#[test]
+fn server_errors_are_retried_and_retry_after_is_honoured() {
+    let server = TestServer::start();
+    server.on(
+        "/flaky",
+        Behaviour::FailFirst {
+            times: 2,
+            status: 503,
+            retry_after: None,
+        },
+    );
+    server.on(
+        "/busy",
+        Behaviour::FailFirst {
+            times: 1,
+            status: 429,
+            retry_after: Some("1".into()),
+        },
+    );
+    let (_app, w) = app("server_errors_are_retried", outbox_config());
+    let flaky = enqueue(&w, json!({"url": server.url("/flaky"), "body": 1}));
+    let busy = enqueue(&w, json!({"url": server.url("/busy"), "body": 2}));
+    let done = wait_status(&w, &flaky, "completed");
+    assert_eq!(done["attempts"], 3, "{done}");
+    let done = wait_status(&w, &busy, "completed");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let record = server.record();
+    assert_eq!(record.effects_of(&flaky), 1);
+    assert_eq!(record.attempts_of(&flaky).len(), 3);
+    let tries = record.attempts_of(&busy);
+    assert_eq!(tries.len(), 2);
+    let gap = tries[1].at - tries[0].at;
+    // The engine's backoff alone would be ≤ 200 ms here.
+    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 ignored: {gap:?}");
+}
+
+#[test]
+fn client_errors_are_dead_at_once_with_their_status_and_block_no_other_key() {
+    let server = TestServer::start();
+    server.on(
+        "/bad",
+        Behaviour::Refuse {
+            status: 400,
+            body: "field `x` is\n required".into(),
+        },
+    );
+    server.on(
+        "/gone",
+        Behaviour::Refuse {
+            status: 404,
+            body: "x".repeat(5000),
+        },
+    );
+    let (app, w) = app("client_errors_are_dead", outbox_config());
+    let bad = enqueue(&w, json!({"url": server.url("/bad"), "partitionKey": "a", "maxRetries": 5}));
+    let gone = enqueue(&w, json!({"url": server.url("/gone"), "partitionKey": "b"}));
+    let after = enqueue(&w, json!({"url": server.url("/ok"), "partitionKey": "a"}));
+    let dead = wait_status(&w, &bad, "failed");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["lastError"], "HTTP 400: field `x` is required");
+    let dead = wait_status(&w, &gone, "failed");
+    let error = dead["lastError"].as_str().unwrap();
+    assert!(error.starts_with("HTTP 404: xxx"), "{error}");
+    assert!(error.len() < 1100, "the excerpt is bounded: {} bytes", error.len());
+    wait_status(&w, &after, "completed");
+    assert_eq!(server.record().attempts_of(&bad).len(), 1);
+    let status = app.sync_queue().outbox_status();
+    assert_eq!(status.destinations[0].counters.dead, 2);
+}
+
+#[test]
+fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_secs(3),
+        },
+    );
+    let (_app, w) = app("a_response_past_the_timeout", outbox_config());
+    let id = enqueue(&w, json!({"url": server.url("/slow"), "body": "once", "timeoutMs": 300}));
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let record = server.record();
+    assert_eq!(record.effects_of(&id), 1, "applied once");
+    assert_eq!(record.attempts_of(&id).len(), 2, "the second was a replay");
+}
+
+#[test]
+fn an_outage_charges_no_attempts_and_ends_by_itself() {
+    let mut server = TestServer::start();
+    let (app, w) = app("an_outage_charges_no_attempts", outbox_config());
+    let offline = collect(&app, "sync-queue://destination-offline");
+    let online = collect(&app, "sync-queue://destination-online");
+    let first = enqueue(&w, json!({"url": server.url("/x"), "body": 0}));
+    wait_status(&w, &first, "completed");
+
+    server.stop();
+    let ids: Vec<String> = (1..=5)
+        .map(|n| enqueue(&w, json!({"url": server.url("/x"), "body": n, "maxRetries": 1})))
+        .collect();
+    let event = offline.recv_timeout(DEADLINE).expect("destination-offline");
+    assert_eq!(event["destination"], server.origin());
+    assert!(event["nextProbeAt"].as_i64().is_some(), "{event}");
+    // Let the outage last through several probes (probe gaps ≤ 1 s here).
+    let status = || app.sync_queue().outbox_status().destinations[0].clone();
+    let first_probe = status().next_probe_at.unwrap();
+    wait_for("two more probes", || {
+        status().next_probe_at.is_some_and(|at| at > first_probe + 150)
+    });
+    assert_eq!(status().state, tauri_plugin_sync_queue::outbox::connectivity::Reach::Offline);
+    for id in &ids {
+        let it = item(&w, id);
+        assert_eq!((it["status"].as_str(), it["attempts"].as_i64()), (Some("pending"), Some(0)), "{it}");
+    }
+
+    server.resume();
+    for id in &ids {
+        let done = wait_status(&w, id, "completed");
+        // One attempt: the offline time cost none (maxRetries 1 would have
+        // failed them otherwise).
+        assert_eq!(done["attempts"], 1, "{done}");
+    }
+    let event = online.recv_timeout(DEADLINE).expect("destination-online");
+    assert_eq!(event["destination"], server.origin());
+    for id in &ids {
+        assert_eq!(server.record().effects_of(id), 1);
+    }
+}
+
+#[test]
+fn the_app_can_switch_dispatch_off_and_on() {
+    let server = TestServer::start();
+    let (app, w) = app("the_app_can_switch_dispatch_off", outbox_config());
+    invoke(&w, "set_online", json!({"online": false})).unwrap();
+    let id = enqueue(&w, json!({"url": server.url("/x")}));
+    let status: Value = invoke(&w, "outbox_status", json!({})).unwrap();
+    assert_eq!(status["online"], false, "{status}");
+    // Nothing is sent while offline: the item stays pending, untouched, for
+    // a few dispatcher turns (each pop waits at most 200 ms, then 1 s).
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        assert_eq!(item(&w, &id)["status"], "pending");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.record().attempts.is_empty());
+    invoke(&w, "set_online", json!({"online": true, "destination": server.url("/any")})).unwrap();
+    invoke(&w, "set_online", json!({"online": true})).unwrap();
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1);
+    assert!(app.sync_queue().outbox_status().online);
+}
+
+#[test]
+fn a_401_holds_the_destination_until_new_headers() {
+    let server = TestServer::start();
+    server.on("/me", Behaviour::Auth { token: "fresh".into() });
+    let (app, w) = app("a_401_holds_the_destination", outbox_config());
+    let auth = collect(&app, "sync-queue://auth-required");
+    let online = collect(&app, "sync-queue://destination-online");
+    invoke(
+        &w,
+        "set_headers",
+        json!({"destination": server.origin(), "headers": {"Authorization": "Bearer stale"}}),
+    )
+    .unwrap();
+    let id = enqueue(&w, json!({"url": server.url("/me"), "maxRetries": 0}));
+    let event = auth.recv_timeout(DEADLINE).expect("auth-required");
+    assert_eq!(event["destination"], server.origin());
+    assert_eq!(event["status"], 401);
+    assert_eq!(event["itemId"], id.as_str());
+    wait_for("the hold", || {
+        let s: Value = invoke(&w, "outbox_status", json!({})).unwrap();
+        s["destinations"][0]["state"] == "authRequired"
+    });
+    let held = item(&w, &id);
+    // maxRetries 0: a charged 401 would have made it dead.
+    assert_eq!((held["status"].as_str(), held["attempts"].as_i64()), (Some("pending"), Some(0)), "{held}");
+    let tries = server.record().attempts_of(&id).len();
+
+    invoke(
+        &w,
+        "set_headers",
+        json!({"destination": server.url("/me?x=1"), "headers": {"Authorization": "Bearer fresh"}}),
+    )
+    .unwrap();
+    assert_eq!(online.recv_timeout(DEADLINE).unwrap()["destination"], server.origin());
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(server.record().attempts_of(&id).len(), tries + 1);
+    assert_eq!(server.record().effects_of(&id), 1);
+}
+
+#[test]
+fn a_bad_request_is_refused_before_it_is_stored() {
+    let (_app, w) = app("a_bad_request_is_refused", outbox_config());
+    for request in [
+        json!({"url": "ftp://h/x"}),
+        json!({"url": "http://h/", "method": "NO PE"}),
+        json!({"url": "http://h/", "body": "a", "bodyBase64": "AA=="}),
+    ] {
+        let err = invoke(&w, "enqueue_request", json!({ "request": request })).unwrap_err();
+        assert_eq!(err["kind"], "InvalidParams", "{request}: {err}");
+    }
+    let stats: Value = invoke(&w, "stats", json!({})).unwrap();
+    assert_eq!(stats["totalEnqueued"], 0);
+}
