@@ -27,6 +27,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 # The page re-renders a table when what it shows changes: an element read a moment ago
 # may be gone; reading again is the answer.
 _TRANSIENT = (NoSuchElementException, StaleElementReferenceException)
+COMMAND_TIMEOUT_S = 120
 
 
 class Monitor:
@@ -34,7 +35,10 @@ class Monitor:
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": str(app)})
-        connection = RemoteConnection(client_config=ClientConfig(remote_server_addr=server_url))
+        # A bound on every WebDriver command: a command the browser never answers (seen once:
+        # a screenshot) fails the test instead of hanging it.
+        config = ClientConfig(remote_server_addr=server_url, timeout=COMMAND_TIMEOUT_S)
+        connection = RemoteConnection(client_config=config)
         self.driver: WebDriver = webdriver.Remote(command_executor=connection, options=options)
 
     # ------------------------------------------------------------------ reading

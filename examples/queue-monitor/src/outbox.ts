@@ -12,8 +12,22 @@ import {
 import { log } from './log'
 import { byId } from './view'
 
-/** Items the outbox sends carry their destination (the URL's origin). */
-type OutboxItem = Item & { destination?: string | null }
+/** The outbox stores a request as the item's payload `{"http": {method, url, …}}`. */
+type HttpPayload = { http?: { url?: unknown } }
+
+/**
+ * The origin an outbox item goes to, or null for the app's own items. From the payload:
+ * the plugin's `Item` does not carry the queue's `destination` field through.
+ */
+function destinationOf(item: Item): string | null {
+  const url = (item.payload as HttpPayload | null)?.http?.url
+  if (typeof url !== 'string') return null
+  try {
+    return new URL(url).origin
+  } catch {
+    return null
+  }
+}
 
 const OUTCOMES: OutboxOutcome[] = ['dispatched', 'succeeded', 'retried', 'dead']
 
@@ -126,20 +140,20 @@ function renderDestinations(list: DestinationStatus[]): void {
 }
 
 /** A dead request's status: from its `dead` event, else the first 3-digit code of its error. */
-function statusOf(item: OutboxItem): string {
+function statusOf(item: Item): string {
   const known = deadStatus.get(item.id)
   if (known !== undefined) return known === null ? '' : String(known)
   return /\b([1-5]\d\d)\b/.exec(item.lastError ?? '')?.[1] ?? ''
 }
 
-function renderDead(items: OutboxItem[]): void {
+function renderDead(items: Item[]): void {
   const tbody = byId('outbox-dead')
-  const dead = items.filter((i) => i.destination)
+  const dead = items.filter((i) => destinationOf(i) !== null)
   const key = JSON.stringify(dead.map((i) => [i.id, i.attempts, i.lastError, statusOf(i)]))
   if (tbody.dataset.key === key) return
   tbody.dataset.key = key
   tbody.replaceChildren(...dead.map((i) => {
-    const tr = row([i.id, i.destination ?? '', statusOf(i), i.attempts, i.lastError])
+    const tr = row([i.id, destinationOf(i), statusOf(i), i.attempts, i.lastError])
     tr.dataset.id = i.id
     tr.dataset.status = statusOf(i)
     return tr
