@@ -141,6 +141,9 @@ async function refreshForever(chart: ThroughputChart): Promise<never> {
     } catch (e) {
       log('error', `refresh: ${describe(e)}`)
     }
+    // A clock that shows the window is live. It also makes the page repaint every second,
+    // which WebKitWebDriver's screenshot waits for (a still page never answers it).
+    byId('refreshed').textContent = new Date().toLocaleTimeString()
     if (!byId('outbox-panel').hidden) {
       try {
         await refreshOutbox()
