@@ -14,6 +14,8 @@ const COMMANDS: &[&str] = &[
     "complete",
     "fail",
     "cancel",
+    "release",
+    "reject",
     "requeue",
     "extend_lease",
     "get",

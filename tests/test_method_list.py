@@ -33,8 +33,9 @@ from sync_queue.protocol._errors import error_object
 
 PLUGIN = Path(__file__).resolve().parent.parent / "tauri-plugin"
 
-# The plugin's own commands, answered without a wire method.
-PLUGIN_ONLY = {"status"}
+# The plugin's own commands, answered without a wire method (the sidecar's status, the
+# HTTP outbox: enqueue_request pushes, the others are the dispatcher's).
+PLUGIN_ONLY = {"status", "enqueue_request", "set_online", "set_headers", "outbox_status"}
 # Left out of `sync-queue:default`: they delete data or stop the queue for the app's run.
 DESTRUCTIVE = {"purge", "shutdown"}
 # The fake sidecar's test hooks (see its docstring), not protocol methods.

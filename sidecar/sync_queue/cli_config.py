@@ -17,6 +17,7 @@ from . import __version__
 from .config import KEY_BYTES, QueueConfig
 from .durations import MAX_DURATION_MS
 from .errors import InvalidParams
+from .item import ItemStatus
 
 __all__ = ["UsageError", "build_config", "build_parser", "read_key"]
 
@@ -104,7 +105,7 @@ def build_parser(epilog: str | None) -> argparse.ArgumentParser:
     )
     inspect.add_argument(
         "--status",
-        choices=["pending", "processing", "completed", "failed", "cancelled"],
+        choices=[status.value for status in ItemStatus],
         help="list only these items",
     )
     inspect.add_argument("--limit", type=int, default=50, help="items to list (default 50)")

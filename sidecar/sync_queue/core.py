@@ -14,20 +14,25 @@ Each change follows one pattern:
 threaded ``SyncQueue`` and by the stdio server's ``methods.py``) call it before each call.
 Events raised by a change collect in ``state.events`` until the driver takes them. The core
 holds no lock, reads no clock, and does no I/O beyond ``Journal.append``.
+
+Why one module of this size: each request's checks sit beside the record they guard, so
+reading one method shows every way a request is refused. What is not a request's check lives
+elsewhere: unique work's planning (``unique.py``), a pop's destinations (``destinations.py``).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from .config import QueueConfig
+from .destinations import check_except
 from .durations import MAX_DURATION_MS
 from .entry import Entry
 from .errors import CapacityExceeded, DuplicateItem, InvalidParams, InvalidState, ItemNotFound
 from .item import Item, ItemStatus, Priority, SyncItem, check_id
-from .legality import FROM_STATUS, LIVE, RECALLABLE
+from .legality import FROM_STATUS, LIVE
 from .metrics import Metrics
 from .ops import (
     BreakerProbe,
@@ -51,6 +56,7 @@ from .ops import (
 from .results import FailResult, Page, PushBatchResult, PushResult
 from .retry import Backoff
 from .state import Event, QueueState
+from .unique import UniquePlan
 
 __all__ = ["Journal", "QueueCore"]
 
@@ -118,7 +124,7 @@ class QueueCore:
         """``push``, saying what unique work did (``PushResult``)."""
         if self._taken(item.id):
             raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
-        plan = _UniquePlan(self.state)
+        plan = UniquePlan(self.state)
         result = plan.admit(item, 0)
         if result.unique == "kept":
             return result
@@ -135,7 +141,7 @@ class QueueCore:
         duplicates: list[str] = []
         unique: list[PushResult] = []
         seen: set[str] = set()
-        plan = _UniquePlan(self.state)
+        plan = UniquePlan(self.state)
         for item in items:
             if item.id in seen or self._taken(item.id):
                 duplicates.append(item.id)
@@ -491,63 +497,6 @@ class QueueCore:
             # Recorded first: if the journal refuses the record, nothing was applied.
             self.ticket = journal.append(op)
         return self.state.apply(op)
-
-
-def check_except(
-    except_destinations: Collection[str] | None, partition: int | None
-) -> frozenset[str] | None:
-    """The origins a destination pop skips, checked; None for a plain pop."""
-    if except_destinations is None:
-        return None
-    if partition is not None:
-        raise InvalidParams(
-            "partition: a pop for destinations takes no partition", field="partition"
-        )
-    if isinstance(except_destinations, str) or not all(
-        isinstance(origin, str) for origin in except_destinations
-    ):
-        raise InvalidParams("destinations.except: expected a list of strings", field="destinations")
-    return frozenset(except_destinations)
-
-
-class _UniquePlan:
-    """Unique work for one push or batch (docs/protocol.md §3): what each member does with
-    the live items under its key, counting the members before it. ``replaced`` collects the
-    push record's ``(index, id)`` pairs."""
-
-    def __init__(self, state: QueueState) -> None:
-        self._state = state
-        self._live: dict[str, list[tuple[str, bool]]] = {}  # key -> (id, recallable)
-        self.replaced: list[tuple[int, str]] = []
-
-    def _live_under(self, key: str) -> list[tuple[str, bool]]:
-        live = self._live.get(key)
-        if live is None:
-            line = self._state.unique_lines.get(key, ())
-            live = self._live[key] = [(e.id, e.status in RECALLABLE) for e in line]
-        return live
-
-    def admit(self, item: SyncItem, index: int) -> PushResult:
-        """What pushing ``item`` as member ``index`` of the record does."""
-        if item.unique is None:
-            return PushResult(item.id)
-        key, policy = item.unique
-        live = self._live_under(key)
-        outcome = "added"
-        replaced: str | None = None
-        if live and policy == "keep":
-            return PushResult(live[0][0], "kept")
-        if live and policy == "replace":
-            for live_id, recallable in live:
-                if recallable:
-                    self.replaced.append((index, live_id))
-                    replaced = replaced or live_id
-            live[:] = [entry for entry in live if not entry[1]]
-            outcome = "appended" if live else "replaced"
-        elif live:
-            outcome = "appended"
-        live.append((item.id, True))
-        return PushResult(item.id, outcome, replaced)
 
 
 def _parse_cursor(after: str | None) -> int:

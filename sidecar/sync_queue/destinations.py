@@ -8,11 +8,13 @@ show each host's backlog, and the last error says why a host is behind. The coun
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
+from .errors import InvalidParams
 from .item import ItemStatus
 
-__all__ = ["DestinationStats", "Destinations"]
+__all__ = ["DestinationStats", "Destinations", "check_except"]
 
 
 class DestinationStats:
@@ -82,3 +84,20 @@ class Destinations(dict[str, DestinationStats]):
 
     def to_wire(self) -> dict[str, dict[str, Any]]:
         return {origin: stats.to_wire() for origin, stats in sorted(self.items())}
+
+
+def check_except(
+    except_destinations: Collection[str] | None, partition: int | None
+) -> frozenset[str] | None:
+    """The origins a destination pop skips, checked; None for a plain pop."""
+    if except_destinations is None:
+        return None
+    if partition is not None:
+        raise InvalidParams(
+            "partition: a pop for destinations takes no partition", field="partition"
+        )
+    if isinstance(except_destinations, str) or not all(
+        isinstance(origin, str) for origin in except_destinations
+    ):
+        raise InvalidParams("destinations.except: expected a list of strings", field="destinations")
+    return frozenset(except_destinations)

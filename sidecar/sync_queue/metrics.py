@@ -31,7 +31,7 @@ class Metrics:
     total_failed: int  # items that ran out of retries (became `failed`)
     total_retries: int  # failed attempts that were retried
     total_cancelled: int
-    current_size: int  # pending + processing
+    current_size: int  # held + pending + processing (what capacity counts)
     success_rate: float | None  # completed / (completed + failed); None until either happens
     avg_wait_ms: float
     avg_processing_ms: float
@@ -42,7 +42,7 @@ class Metrics:
     processing_ms_p95: float
     processing_ms_p99: float
     by_status: dict[str, int]
-    by_priority: dict[str, int]  # pending + processing items by priority
+    by_priority: dict[str, int]  # held + pending + processing items by priority
     throughput: Throughput
     storage: dict[str, Any] = field(default_factory=dict)
 

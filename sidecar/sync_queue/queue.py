@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .clock import Clock
 from .config import QueueConfig
-from .core import Journal, QueueCore, check_except
+from .core import Journal, QueueCore
+from .destinations import check_except
 from .durations import Duration, to_ms
 from .engine import Engine, Health
 from .errors import InvalidParams
@@ -313,7 +314,7 @@ class SyncQueue:
             return core.ready_count(now)
 
     def __len__(self) -> int:
-        """Pending + processing items (what capacity counts)."""
+        """Held + pending + processing items (what capacity counts)."""
         with self._lock:
             return self._engine.core.state.live_count
 

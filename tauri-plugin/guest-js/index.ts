@@ -43,8 +43,11 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 /** Pop order is by priority, then first in, first out. */
 export type Priority = 'critical' | 'high' | 'normal' | 'low' | 'background'
 
-/** `failed` means retries are exhausted (the dead-letter set). */
-export type Status = 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled'
+/**
+ * `failed` means retries are exhausted (the dead-letter set); `held` means pushed with
+ * `hold: true` and not handed out until {@link release}.
+ */
+export type Status = 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled' | 'held'
 
 /** The statuses `purge` accepts. */
 export type FinishedStatus = 'completed' | 'failed' | 'cancelled'
@@ -71,6 +74,21 @@ export interface Item<P = JsonValue> {
   leaseId: string | null
   expiresAt: number | null
   lastError: string | null
+  /** The origin an outbox dispatcher sends it to; `null`: the app's own item. */
+  destination: string | null
+  /** The unique-work key it was pushed with. */
+  uniqueKey: string | null
+}
+
+/**
+ * Unique work: with a live (held, pending or processing) item under `key`, `keep` adds
+ * nothing (the result names the live item), `replace` cancels a held or pending one
+ * (`lastError: "replaced"`; a processing one cannot be recalled, so the new item is
+ * appended), `append` queues the new item behind every earlier live one.
+ */
+export interface Unique {
+  key: string
+  policy: 'keep' | 'replace' | 'append'
 }
 
 /** What `push` takes: the payload, and optionally the other writable fields. */
@@ -89,18 +107,33 @@ export interface PushItem<P = JsonValue> {
   partitionKey?: string
   /** Not handed out before this many ms from now. */
   delayMs?: number
-  /** Cancelled (`lastError: "expired"`) if still pending after this many ms. */
+  /** Cancelled (`lastError: "expired"`) if still pending (or held) after this many ms. */
   ttlMs?: number
+  /**
+   * The origin it is sent to (at most 255 characters). Only pops with `destinations`
+   * (an outbox dispatcher) hand it out; a plain `pop` never sees it.
+   */
+  destination?: string | null
+  /** Stored `held`: never handed out until {@link release}; {@link reject} cancels it. */
+  hold?: boolean
+  unique?: Unique
 }
 
 export interface PushResult {
+  /** With `unique: 'kept'`, the live item's id (nothing was added). */
   id: string
+  /** Present when the push had `unique`. */
+  unique?: 'added' | 'kept' | 'replaced' | 'appended'
+  /** With `unique: 'replaced'`: the id of the item cancelled. */
+  replaced?: string
 }
 
 export interface PushBatchResult {
   ids: string[]
   /** Ids that were already in the queue (or repeated in the batch). */
   duplicates: string[]
+  /** One entry per member pushed with `unique`, in order; absent if none was. */
+  unique?: PushResult[]
 }
 
 export interface PopOptions {
@@ -110,6 +143,11 @@ export interface PopOptions {
   leaseMs?: number
   /** Pop from this partition only. */
   partition?: number
+  /**
+   * Present: hand out only items that have a destination not in `except` (an outbox
+   * dispatcher passes its offline origins). Absent: only items without a destination.
+   */
+  destinations?: { except: string[] }
 }
 
 export interface PopBatchOptions extends PopOptions {
@@ -125,6 +163,15 @@ export interface LeaseOptions {
 export interface FailOptions extends LeaseOptions {
   /** What went wrong; kept as the item's `lastError`. */
   error?: string
+  /** To the dead letters (`failed`) at once, whatever retries are left. */
+  dead?: boolean
+  /** The next attempt not before now + this many ms (instead of the backoff). */
+  retryAfterMs?: number
+  /**
+   * Default `true`. `false`: the attempt does not count (`attempts` goes back down, no
+   * retry is counted, the breaker does not see it); the item is pending again.
+   */
+  charge?: boolean
 }
 
 export interface FailResult {
@@ -181,8 +228,23 @@ export interface Stats {
   throughput: { enqueuePerSec: number; dequeuePerSec: number }
   /** `bytesOnDisk`, `journalBytes`, `lastSnapshotAt` (empty in memory mode). */
   storage: Record<string, JsonValue>
+  /** Per destination (origin): its retained items by status and its last error. */
+  destinations: Record<string, DestinationStats>
   /** The sidecar may report more. */
   [extra: string]: unknown
+}
+
+/** `stats.destinations[origin]`. */
+export interface DestinationStats {
+  pending: number
+  processing: number
+  held: number
+  failed: number
+  completed: number
+  cancelled: number
+  lastError: string | null
+  /** When that error was reported (ms since the epoch). */
+  lastErrorAt: number | null
 }
 
 /**
@@ -449,12 +511,34 @@ export async function complete(item: ItemRef, options?: LeaseOptions): Promise<v
  * out of retries, becomes `failed` and `sync-queue://item-failed` fires.
  */
 export async function fail(item: ItemRef, options?: FailOptions): Promise<FailResult> {
-  return await call<FailResult>('fail', { ...lease(item, options), error: options?.error })
+  return await call<FailResult>('fail', {
+    ...lease(item, options),
+    error: options?.error,
+    dead: options?.dead,
+    retryAfterMs: options?.retryAfterMs,
+    charge: options?.charge,
+  })
 }
 
-/** Cancels a pending or processing item. */
+/** Cancels a held, pending or processing item. */
 export async function cancel(id: string): Promise<void> {
   await call<null>('cancel', { id })
+}
+
+/**
+ * Approves a `held` item (pushed with `hold: true`): it becomes `pending` and keeps its
+ * place in line. Rejects with `InvalidState` if the item is not held.
+ */
+export async function release(id: string): Promise<void> {
+  await call<null>('release', { id })
+}
+
+/**
+ * Turns down a `held` item: it becomes `cancelled`, with `reason` (default `"rejected"`)
+ * as its `lastError`. Rejects with `InvalidState` if the item is not held.
+ */
+export async function reject(id: string, reason?: string): Promise<void> {
+  await call<null>('reject', { id, reason })
 }
 
 /** Puts a failed or cancelled item back in line, with its attempts reset. */
@@ -539,22 +623,6 @@ export async function status(): Promise<SidecarStatus> {
 // ---------------------------------------------------------------- outbox
 
 /**
- * WorkManager's policies for unique work, with a live item (held, pending or
- * processing) under the same key: `keep` adds nothing and names the live one;
- * `replace` cancels a held or pending live one (`lastError: "replaced"`) and adds
- * the new one (a processing one cannot be recalled: the new one is appended);
- * `append` adds the new one behind every earlier live one. Without a live item
- * all three just add.
- */
-export type UniquePolicy = 'keep' | 'replace' | 'append'
-
-/** At most one live item per `key`, as `policy` says. */
-export interface UniqueWork {
-  key: string
-  policy: UniquePolicy
-}
-
-/**
  * An HTTP request for the outbox to send. The plugin's dispatcher sends it
  * (from Rust: it keeps going while the window reloads or is hidden) with an
  * `Idempotency-Key: <item id>` header, the same on every attempt.
@@ -599,16 +667,12 @@ export interface HttpRequest {
   metadata?: Record<string, string>
   /** Not sent until `release(id)` (e.g. an agent's action awaiting the user); `reject(id)` cancels it. */
   hold?: boolean
-  unique?: UniqueWork
+  /** See {@link Unique}. */
+  unique?: Unique
 }
 
-export interface EnqueueResult {
-  id: string
-  /** Present when the request had `unique`: what the policy did. */
-  unique?: 'added' | 'kept' | 'replaced' | 'appended'
-  /** With `unique: "replaced"`: the id of the item cancelled in its place. */
-  replaced?: string
-}
+/** What `enqueueRequest` resolves to: the item's id, and what `unique` did. */
+export type EnqueueResult = PushResult
 
 /**
  * A destination (a URL's origin) as the dispatcher sees it: `online` (sending),

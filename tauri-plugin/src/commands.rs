@@ -61,13 +61,37 @@ pub(crate) async fn fail(
     id: String,
     error: Option<String>,
     lease_id: Option<String>,
+    dead: Option<bool>,
+    retry_after_ms: Option<u64>,
+    charge: Option<bool>,
 ) -> Result<FailResult> {
-    queue.fail(&id, error.as_deref(), lease_id.as_deref()).await
+    let options = FailOptions {
+        error,
+        lease_id,
+        dead,
+        retry_after_ms,
+        charge,
+    };
+    queue.fail_with(&id, &options).await
 }
 
 #[command]
 pub(crate) async fn cancel(queue: State<'_, SyncQueue>, id: String) -> Result<()> {
     queue.cancel(&id).await
+}
+
+#[command]
+pub(crate) async fn release(queue: State<'_, SyncQueue>, id: String) -> Result<()> {
+    queue.release(&id).await
+}
+
+#[command]
+pub(crate) async fn reject(
+    queue: State<'_, SyncQueue>,
+    id: String,
+    reason: Option<String>,
+) -> Result<()> {
+    queue.reject(&id, reason.as_deref()).await
 }
 
 #[command]
@@ -143,7 +167,7 @@ pub(crate) fn status(queue: State<'_, SyncQueue>) -> SidecarStatus {
 pub(crate) async fn enqueue_request(
     queue: State<'_, SyncQueue>,
     request: HttpRequest,
-) -> Result<EnqueueResult> {
+) -> Result<PushResult> {
     queue.enqueue_request(&request).await
 }
 

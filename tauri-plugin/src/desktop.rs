@@ -109,7 +109,7 @@ impl SyncQueue {
     /// Puts an HTTP request in the outbox: an item with the request as its
     /// payload and its URL's origin as its destination. The dispatcher
     /// sends it with `Idempotency-Key: <id>`.
-    pub async fn enqueue_request(&self, request: &HttpRequest) -> Result<EnqueueResult> {
+    pub async fn enqueue_request(&self, request: &HttpRequest) -> Result<PushResult> {
         let (params, _) = push_params(request)?;
         self.typed("push", &params, Duration::ZERO).await
     }
@@ -207,31 +207,57 @@ impl SyncQueue {
         error: Option<&str>,
         lease_id: Option<&str>,
     ) -> Result<FailResult> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Params<'a> {
-            id: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            lease_id: Option<&'a str>,
-        }
-        self.typed(
-            "fail",
-            &Params {
-                id,
-                error,
-                lease_id,
-            },
-            Duration::ZERO,
-        )
-        .await
+        let options = FailOptions {
+            error: error.map(str::to_owned),
+            lease_id: lease_id.map(str::to_owned),
+            ..FailOptions::default()
+        };
+        self.fail_with(id, &options).await
     }
 
-    /// Cancels a pending or processing item.
+    /// `fail` with every option: `dead` (to the dead letters at once),
+    /// `retry_after_ms` (instead of the backoff, for `Retry-After`) and
+    /// `charge: false` (the attempt does not count; for an outbox whose
+    /// destination went away while the request was in flight).
+    pub async fn fail_with(&self, id: &str, options: &FailOptions) -> Result<FailResult> {
+        #[derive(Serialize)]
+        struct Params<'a> {
+            id: &'a str,
+            #[serde(flatten)]
+            options: &'a FailOptions,
+        }
+        self.typed("fail", &Params { id, options }, Duration::ZERO)
+            .await
+    }
+
+    /// Cancels a held, pending or processing item.
     pub async fn cancel(&self, id: &str) -> Result<()> {
         let _: Value = self
             .typed("cancel", &ById { id, lease_id: None }, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// A `held` item (pushed with `hold: true`) becomes `pending`, keeping
+    /// its place in line.
+    pub async fn release(&self, id: &str) -> Result<()> {
+        let _: Value = self
+            .typed("release", &ById { id, lease_id: None }, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// A `held` item becomes `cancelled`; `reason` (default `"rejected"`)
+    /// is its `lastError`.
+    pub async fn reject(&self, id: &str, reason: Option<&str>) -> Result<()> {
+        #[derive(Serialize)]
+        struct Params<'a> {
+            id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+        }
+        let _: Value = self
+            .typed("reject", &Params { id, reason }, Duration::ZERO)
             .await?;
         Ok(())
     }

@@ -208,6 +208,8 @@ impl Builder {
                 commands::complete,
                 commands::fail,
                 commands::cancel,
+                commands::release,
+                commands::reject,
                 commands::requeue,
                 commands::extend_lease,
                 commands::get,

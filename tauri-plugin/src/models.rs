@@ -28,6 +28,8 @@ pub enum Status {
     /// Retries exhausted: the dead-letter set.
     Failed,
     Cancelled,
+    /// Pushed with `hold: true`: never handed out until `release`.
+    Held,
 }
 
 /// An item as the sidecar reports it (§3).
@@ -57,6 +59,12 @@ pub struct Item {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The origin an outbox dispatcher sends it to; `None`: the app's own item.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// The unique-work key it was pushed with.
+    #[serde(default)]
+    pub unique_key: Option<String>,
 }
 
 /// The writable fields of an item: what `push` takes (§3).
@@ -81,6 +89,72 @@ pub struct PushItem {
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// Only pops with `destinations` hand it out (an outbox dispatcher):
+    /// the origin it is sent to, e.g. `"http://127.0.0.1:8080"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Stored `held`: never handed out until `release` (approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<bool>,
+    /// Unique work: what to do when a live item has the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<Unique>,
+}
+
+/// `PushItem::unique`: a key and what to do with a live item under it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unique {
+    pub key: String,
+    pub policy: UniquePolicy,
+}
+
+/// Keep the live item (add nothing), replace a held/pending one, or queue
+/// behind it (WorkManager's policies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UniquePolicy {
+    Keep,
+    Replace,
+    Append,
+}
+
+/// What a push with `unique` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UniqueOutcome {
+    Added,
+    /// Nothing added: the result's `id` is the live item's.
+    Kept,
+    Replaced,
+    Appended,
+}
+
+/// The options of `fail` (see `SyncQueue::fail_with`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailOptions {
+    /// What went wrong; kept as the item's `lastError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    /// To the dead letters (`failed`) at once, whatever retries are left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<bool>,
+    /// The next attempt not before now + this (instead of the backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// `false`: the attempt does not count; the item is pending again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<bool>,
+}
+
+/// A pop's `destinations`: hand out only items with a destination that is
+/// not in `except` (an outbox dispatcher passes its offline origins).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Destinations {
+    pub except: Vec<String>,
 }
 
 impl PushItem {
@@ -97,16 +171,10 @@ impl PushItem {
 #[serde(rename_all = "camelCase")]
 pub struct PushResult {
     pub id: String,
-}
-
-/// What `enqueue_request` answers: the item's id and, for a `unique` push,
-/// what the engine did (`added`, `kept`, `replaced`, `appended`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnqueueResult {
-    pub id: String,
+    /// Present when the push had `unique`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unique: Option<String>,
+    pub unique: Option<UniqueOutcome>,
+    /// With `unique: replaced`: the id of the item cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<String>,
 }
@@ -117,6 +185,9 @@ pub struct PushBatchResult {
     pub ids: Vec<String>,
     #[serde(default)]
     pub duplicates: Vec<String>,
+    /// One entry per member pushed with `unique`, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<Vec<PushResult>>,
 }
 
 /// Options of `pop`. With `timeout_ms` > 0 the call waits that long for an
@@ -130,6 +201,10 @@ pub struct PopOptions {
     pub lease_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
+    /// Present: only items with a destination not listed (the outbox's pop);
+    /// absent: only items without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Destinations>,
 }
 
 /// Options of `popBatch`; `max` defaults to the queue's `batch_size`.
@@ -144,6 +219,8 @@ pub struct PopBatchOptions {
     pub lease_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Destinations>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,8 +314,28 @@ pub struct Stats {
     pub throughput: Throughput,
     #[serde(default)]
     pub storage: Map<String, Value>,
+    /// Per destination (origin): its items by status and its last error.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationStats>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `stats.destinations[origin]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationStats {
+    pub pending: u64,
+    pub processing: u64,
+    pub held: u64,
+    pub failed: u64,
+    pub completed: u64,
+    #[serde(default)]
+    pub cancelled: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: Option<i64>,
 }
 
 /// The `ready` notification's params (§2), forwarded as `sync-queue://ready`.
@@ -306,6 +403,50 @@ mod tests {
     }
 
     #[test]
+    fn outbox_fields_serialize_as_the_wire_names_them() {
+        let item = PushItem {
+            destination: Some("http://h".into()),
+            hold: Some(true),
+            unique: Some(Unique {
+                key: "k".into(),
+                policy: UniquePolicy::Append,
+            }),
+            ..PushItem::new(1)
+        };
+        assert_eq!(
+            serde_json::to_value(&item).unwrap(),
+            json!({"payload": 1, "destination": "http://h", "hold": true,
+                   "unique": {"key": "k", "policy": "append"}})
+        );
+        let pop = PopOptions {
+            destinations: Some(Destinations {
+                except: vec!["http://h".into()],
+            }),
+            ..PopOptions::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&pop).unwrap(),
+            json!({"destinations": {"except": ["http://h"]}})
+        );
+        let fail = FailOptions {
+            retry_after_ms: Some(5),
+            charge: Some(false),
+            ..FailOptions::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&fail).unwrap(),
+            json!({"retryAfterMs": 5, "charge": false})
+        );
+        let result: PushResult =
+            serde_json::from_value(json!({"id": "b", "unique": "replaced", "replaced": "a"}))
+                .unwrap();
+        assert_eq!(result.unique, Some(UniqueOutcome::Replaced));
+        assert_eq!(result.replaced.as_deref(), Some("a"));
+        let plain: PushResult = serde_json::from_value(json!({"id": "a"})).unwrap();
+        assert_eq!(serde_json::to_value(&plain).unwrap(), json!({"id": "a"}));
+    }
+
+    #[test]
     fn push_item_requires_payload() {
         assert!(serde_json::from_value::<PushItem>(json!({"id": "a"})).is_err());
         let item: PushItem =
@@ -319,7 +460,8 @@ mod tests {
             "id": "a", "payload": {"x": 1}, "priority": "normal", "status": "processing",
             "attempts": 1, "maxRetries": 3, "correlationId": null, "metadata": {"k": "v"},
             "partitionKey": null, "createdAt": 1, "updatedAt": 2, "availableAt": 1,
-            "leaseExpiresAt": 30001, "leaseId": "L1", "expiresAt": null, "lastError": null
+            "leaseExpiresAt": 30001, "leaseId": "L1", "expiresAt": null, "lastError": null,
+            "destination": "http://127.0.0.1:8080", "uniqueKey": null
         });
         let item: Item = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(item.lease_id.as_deref(), Some("L1"));
@@ -361,10 +503,19 @@ mod tests {
             "successRate": null, "avgWaitMs": 0.5, "avgProcessingMs": 0.0,
             "byStatus": {"pending": 1}, "byPriority": {"normal": 1},
             "throughput": {"enqueuePerSec": 1.0, "dequeuePerSec": 0.0},
-            "storage": {}, "totalRetries": 0
+            "storage": {}, "totalRetries": 0,
+            "destinations": {"http://h": {
+                "pending": 1, "processing": 0, "held": 2, "failed": 0, "completed": 3,
+                "cancelled": 0, "lastError": "HTTP 503", "lastErrorAt": 7
+            }}
         });
         let stats: Stats = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(stats.extra["totalRetries"], 0);
+        assert_eq!(stats.destinations["http://h"].held, 2);
+        assert_eq!(
+            stats.destinations["http://h"].last_error.as_deref(),
+            Some("HTTP 503")
+        );
         assert_eq!(serde_json::to_value(&stats).unwrap(), wire);
     }
 }

@@ -30,7 +30,7 @@ pub mod status;
 mod watchdog;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     events: OutboxEventSink,
     destinations: Mutex<Destinations>,
     liveness: Mutex<Liveness>,
+    /// Popped, not yet sent: the dispatcher's one round ahead.
+    ready: Mutex<VecDeque<dispatch::Popped>>,
     pub in_flight: AtomicUsize,
     /// Connectivity changed: the dispatcher may pop for more destinations.
     pub wake_dispatcher: Notify,
@@ -122,6 +124,10 @@ pub(crate) fn jitter() -> f64 {
 impl Shared {
     pub fn destinations(&self) -> MutexGuard<'_, Destinations> {
         lock(&self.destinations)
+    }
+
+    pub fn ready(&self) -> MutexGuard<'_, VecDeque<dispatch::Popped>> {
+        lock(&self.ready)
     }
 
     pub fn emit(&self, event: &str, payload: Value) {
@@ -237,6 +243,7 @@ impl Outbox {
                 progress: now,
                 stalled: None,
             }),
+            ready: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             wake_dispatcher: Notify::new(),
             wake_prober: Notify::new(),

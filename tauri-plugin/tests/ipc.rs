@@ -34,6 +34,7 @@ against_both!(
     kill_9_mid_call_fails_the_call_and_the_sidecar_comes_back,
     app_exit_leaves_no_sidecar_process,
     every_command_answers,
+    held_items_are_released_or_rejected,
 );
 
 fn push_pop_complete_round_trip(command: &[String]) {
@@ -246,4 +247,47 @@ fn every_command_answers(command: &[String]) {
     assert_eq!(invoke(&w, "shutdown", json!({})), Ok(Value::Null));
     let err = invoke(&w, "ping", json!({})).unwrap_err();
     assert_eq!(err["kind"], "ShuttingDown", "{err}");
+}
+
+fn held_items_are_released_or_rejected(command: &[String]) {
+    let (_app, w) = app(command);
+    let push = |id: &str| {
+        invoke(
+            &w,
+            "push",
+            json!({"item": {"payload": 1, "id": id, "hold": true}}),
+        )
+        .unwrap()
+    };
+    assert_eq!(push("h")["id"], "h");
+    assert_eq!(
+        invoke(&w, "get", json!({"id": "h"})).unwrap()["status"],
+        "held"
+    );
+    assert_eq!(invoke(&w, "release", json!({"id": "h"})), Ok(Value::Null));
+    assert_eq!(
+        invoke(&w, "get", json!({"id": "h"})).unwrap()["status"],
+        "pending"
+    );
+    push("r");
+    assert_eq!(
+        invoke(&w, "reject", json!({"id": "r", "reason": "no"})),
+        Ok(Value::Null)
+    );
+    let rejected = invoke(&w, "get", json!({"id": "r"})).unwrap();
+    assert_eq!(rejected["status"], "cancelled", "{rejected}");
+    assert_eq!(rejected["lastError"], "no");
+    let err = invoke(&w, "release", json!({"id": "nope"})).unwrap_err();
+    assert_eq!(err["kind"], "ItemNotFound", "{err}");
+
+    let item = invoke(&w, "pop", json!({"options": {"leaseMs": 60000}})).unwrap();
+    assert_eq!(item["id"], "h", "{item}");
+    let failed = invoke(
+        &w,
+        "fail",
+        json!({"id": "h", "leaseId": item["leaseId"], "error": "offline",
+               "retryAfterMs": 0, "charge": false}),
+    )
+    .unwrap();
+    assert_eq!(failed["retry"], true, "{failed}");
 }

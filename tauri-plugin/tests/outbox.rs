@@ -8,15 +8,15 @@ mod common;
 mod outbox_server;
 
 use std::{
-    sync::mpsc::Receiver,
+    sync::{mpsc::Receiver, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use common::{app_with, collect, invoke, plugin_for, real_sidecar, TestApp};
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Map, Value};
-use tauri::{test::MockRuntime, WebviewWindow};
-use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, SyncQueueExt};
+use tauri::{test::MockRuntime, Listener, WebviewWindow};
+use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, OutboxStatus, SyncQueueExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -97,7 +97,9 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
         .unwrap()
         .id;
     ids.push(rust_id.clone());
-    wait_for("every effect", || server.record().effects.len() == ids.len());
+    wait_for("every effect", || {
+        server.record().effects.len() == ids.len()
+    });
     for id in &ids {
         wait_status(&w, id, "completed");
     }
@@ -119,11 +121,20 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
         assert_eq!(seen.len(), 10);
     }
     let plain = record.effects.iter().find(|e| e.key == rust_id).unwrap();
-    assert_eq!((plain.path.as_str(), plain.body.as_str()), ("/rust", "plain text"));
+    assert_eq!(
+        (plain.path.as_str(), plain.body.as_str()),
+        ("/rust", "plain text")
+    );
     drop(record);
     let outcomes: Vec<Value> = events(&progress);
-    let succeeded = outcomes.iter().filter(|e| e["outcome"] == "succeeded").count();
+    let succeeded = outcomes
+        .iter()
+        .filter(|e| e["outcome"] == "succeeded")
+        .count();
     assert_eq!(succeeded, ids.len(), "one `succeeded` per item");
+    let health: Value = invoke(&w, "health", json!({})).unwrap();
+    assert_eq!(health["healthy"], true, "{health}");
+    assert_eq!(health["outbox"], json!({"running": true, "stalled": null}));
     let status = app.sync_queue().outbox_status();
     assert!(status.running);
     let d = &status.destinations[0];
@@ -164,7 +175,10 @@ fn server_errors_are_retried_and_retry_after_is_honoured() {
     assert_eq!(tries.len(), 2);
     let gap = tries[1].at - tries[0].at;
     // The engine's backoff alone would be ≤ 200 ms here.
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 ignored: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 ignored: {gap:?}"
+    );
 }
 
 #[test]
@@ -185,7 +199,10 @@ fn client_errors_are_dead_at_once_with_their_status_and_block_no_other_key() {
         },
     );
     let (app, w) = app("client_errors_are_dead", outbox_config());
-    let bad = enqueue(&w, json!({"url": server.url("/bad"), "partitionKey": "a", "maxRetries": 5}));
+    let bad = enqueue(
+        &w,
+        json!({"url": server.url("/bad"), "partitionKey": "a", "maxRetries": 5}),
+    );
     let gone = enqueue(&w, json!({"url": server.url("/gone"), "partitionKey": "b"}));
     let after = enqueue(&w, json!({"url": server.url("/ok"), "partitionKey": "a"}));
     let dead = wait_status(&w, &bad, "failed");
@@ -194,7 +211,11 @@ fn client_errors_are_dead_at_once_with_their_status_and_block_no_other_key() {
     let dead = wait_status(&w, &gone, "failed");
     let error = dead["lastError"].as_str().unwrap();
     assert!(error.starts_with("HTTP 404: xxx"), "{error}");
-    assert!(error.len() < 1100, "the excerpt is bounded: {} bytes", error.len());
+    assert!(
+        error.len() < 1100,
+        "the excerpt is bounded: {} bytes",
+        error.len()
+    );
     wait_status(&w, &after, "completed");
     assert_eq!(server.record().attempts_of(&bad).len(), 1);
     let status = app.sync_queue().outbox_status();
@@ -212,7 +233,10 @@ fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
         },
     );
     let (_app, w) = app("a_response_past_the_timeout", outbox_config());
-    let id = enqueue(&w, json!({"url": server.url("/slow"), "body": "once", "timeoutMs": 300}));
+    let id = enqueue(
+        &w,
+        json!({"url": server.url("/slow"), "body": "once", "timeoutMs": 300}),
+    );
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 2, "{done}");
     let record = server.record();
@@ -231,7 +255,12 @@ fn an_outage_charges_no_attempts_and_ends_by_itself() {
 
     server.stop();
     let ids: Vec<String> = (1..=5)
-        .map(|n| enqueue(&w, json!({"url": server.url("/x"), "body": n, "maxRetries": 1})))
+        .map(|n| {
+            enqueue(
+                &w,
+                json!({"url": server.url("/x"), "body": n, "maxRetries": 1}),
+            )
+        })
         .collect();
     let event = offline.recv_timeout(DEADLINE).expect("destination-offline");
     assert_eq!(event["destination"], server.origin());
@@ -240,12 +269,21 @@ fn an_outage_charges_no_attempts_and_ends_by_itself() {
     let status = || app.sync_queue().outbox_status().destinations[0].clone();
     let first_probe = status().next_probe_at.unwrap();
     wait_for("two more probes", || {
-        status().next_probe_at.is_some_and(|at| at > first_probe + 150)
+        status()
+            .next_probe_at
+            .is_some_and(|at| at > first_probe + 150)
     });
-    assert_eq!(status().state, tauri_plugin_sync_queue::outbox::connectivity::Reach::Offline);
+    assert_eq!(
+        status().state,
+        tauri_plugin_sync_queue::outbox::connectivity::Reach::Offline
+    );
     for id in &ids {
         let it = item(&w, id);
-        assert_eq!((it["status"].as_str(), it["attempts"].as_i64()), (Some("pending"), Some(0)), "{it}");
+        assert_eq!(
+            (it["status"].as_str(), it["attempts"].as_i64()),
+            (Some("pending"), Some(0)),
+            "{it}"
+        );
     }
 
     server.resume();
@@ -278,7 +316,12 @@ fn the_app_can_switch_dispatch_off_and_on() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(server.record().attempts.is_empty());
-    invoke(&w, "set_online", json!({"online": true, "destination": server.url("/any")})).unwrap();
+    invoke(
+        &w,
+        "set_online",
+        json!({"online": true, "destination": server.url("/any")}),
+    )
+    .unwrap();
     invoke(&w, "set_online", json!({"online": true})).unwrap();
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 1);
@@ -288,7 +331,12 @@ fn the_app_can_switch_dispatch_off_and_on() {
 #[test]
 fn a_401_holds_the_destination_until_new_headers() {
     let server = TestServer::start();
-    server.on("/me", Behaviour::Auth { token: "fresh".into() });
+    server.on(
+        "/me",
+        Behaviour::Auth {
+            token: "fresh".into(),
+        },
+    );
     let (app, w) = app("a_401_holds_the_destination", outbox_config());
     let auth = collect(&app, "sync-queue://auth-required");
     let online = collect(&app, "sync-queue://destination-online");
@@ -307,9 +355,15 @@ fn a_401_holds_the_destination_until_new_headers() {
         let s: Value = invoke(&w, "outbox_status", json!({})).unwrap();
         s["destinations"][0]["state"] == "authRequired"
     });
-    let held = item(&w, &id);
+    // A pop already waiting when the hold began may hand it out once more;
+    // the dispatcher then gives it straight back, uncharged.
+    let held = wait_status(&w, &id, "pending");
     // maxRetries 0: a charged 401 would have made it dead.
-    assert_eq!((held["status"].as_str(), held["attempts"].as_i64()), (Some("pending"), Some(0)), "{held}");
+    assert_eq!(
+        (held["status"].as_str(), held["attempts"].as_i64()),
+        (Some("pending"), Some(0)),
+        "{held}"
+    );
     let tries = server.record().attempts_of(&id).len();
 
     invoke(
@@ -318,7 +372,10 @@ fn a_401_holds_the_destination_until_new_headers() {
         json!({"destination": server.url("/me?x=1"), "headers": {"Authorization": "Bearer fresh"}}),
     )
     .unwrap();
-    assert_eq!(online.recv_timeout(DEADLINE).unwrap()["destination"], server.origin());
+    assert_eq!(
+        online.recv_timeout(DEADLINE).unwrap()["destination"],
+        server.origin()
+    );
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 1);
     assert_eq!(server.record().attempts_of(&id).len(), tries + 1);
@@ -338,4 +395,107 @@ fn a_bad_request_is_refused_before_it_is_stored() {
     }
     let stats: Value = invoke(&w, "stats", json!({})).unwrap();
     assert_eq!(stats["totalEnqueued"], 0);
+}
+
+#[test]
+fn a_stalled_dispatcher_is_reported_and_restarted() {
+    let server = TestServer::start();
+    // The first response's classification hangs (an app hook stuck on a
+    // lock, say): with one slot, the dispatcher makes no more progress.
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let command = real_sidecar("a_stalled_dispatcher_is_reported");
+    let builder = plugin_for(&command)
+        .queue_config(fast_retries())
+        .outbox(OutboxConfig {
+            concurrency: 1,
+            stall_after_ms: 300,
+            ..outbox_config()
+        })
+        .classify(move |_, _, _| {
+            let first = hang.lock().unwrap().take();
+            if let Some(hang) = first {
+                let _ = hang.recv_timeout(Duration::from_secs(20));
+            }
+            None
+        });
+    let (app, w) = app_with(builder);
+    let stalled = collect(&app, "sync-queue://outbox-stalled");
+    // What outbox_status says when the event is emitted.
+    let seen: Arc<Mutex<Option<OutboxStatus>>> = Arc::default();
+    let (handle, keep) = (app.handle().clone(), seen.clone());
+    app.listen("sync-queue://outbox-stalled", move |_| {
+        *keep.lock().unwrap() = Some(handle.sync_queue().outbox_status());
+    });
+    let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
+    wait_for("the first request applied", || {
+        server.record().effects_of(&stuck) == 1
+    });
+    let next = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "b"}));
+
+    let event = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    assert_eq!(event["restarted"], true, "{event}");
+    let reason = event["reason"].as_str().unwrap();
+    assert!(reason.contains("none was sent or finished"), "{reason}");
+    let status = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the status at the event");
+    assert_eq!(status.stalled.map(|s| s.reason).as_deref(), Some(reason));
+    // The fresh dispatcher serves the other key while the old one hangs.
+    wait_status(&w, &next, "completed");
+    let status = app.sync_queue().outbox_status();
+    assert!(status.running && status.stalled.is_none(), "{status:?}");
+    let _ = release.send(());
+}
+
+#[test]
+fn held_requests_wait_for_release_and_unique_work_is_kept_once() {
+    let server = TestServer::start();
+    let (_app, w) = app("held_requests_wait_for_release", outbox_config());
+    let held = enqueue(
+        &w,
+        json!({"url": server.url("/a"), "hold": true, "partitionKey": "p"}),
+    );
+    let behind = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "p"}));
+    let other = enqueue(&w, json!({"url": server.url("/c"), "partitionKey": "q"}));
+    wait_status(&w, &other, "completed");
+    assert_eq!(item(&w, &held)["status"], "held");
+    assert_eq!(item(&w, &behind)["status"], "pending");
+    assert_eq!(server.record().effects.len(), 1, "only the other key's");
+
+    invoke(&w, "release", json!({"id": held})).unwrap();
+    wait_status(&w, &behind, "completed");
+    let order: Vec<String> = server
+        .record()
+        .effects
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(order, [other.clone(), held.clone(), behind.clone()]);
+
+    let unique = json!({"key": "sync-profile", "policy": "keep"});
+    let first = invoke(
+        &w,
+        "enqueue_request",
+        json!({"request": {"url": server.url("/p"), "hold": true, "unique": unique}}),
+    )
+    .unwrap();
+    let again = invoke(
+        &w,
+        "enqueue_request",
+        json!({"request": {"url": server.url("/p"), "unique": unique}}),
+    )
+    .unwrap();
+    assert_eq!(first["unique"], "added");
+    assert_eq!(
+        (&again["id"], &again["unique"]),
+        (&first["id"], &json!("kept"))
+    );
+    invoke(&w, "reject", json!({"id": first["id"]})).unwrap();
+    assert_eq!(
+        item(&w, first["id"].as_str().unwrap())["status"],
+        "cancelled"
+    );
 }

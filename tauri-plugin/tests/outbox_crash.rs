@@ -11,7 +11,7 @@ mod outbox_server;
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -30,7 +30,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn on_disk(command: &[String], dir: &PathBuf) -> Builder {
+fn on_disk(command: &[String], dir: &Path) -> Builder {
     Builder::new()
         .command(command.iter().cloned())
         .cwd(repo_root())
@@ -55,7 +55,12 @@ fn killing_the_sidecar_or_the_app_mid_dispatch_loses_nothing_and_applies_nothing
     std::fs::create_dir_all(&dir).unwrap();
     let server = TestServer::start();
     // Each request takes a while, so a crash finds some in flight.
-    server.on("/work", Behaviour::Work { work: Duration::from_millis(30) });
+    server.on(
+        "/work",
+        Behaviour::Work {
+            work: Duration::from_millis(30),
+        },
+    );
     let mut ids = Vec::new();
     {
         let (app, w) = app_with(on_disk(&command, &dir));
@@ -65,14 +70,18 @@ fn killing_the_sidecar_or_the_app_mid_dispatch_loses_nothing_and_applies_nothing
             let answer = invoke(&w, "enqueue_request", json!({ "request": request })).unwrap();
             ids.push(answer["id"].as_str().unwrap().to_owned());
         }
-        wait_for("a first third applied", || server.record().effects.len() >= ITEMS / 3);
+        wait_for("a first third applied", || {
+            server.record().effects.len() >= ITEMS / 3
+        });
         let pid = app.sync_queue().sidecar_pid().expect("a sidecar");
         // SAFETY: a plain kill(2) of the sidecar we started.
         assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
         wait_for("a restarted sidecar", || {
             app.sync_queue().sidecar_pid().is_some_and(|p| p != pid)
         });
-        wait_for("two thirds applied", || server.record().effects.len() >= 2 * ITEMS / 3);
+        wait_for("two thirds applied", || {
+            server.record().effects.len() >= 2 * ITEMS / 3
+        });
         // The app exits mid-dispatch (drop runs cleanup_before_exit).
     }
     let (_app, w) = app_with(on_disk(&command, &dir));
@@ -86,13 +95,20 @@ fn killing_the_sidecar_or_the_app_mid_dispatch_loses_nothing_and_applies_nothing
     let applied: Vec<&str> = record.effects.iter().map(|e| e.key.as_str()).collect();
     let unique: HashSet<&str> = applied.iter().copied().collect();
     assert_eq!(applied.len(), unique.len(), "an effect was applied twice");
-    assert_eq!(unique, ids.iter().map(String::as_str).collect::<HashSet<_>>());
+    assert_eq!(
+        unique,
+        ids.iter().map(String::as_str).collect::<HashSet<_>>()
+    );
     // Per key, the effects are in push order across both crashes.
     for k in 0..5 {
         let ns: Vec<i64> = record
             .effects
             .iter()
-            .map(|e| serde_json::from_str::<Value>(&e.body).unwrap()["n"].as_i64().unwrap())
+            .map(|e| {
+                serde_json::from_str::<Value>(&e.body).unwrap()["n"]
+                    .as_i64()
+                    .unwrap()
+            })
             .filter(|n| n % 5 == k)
             .collect();
         assert!(ns.windows(2).all(|w| w[0] < w[1]), "key k{k}: {ns:?}");

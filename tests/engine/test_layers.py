@@ -18,6 +18,7 @@ ENGINE = (
     "breaker",
     "clock",
     "cooperative",
+    "destinations",
     "config",
     "core",
     "durations",
@@ -34,6 +35,7 @@ ENGINE = (
     "ops",
     "retry",
     "state",
+    "unique",
     "wire",
 )
 STORAGE = ("storage", "persistence")

@@ -34,6 +34,8 @@ METHODS = [
     "complete",
     "fail",
     "cancel",
+    "release",
+    "reject",
     "requeue",
     "extendLease",
     "get",
@@ -66,6 +68,14 @@ PARAM_NAMES = [
     "limit",
     "after",
     "timeout",
+    "destination",
+    "hold",
+    "unique",
+    "destinations",
+    "dead",
+    "retryAfterMs",
+    "charge",
+    "reason",
 ]
 
 json_scalars = (

@@ -12,23 +12,6 @@ import {
 import { log } from './log'
 import { byId } from './view'
 
-/** The outbox stores a request as the item's payload `{"http": {method, url, …}}`. */
-type HttpPayload = { http?: { url?: unknown } }
-
-/**
- * The origin an outbox item goes to, or null for the app's own items. From the payload:
- * the plugin's `Item` does not carry the queue's `destination` field through.
- */
-function destinationOf(item: Item): string | null {
-  const url = (item.payload as HttpPayload | null)?.http?.url
-  if (typeof url !== 'string') return null
-  try {
-    return new URL(url).origin
-  } catch {
-    return null
-  }
-}
-
 const OUTCOMES: OutboxOutcome[] = ['dispatched', 'succeeded', 'retried', 'dead']
 
 /** Progress counted from `outbox-progress` events since the window opened. */
@@ -148,12 +131,12 @@ function statusOf(item: Item): string {
 
 function renderDead(items: Item[]): void {
   const tbody = byId('outbox-dead')
-  const dead = items.filter((i) => destinationOf(i) !== null)
+  const dead = items.filter((i) => i.destination !== null)
   const key = JSON.stringify(dead.map((i) => [i.id, i.attempts, i.lastError, statusOf(i)]))
   if (tbody.dataset.key === key) return
   tbody.dataset.key = key
   tbody.replaceChildren(...dead.map((i) => {
-    const tr = row([i.id, destinationOf(i), statusOf(i), i.attempts, i.lastError])
+    const tr = row([i.id, i.destination, statusOf(i), i.attempts, i.lastError])
     tr.dataset.id = i.id
     tr.dataset.status = statusOf(i)
     return tr

@@ -55,6 +55,8 @@ const item: Item = {
   leaseId: 'L1',
   expiresAt: null,
   lastError: null,
+  destination: null,
+  uniqueKey: null,
 }
 
 const outbox: OutboxStatus = {
@@ -126,6 +128,47 @@ const cases: Case[] = [
   ],
   ['fail by id', 'fail', () => api.fail('a'), { id: 'a' }, { retry: false }, { retry: false }],
   ['cancel', 'cancel', () => api.cancel('a'), { id: 'a' }, null, undefined],
+  ['release', 'release', () => api.release('a'), { id: 'a' }, null, undefined],
+  ['reject without a reason', 'reject', () => api.reject('a'), { id: 'a' }, null, undefined],
+  ['reject with a reason', 'reject', () => api.reject('a', 'no'), { id: 'a', reason: 'no' }, null, undefined],
+  [
+    'fail with the outbox options',
+    'fail',
+    () => api.fail(item, { error: 'HTTP 429', retryAfterMs: 2_000, charge: false }),
+    { id: 'a', leaseId: 'L1', error: 'HTTP 429', retryAfterMs: 2_000, charge: false },
+    { retry: true, availableAt: 9 },
+    { retry: true, availableAt: 9 },
+  ],
+  [
+    'fail dead',
+    'fail',
+    () => api.fail('a', { dead: true }),
+    { id: 'a', dead: true },
+    { retry: false },
+    { retry: false },
+  ],
+  [
+    'push held, unique, with a destination',
+    'push',
+    () =>
+      api.push({
+        payload: 1,
+        destination: 'http://h',
+        hold: true,
+        unique: { key: 'k', policy: 'replace' },
+      }),
+    { item: { payload: 1, destination: 'http://h', hold: true, unique: { key: 'k', policy: 'replace' } } },
+    { id: 'b', unique: 'replaced', replaced: 'a' },
+    { id: 'b', unique: 'replaced', replaced: 'a' },
+  ],
+  [
+    'pop for destinations',
+    'pop_batch',
+    () => api.popBatch({ max: 8, destinations: { except: ['http://down'] } }),
+    { options: { max: 8, destinations: { except: ['http://down'] } } },
+    [item],
+    [item],
+  ],
   ['requeue', 'requeue', () => api.requeue('a'), { id: 'a' }, null, undefined],
   [
     'extendLease',

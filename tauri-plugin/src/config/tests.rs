@@ -92,6 +92,19 @@ fn config_file_shape() {
 }
 
 #[test]
+fn the_outbox_section_takes_its_fields_and_defaults_the_rest() {
+    let config: Config =
+        serde_json::from_value(json!({"outbox": {"concurrency": 2, "stallAfterMs": 500}})).unwrap();
+    let outbox = config.outbox.unwrap();
+    assert_eq!((outbox.concurrency, outbox.stall_after_ms), (2, 500));
+    assert_eq!(outbox.timeout_ms, 30_000);
+    assert!(outbox.enabled);
+    assert_eq!(Config::default().outbox, None);
+    let err = serde_json::from_value::<Config>(json!({"outbox": {"workers": 2}})).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+}
+
+#[test]
 fn builder_overrides_the_config_file() {
     let config: Config =
         serde_json::from_value(json!({"sidecar": {"path": "/a"}, "memory": true})).unwrap();

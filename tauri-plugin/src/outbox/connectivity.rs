@@ -71,7 +71,7 @@ impl Destination {
         }
     }
 
-    fn excluded(&self) -> bool {
+    pub fn excluded(&self) -> bool {
         self.app_offline || self.auth_held || self.outage.is_some()
     }
 }

@@ -14,6 +14,7 @@ use std::{
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     classify::{classify, Overrides, Verdict},
@@ -57,7 +58,9 @@ enum Report {
     },
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, item: Popped) {
+/// `slot` is one of the dispatcher's concurrency slots: given back as soon as
+/// the request is done, before the outcome is reported.
+pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphorePermit) {
     let spec = HttpSpec::from_payload(&item.payload).and_then(|spec| {
         let prepared = spec.prepare()?;
         Ok((spec, prepared))
@@ -83,7 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped) {
     // It may have gone offline (or been held) since the pop.
     let excluded = {
         let table = shared.destinations();
-        table.all_app_offline || table.excluded().iter().any(|o| *o == origin)
+        table.all_app_offline || table.get(&origin).is_some_and(|d| d.excluded())
     };
     if excluded {
         let report = Report::Uncharged {
@@ -101,6 +104,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped) {
     shared.progressed();
     progress(&shared, &item, &origin, Outcome::Dispatched, None, None);
     let report = send(&shared, &item, &origin, &spec, prepared).await;
+    drop(slot);
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     shared.destinations().entry(&origin).in_flight -= 1;
     finish(&shared, &item, &origin, report).await;

@@ -1,11 +1,23 @@
 //! The dispatcher loop: pops HTTP items for the dispatchable destinations and
-//! sends up to `concurrency` at once, one task per item.
+//! sends up to `concurrency` at once, one task per item. A slot is held while
+//! the request is on the wire, not while its outcome is reported: the
+//! sidecar's commit (an fsync on disk) does not keep the next request waiting.
+//! Order within a key holds all the same: the engine hands out a key's next
+//! item only once the report of the one before is applied.
 //!
 //! Pops pass `destinations.except` (offline, held and app-offline origins),
 //! so the engine keeps those items pending and uncharged; it also keeps
 //! items of one `partitionKey` in order, one at a time. A pop long-polls
 //! (the sidecar answers as soon as an item is pushed); while a destination
 //! is excluded the wait is short, so one that comes back is served promptly.
+//!
+//! It pops one round ahead (up to `concurrency` more items than free
+//! slots), so a slot that frees is filled at once, without a sidecar round
+//! trip: with a fast server the per-item sidecar cost dominates, and this
+//! halves the calls per item (one pop per round instead of one per item).
+//! Leases cover the wait in that buffer (two request timeouts plus a
+//! margin). The buffer is the outbox's, not the loop's: a dispatcher that
+//! the watchdog replaces leaves it to the next one.
 //!
 //! The loop never cancels a pop in flight (an item handed to a cancelled
 //! call would sit leased until its lease ends). Errors (the sidecar
@@ -15,7 +27,7 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{dispatch, dispatch::Popped, Shared};
 use crate::error::Error;
@@ -25,17 +37,29 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Long-poll wait while some destination is excluded (how soon one that
 /// comes back is served).
 const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
-/// Added to the request timeout for an item's lease: reporting takes a moment.
+/// Added to the lease: reporting takes a moment.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
     let concurrency = shared.config.concurrency();
+    // Owned by this loop: a restarted dispatcher starts with every slot free.
+    let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         while tasks.try_join_next().is_some() {}
-        if tasks.len() >= concurrency {
-            tasks.join_next().await;
+        let waiting = loop {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break !shared.ready().is_empty();
+            };
+            let Some(item) = shared.ready().pop_front() else {
+                break false;
+            };
+            tasks.spawn(dispatch::run(shared.clone(), item, slot));
+        };
+        if waiting {
+            // Every slot is busy: wait for one (only this loop takes them).
+            drop(slots.acquire().await);
             continue;
         }
         let (all_offline, except) = {
@@ -54,9 +78,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else {
             EXCLUDED_WAIT
         };
-        let lease = shared.config.timeout() + LEASE_MARGIN;
+        // In the buffer up to one request's time, then its own.
+        let lease = shared.config.timeout() * 2 + LEASE_MARGIN;
         let params = json!({
-            "max": concurrency - tasks.len(),
+            "max": slots.available_permits() + concurrency,
             "timeoutMs": wait.as_millis() as u64,
             "leaseMs": lease.as_millis() as u64,
             "destinations": {"except": except},
@@ -64,9 +89,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         match shared.supervisor.call("popBatch", &params, wait).await {
             Ok(items) => {
                 backoff = Duration::from_millis(50);
-                for item in parse(items) {
-                    tasks.spawn(dispatch::run(shared.clone(), item));
-                }
+                shared.ready().extend(parse(items));
             }
             Err(Error::ShuttingDown) => return,
             Err(e) => {

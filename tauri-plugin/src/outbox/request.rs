@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     error::{Error, Result, RpcError},
-    models::Priority,
+    models::{Priority, Unique},
 };
 
 /// An HTTP request to put in the outbox (`enqueue_request`).
@@ -67,7 +67,7 @@ pub struct HttpRequest {
     pub hold: Option<bool>,
     /// `{"key", "policy": "keep" | "replace" | "append"}`, passed to the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unique: Option<Value>,
+    pub unique: Option<Unique>,
 }
 
 impl HttpRequest {
@@ -228,7 +228,7 @@ pub(crate) fn push_params(request: &HttpRequest) -> Result<(Value, String)> {
         ),
         ("metadata", request.metadata.as_ref().map(|m| json!(m))),
         ("hold", request.hold.filter(|h| *h).map(Value::Bool)),
-        ("unique", request.unique.clone()),
+        ("unique", request.unique.as_ref().map(|u| json!(u))),
     ];
     for (name, value) in optional {
         if let Some(value) = value {

@@ -4,11 +4,12 @@
 //! dispatcher is replaced by a fresh one (the items the old one held come
 //! back when their leases end).
 //!
-//! "Due" is read from the sidecar: pending HTTP items (first page of
-//! `list`) whose destination is not excluded, whose time has come and that
-//! no earlier pending item of the same key holds back; nothing while the
-//! queue is paused. `stallAfterMs` should exceed the request timeout: a
-//! dispatcher whose slots all wait for slow requests makes no progress either.
+//! "Due": items the dispatcher popped ahead and has not sent, or, read from
+//! the sidecar, pending HTTP items (first page of `list`) whose destination
+//! is not excluded, whose time has come and that no processing or earlier
+//! pending item of the same key holds back; nothing while the queue is
+//! paused. `stallAfterMs` should exceed the request timeout: a dispatcher
+//! whose slots all wait for slow requests makes no progress either.
 
 use std::{
     collections::HashSet,
@@ -46,7 +47,14 @@ pub(crate) async fn run(shared: Arc<Shared>, restart: Box<dyn Fn() + Send + Sync
             work_seen = None; // the supervisor's business, not a stall
             continue;
         }
-        match due_work(&shared).await {
+        // Items popped ahead and not sent are due by definition.
+        let buffered = !shared.ready().is_empty();
+        let due = if buffered {
+            Some(true)
+        } else {
+            due_work(&shared).await
+        };
+        match due {
             Some(true) => {
                 work_seen.get_or_insert_with(Instant::now);
             }
@@ -93,15 +101,18 @@ async fn due_work(shared: &Shared) -> Option<bool> {
     if health.get("paused") == Some(&Value::Bool(true)) {
         return Some(false);
     }
-    let page = shared
-        .supervisor
-        .call(
-            "list",
-            &json!({"status": "pending", "limit": SAMPLE}),
-            Duration::ZERO,
-        )
-        .await
-        .ok()?;
+    let list = |status: &str| {
+        let params = json!({"status": status, "limit": SAMPLE});
+        async move {
+            shared
+                .supervisor
+                .call("list", &params, Duration::ZERO)
+                .await
+                .ok()
+        }
+    };
+    let processing = list("processing").await?;
+    let page = list("pending").await?;
     let (all_offline, excluded) = {
         let table = shared.destinations();
         (table.all_app_offline, table.excluded())
@@ -113,7 +124,12 @@ async fn due_work(shared: &Shared) -> Option<bool> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as i64;
-    let mut keys_ahead = HashSet::new();
+    let mut keys_ahead: HashSet<String> = processing
+        .get("items")?
+        .as_array()?
+        .iter()
+        .filter_map(|item| item.get("partitionKey")?.as_str().map(str::to_owned))
+        .collect();
     for item in page.get("items")?.as_array()? {
         let key = item.get("partitionKey").and_then(Value::as_str);
         let held_back = key.is_some_and(|k| !keys_ahead.insert(k.to_owned()));

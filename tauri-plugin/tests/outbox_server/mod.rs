@@ -87,7 +87,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     record: Shared,
     runtime: tokio::runtime::Runtime,
-    running: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl TestServer {
