@@ -118,10 +118,19 @@ class QueueCore:
     def push(self, now: int, item: SyncItem) -> str:
         """Add one item; ``DuplicateItem`` if its id is taken. With unique work's ``keep``
         and a live item under the key, nothing is added and that item's id is returned."""
-        return self.push_one(now, item).id
+        if item.unique is not None:
+            return self.push_one(now, item).id
+        # The common push, without a plan or a result object: this is every push's cost.
+        if self._taken(item.id):
+            raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
+        self._check_capacity(1)
+        self._record(Push(now, (Entry.admit(item, now, self.config.max_retries),)))
+        return item.id
 
     def push_one(self, now: int, item: SyncItem) -> PushResult:
         """``push``, saying what unique work did (``PushResult``)."""
+        if item.unique is None:
+            return PushResult(self.push(now, item))
         if self._taken(item.id):
             raise DuplicateItem(f"an item with id {item.id!r} already exists", id=item.id)
         plan = UniquePlan(self.state)
@@ -195,8 +204,11 @@ class QueueCore:
         lease_ms = self.lease_ms if lease_ms is None else lease_ms
         if lease_ms <= 0:
             raise InvalidParams("lease: must be positive", field="leaseMs")
-        except_destinations = check_except(except_destinations, partition)
-        ids = self.state.select(n, self.check_partition(partition), now, except_destinations)
+        if except_destinations is not None:
+            except_destinations = check_except(except_destinations, partition)
+        if partition is not None:
+            self.check_partition(partition)
+        ids = self.state.select(n, partition, now, except_destinations)
         if not ids:
             return []
         handed = self._record(Pop(now, tuple(ids), lease_ms))

@@ -34,7 +34,8 @@ NONE, READY, DELAYED, BLOCKED = 0, 1, 2, 3
 # A record: the public fields, then the bookkeeping a replay cannot recompute. Positional
 # lists, about half the size of a keyed object and faster to parse (most of recovery's cost).
 # Fields added later come after the bookkeeping, so a record written before them (shorter
-# by ``ADDED_LATER``) still reads: ``from_record`` pads it with their default, None.
+# by ``ADDED_LATER``) still reads: ``from_record`` pads it with their default, None. They
+# are written only when one is set (``to_record`` below).
 ADDED_LATER = ("destination", "unique_key")
 _BASE = tuple(f for f in FIELDS if f.attr not in ADDED_LATER)
 RECORD_FIELDS: tuple[Field, ...] = (
@@ -44,7 +45,9 @@ RECORD_FIELDS: tuple[Field, ...] = (
     *(f for f in FIELDS if f.attr in ADDED_LATER),
 )
 OLD_RECORD_LENGTH = len(RECORD_FIELDS) - len(ADDED_LATER)
-_PADDING = (None,) * len(ADDED_LATER)
+
+
+_HELD, _PENDING = ItemStatus.HELD, ItemStatus.PENDING
 
 
 class Entry:
@@ -109,7 +112,7 @@ class Entry:
         e.id = spec.id
         e.payload = spec.payload
         e.priority = spec.priority
-        e.status = ItemStatus.HELD if spec.hold else ItemStatus.PENDING
+        e.status = _HELD if spec.hold else _PENDING
         e.attempts = 0
         e.max_retries = default_max_retries if spec.max_retries is None else spec.max_retries
         e.correlation_id = spec.correlation_id
@@ -158,21 +161,36 @@ def _view_source(var: str) -> str:
     return f"_new_tuple(Item, ({', '.join(parts)}))"
 
 
+# An entry that uses none of the fields added later is written as before them: an older
+# version reads such a record, and the journal does not grow by their nulls.
 Entry.to_record = compile_codec(  # type: ignore[method-assign]
-    "to_record", "e", [f"return {to_record_source('e', RECORD_FIELDS)}"], {}
+    "to_record",
+    "e",
+    [
+        f"if {' and '.join(f'e.{attr} is None' for attr in ADDED_LATER)}:",
+        f"    return {to_record_source('e', RECORD_FIELDS[:OLD_RECORD_LENGTH])}",
+        f"return {to_record_source('e', RECORD_FIELDS)}",
+    ],
+    {},
 )
+_unpack_old = from_record_lines("e", "record", RECORD_FIELDS[:OLD_RECORD_LENGTH])[:1]
 Entry.from_record = classmethod(  # type: ignore[method-assign, assignment]
     compile_codec(
         "from_record",
         "cls, record",
         [
             "e = _new(cls)",
-            "if len(record) == _OLD: record = [*record, *_PADDING]",
-            *from_record_lines("e", "record", RECORD_FIELDS),
+            # The common record uses no field added later: unpacked without a copy.
+            "if len(record) == _OLD:",
+            *(f"    {line}" for line in _unpack_old),
+            f"    {' = '.join(f'e.{attr}' for attr in ADDED_LATER)} = None",
+            "else:",
+            *(f"    {line}" for line in from_record_lines("e", "record", RECORD_FIELDS)[:1]),
+            *from_record_lines("e", "record", RECORD_FIELDS)[1:],
             "e._token = e._where = e._partition = 0",
             "return e",
         ],
-        {"_new": object.__new__, "_OLD": OLD_RECORD_LENGTH, "_PADDING": _PADDING},
+        {"_new": object.__new__, "_OLD": OLD_RECORD_LENGTH},
     )
 )
 Entry.view = compile_codec(  # type: ignore[method-assign]

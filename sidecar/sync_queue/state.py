@@ -180,28 +180,31 @@ class QueueState:
     # ------------------------------------------------------------------ appliers
 
     def _push(self, op: Push) -> None:
-        t = op.t
-        replaced = op.replaced  # unique work's replace: rare, and few
-        for n, item in enumerate(op.items):
-            if replaced:
-                for index, target in replaced:
+        if op.replaced:  # unique work's replace: rare, and few
+            for n, item in enumerate(op.items):
+                for index, target in op.replaced:
                     if index == n:
-                        self._cancel_item(self.items[target], t, "replaced")
+                        self._cancel_item(self.items[target], op.t, "replaced")
+                self._add((item,), op.t)
+        else:
+            self._add(op.items, op.t)
+
+    def _add(self, items: tuple[Entry, ...], t: int) -> None:
+        """New items (held or pending, as pushed) join the queue, in push order."""
+        for item in items:
             old = self.items.get(item.id)
             if old is not None:  # a finished item whose id is reused (deduplication off)
                 self._forget(old)
             self.seq += 1
             item._seq = self.seq
             item._partition = partition_of(item.id, item.partition_key, self._partitions)
-            if item.status is not HELD:
-                item.status = PENDING
             self.items[item.id] = item
-            self.status_counts[item.status] += 1
+            self.status_counts[item.status] += 1  # held or pending (legality: the records)
             if item.destination is not None:
                 self.destinations.count(item.destination, item.status, 1)
             self.live_by_priority[item.priority] += 1
             self._enter_line_or_schedule(item, t)
-        self.metrics.on_enqueue(t, len(op.items))
+        self.metrics.on_enqueue(t, len(items))
 
     def _pop(self, op: Pop) -> list[Entry]:
         t = op.t
@@ -440,6 +443,12 @@ class QueueState:
     def _enter_line_or_schedule(self, item: Entry, t: int) -> None:
         if item.expires_at is not None:
             self._push_entry(self.ttl, (item.expires_at, self._next_token(), item))
+        if item.partition_key is None and item.unique_key is None:  # in no line
+            if item.status is HELD:
+                item._where = NONE
+            else:
+                self._schedule(item, t)
+            return
         blocked = False
         key = item.partition_key
         if key is not None:

@@ -60,11 +60,19 @@ def seed(path: Path, key: bytes | None) -> None:
 
 
 def push_record(item_id: str, **changes: Any) -> dict[str, Any]:
-    record = Entry.admit(SyncItem("x", id=item_id), T, 1).to_record()
+    """A push of ``item_id``; ``replaced`` (a list of [index, id]) goes on the record, any
+    other change on the item's record (the fields added later are then written too)."""
+    spec = SyncItem("x", id=item_id).with_destination("http://h")
+    record = Entry.admit(spec, T, 1).to_record()
+    record[-2] = None  # a full-length record with no destination
     fields = [f.name for f in RECORD_FIELDS]
+    replaced = changes.pop("replaced", None)
     for name, value in changes.items():
         record[fields.index(name)] = value
-    return {"op": "push", "t": T, "items": [record]}
+    op: dict[str, Any] = {"op": "push", "t": T, "items": [record]}
+    if replaced is not None:
+        op["replaced"] = replaced
+    return op
 
 
 IMPOSSIBLE: dict[str, dict[str, Any]] = {
@@ -99,6 +107,36 @@ IMPOSSIBLE: dict[str, dict[str, Any]] = {
     "push with a negative due time": push_record("new", availableAt=-1),
     "push with an id that is not a string": push_record("new", id=7),
     "expire of a processing item": {"op": "expire", "t": T, "ids": ["busy"]},
+    "release of a pending item": {"op": "release", "t": T, "id": "pending"},
+    "reject of a pending item": {"op": "reject", "t": T, "id": "pending", "error": "no"},
+    "reject whose reason is not a string": {"op": "reject", "t": T, "id": "pending", "error": 5},
+    "fail both dead and uncharged": {
+        "op": "fail",
+        "t": T,
+        "id": "busy",
+        "error": None,
+        "retry_at": T,
+        "dead": True,
+        "charge": False,
+    },
+    "fail whose charge is not a boolean": {
+        "op": "fail",
+        "t": T,
+        "id": "busy",
+        "error": None,
+        "retry_at": T,
+        "charge": "no",
+    },
+    "push replacing an unknown item": push_record("new", replaced=[[0, "nobody"]]),
+    "push replacing a processing item": push_record("new", replaced=[[0, "busy"]]),
+    "push replacing at no item's index": push_record("new", replaced=[[1, "pending"]]),
+    "push replacing the same item twice": push_record(
+        "new", replaced=[[0, "pending"], [0, "pending"]]
+    ),
+    "push replaced that is not pairs": push_record("new", replaced=["pending"]),
+    "push with a destination that is not a string": push_record("new", destination=7),
+    "push with an empty unique key": push_record("new", uniqueKey=""),
+    "push of a completed item": push_record("new", status=2),
     "requeue of a pending item": {"op": "requeue", "t": T, "id": "pending"},
     "extendLease of a pending item": {
         "op": "extendLease",
@@ -156,6 +194,15 @@ def test_legal_records_after_the_seed_still_open(tmp_path: Path, key: bytes | No
         {"op": "requeue", "t": T + 7, "id": "pending"},
         {"op": "purge", "t": T + 8, "status": "completed"},
         {"op": "setPaused", "t": T + 9, "paused": True},
+        push_record("h", status=5, destination="http://h"),  # held
+        {"op": "release", "t": T + 10, "id": "h"},
+        push_record("h2", status=5, uniqueKey="u"),
+        {"op": "reject", "t": T + 11, "id": "h2", "error": "no"},
+        push_record("r", replaced=[[0, "p2"]]),  # unique work's replace of a pending item
+        {"op": "pop", "t": T + 12, "ids": ["r"], "lease_ms": 10},
+        {"op": "fail", "t": T + 13, "id": "r", "error": "x", "retry_at": T + 13, "charge": False},
+        {"op": "pop", "t": T + 14, "ids": ["r"], "lease_ms": 10},
+        {"op": "fail", "t": T + 15, "id": "r", "error": "404", "retry_at": T + 15, "dead": True},
     ]
     store.commit(store.append([orjson.dumps(r) for r in legal]))
     store.close()
@@ -163,6 +210,10 @@ def test_legal_records_after_the_seed_still_open(tmp_path: Path, key: bytes | No
     persistence.close(lambda: b"")
     assert "busy" not in state.items  # purged
     assert state.items["pending"].status.value == "pending" and state.paused
+    assert state.items["h"].status.value == "pending" and state.items["h2"].last_error == "no"
+    assert state.items["p2"].last_error == "replaced"
+    r = state.items["r"]
+    assert (r.status.value, r.attempts) == ("failed", 1)  # the uncharged attempt gave back
 
 
 def snapshot_blob(tmp_path: Path, change: Any) -> bytes:

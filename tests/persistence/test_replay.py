@@ -203,12 +203,15 @@ def test_records_written_before_issue_12_still_read() -> None:
     """A journal or snapshot item record of the older, shorter format (no destination, no
     unique key) reads as an item without them."""
     item = Entry.admit(SyncItem.new({"x": 1}).with_id("old"), 5, 3)
-    record = item.to_record()
-    assert len(record) == OLD_RECORD_LENGTH + 2
-    old = record[:OLD_RECORD_LENGTH]
+    old = item.to_record()
+    assert len(old) == OLD_RECORD_LENGTH  # uses no new field: written as before
     again = Entry.from_record(old)
-    assert again.to_record() == record
+    assert again.to_record() == old
     assert (again.destination, again.unique_key) == (None, None)
+    new = Entry.admit(SyncItem.new(1).with_id("n").with_destination("http://h"), 5, 3)
+    record = new.to_record()
+    assert len(record) == OLD_RECORD_LENGTH + 2 and record[-2:] == ["http://h", None]
+    assert Entry.from_record(record).destination == "http://h"
     push = b'{"t":5,"items":[' + orjson.dumps(old) + b'],"op":"push"}'
     op = decode_op(push)
     assert isinstance(op, Push) and op.replaced == () and op.items[0].id == "old"

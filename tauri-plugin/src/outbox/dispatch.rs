@@ -296,11 +296,13 @@ async fn finish(shared: &Shared, item: &Popped, origin: &str, report: Report) {
         (Ok(v), Some(Outcome::Retried)) if v.get("retry") == Some(&Value::Bool(false)) => {
             Some(Outcome::Dead)
         }
-        (_, outcome) => outcome,
+        // Not recorded: no outcome yet (no event, no count). The item comes
+        // back (its lease ends, or the restarted sidecar releases it) and is
+        // sent again; the Idempotency-Key makes that safe.
+        (Err(_), _) => None,
+        (Ok(_), outcome) => outcome,
     };
     if let Err(e) = &answer {
-        // The item comes back (its lease ends, or the restarted sidecar
-        // releases it) and is sent again; the Idempotency-Key makes that safe.
         log::warn!(
             "could not report the outcome of outbox item {}: {e}",
             item.id
