@@ -12,6 +12,7 @@ const COMMANDS: &[&str] = &[
     "pop",
     "pop_batch",
     "complete",
+    "complete_batch",
     "fail",
     "cancel",
     "release",

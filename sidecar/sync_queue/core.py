@@ -30,7 +30,14 @@ from .config import QueueConfig
 from .destinations import check_except
 from .durations import MAX_DURATION_MS
 from .entry import Entry
-from .errors import CapacityExceeded, DuplicateItem, InvalidParams, InvalidState, ItemNotFound
+from .errors import (
+    CapacityExceeded,
+    DuplicateItem,
+    InvalidParams,
+    InvalidState,
+    ItemNotFound,
+    QueueError,
+)
 from .item import Item, ItemStatus, Priority, SyncItem, check_id
 from .legality import FROM_STATUS, LIVE
 from .metrics import Metrics
@@ -233,6 +240,21 @@ class QueueCore:
     def complete(self, now: int, item_id: str, lease_id: str | None = None) -> None:
         self._leased(Complete, item_id, lease_id, "complete")
         self._record(Complete(now, item_id))
+
+    def complete_batch(
+        self, now: int, items: Sequence[tuple[str, str | None]]
+    ) -> list[QueueError | None]:
+        """``complete`` for each ``(id, lease_id)``, each on its own: one that cannot be
+        completed (its error, in its place in the list) does not stop the others."""
+        errors: list[QueueError | None] = []
+        for item_id, lease_id in items:
+            try:
+                self.complete(now, item_id, lease_id)
+            except (InvalidState, ItemNotFound, InvalidParams) as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
     def fail(
         self,

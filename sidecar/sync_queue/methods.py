@@ -25,10 +25,17 @@ from .core import MAX_LIST_LIMIT
 from .engine import Engine
 from .errors import InvalidParams, PersistenceError, ShuttingDown
 from .long_polls import LongPolls
-from .protocol import CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting
+from .protocol import CallInfo, Dispatcher, MethodNotFound, Param, ServerLink, Waiting, error_object
 from .protocol import check_params as check
 from .state import Event, ItemFailed
-from .wire import PARAMS, except_from_params, health_to_wire, item_from_params, stats_to_wire
+from .wire import (
+    PARAMS,
+    complete_refs_from_params,
+    except_from_params,
+    health_to_wire,
+    item_from_params,
+    stats_to_wire,
+)
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "READ_ONLY", "Method", "QueueDispatcher"]
 
@@ -279,6 +286,17 @@ class QueueDispatcher(Dispatcher):
         self.core.complete(self.engine.begin_change(), params["id"], params.get("leaseId"))
         return {}
 
+    def _complete_batch(self, params: dict[str, Any], call: CallInfo) -> Any:
+        refs = complete_refs_from_params(params)
+        outcomes = self.core.complete_batch(self.engine.begin_change(), refs)
+        errors = [
+            {"index": n, "id": refs[n][0], "error": error_object(error)}
+            for n, error in enumerate(outcomes)
+            if error is not None
+        ]
+        completed = [refs[n][0] for n, error in enumerate(outcomes) if error is None]
+        return {"completed": completed, "errors": errors}
+
     def _fail(self, params: dict[str, Any], call: CallInfo) -> Any:
         now = self.engine.begin_change()
         result = self.core.fail(
@@ -386,6 +404,7 @@ METHODS: Mapping[str, Method] = {
         _method("pop", D._pop),
         _method("popBatch", D._pop_batch),
         _method("complete", D._complete),
+        _method("completeBatch", D._complete_batch),
         _method("fail", D._fail),
         _method("cancel", D._cancel),
         _method("release", D._release),

@@ -24,7 +24,7 @@ from .core import Journal, QueueCore
 from .destinations import check_except
 from .durations import Duration, to_ms
 from .engine import Engine, Health
-from .errors import InvalidParams
+from .errors import InvalidParams, QueueError
 from .item import Item, ItemStatus, Priority, SyncItem
 from .metrics import Metrics, Throughput
 from .results import FailResult, Page, PushBatchResult, PushResult
@@ -190,6 +190,13 @@ class SyncQueue:
     def mark_completed(self, id: str, lease_id: str | None = None) -> None:
         """The item's work is done. Only for a ``processing`` item whose lease is current."""
         self._change(self._core.complete, id, lease_id)
+
+    def mark_completed_batch(
+        self, items: Sequence[tuple[str, str | None]]
+    ) -> list[QueueError | None]:
+        """``mark_completed`` for each ``(id, lease_id)``, in one lock and one commit. Each
+        on its own: the list holds, in order, None or the error of one that was refused."""
+        return self._change(self._core.complete_batch, list(items))
 
     def mark_failed(
         self,

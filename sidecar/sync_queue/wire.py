@@ -29,6 +29,7 @@ from .protocol import check_params as check
 
 __all__ = [
     "PARAMS",
+    "complete_refs_from_params",
     "except_from_params",
     "health_to_wire",
     "item_from_params",
@@ -78,6 +79,7 @@ PARAMS: Mapping[str, Mapping[str, Param] | None] = {
     "pop": POP,
     "popBatch": {**POP, "max": Param(int, minimum=1)},
     "complete": {"id": _ID, "leaseId": Param(str)},
+    "completeBatch": {"items": Param(list, required=True)},
     "fail": {
         "id": _ID,
         "error": Param(str, nullable=True),
@@ -161,6 +163,28 @@ def item_from_params(where: str, params: Any, index: int | None = None) -> SyncI
             )
         item.unique = (unique["key"], unique["policy"])
     return item
+
+
+COMPLETE_REF = {"id": _ID, "leaseId": Param(str)}
+MAX_COMPLETE_BATCH = 1000
+
+
+def complete_refs_from_params(params: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``completeBatch``'s members as ``(id, leaseId)``; a bad member is ``InvalidParams``
+    naming its index (nothing is completed)."""
+    items = params["items"]
+    if len(items) > MAX_COMPLETE_BATCH:
+        raise InvalidParams(
+            f'completeBatch: "items" holds at most {MAX_COMPLETE_BATCH} members', field="items"
+        )
+    refs: list[tuple[str, str | None]] = []
+    for n, member in enumerate(items):
+        where = f"completeBatch: items[{n}]"
+        if not isinstance(member, dict):
+            raise InvalidParams(f"{where}: expected an object", field="items", index=n)
+        check(where, member, COMPLETE_REF)
+        refs.append((member["id"], member.get("leaseId")))
+    return refs
 
 
 def except_from_params(method: str, params: dict[str, Any]) -> frozenset[str] | None:

@@ -506,6 +506,23 @@ export async function complete(item: ItemRef, options?: LeaseOptions): Promise<v
   await call<null>('complete', lease(item, options))
 }
 
+/** What {@link completeBatch} did. */
+export interface CompleteBatchResult {
+  /** The ids completed, in order. */
+  completed: string[]
+  /** Each member refused, with the error `complete` would have given (`data.kind` names it). */
+  errors: { index: number; id: string; error: { code: number; message: string; data: Record<string, unknown> } }[]
+}
+
+/**
+ * Marks several processing items done in one call (one commit). Items from `pop` pass
+ * their `leaseId` too. Each on its own: one that cannot be completed is listed in
+ * `errors` and does not stop the others.
+ */
+export async function completeBatch(items: ItemRef[]): Promise<CompleteBatchResult> {
+  return await call<CompleteBatchResult>('complete_batch', { items: items.map((item) => lease(item)) })
+}
+
 /**
  * Reports a failed attempt. The item is retried later (`retry: true`) or,
  * out of retries, becomes `failed` and `sync-queue://item-failed` fires.

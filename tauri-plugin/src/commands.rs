@@ -56,6 +56,14 @@ pub(crate) async fn complete(
 }
 
 #[command]
+pub(crate) async fn complete_batch(
+    queue: State<'_, SyncQueue>,
+    items: Vec<CompleteRef>,
+) -> Result<CompleteBatchResult> {
+    queue.complete_batch(&items).await
+}
+
+#[command]
 pub(crate) async fn fail(
     queue: State<'_, SyncQueue>,
     id: String,

@@ -199,6 +199,14 @@ impl SyncQueue {
         Ok(())
     }
 
+    /// Marks several processing items done in one call (one commit). Each
+    /// on its own: one that cannot be completed is listed in `errors` and
+    /// does not stop the others.
+    pub async fn complete_batch(&self, items: &[CompleteRef]) -> Result<CompleteBatchResult> {
+        self.typed("completeBatch", &json!({ "items": items }), Duration::ZERO)
+            .await
+    }
+
     /// Reports a failed attempt; the item is retried later or, out of
     /// retries, becomes `failed`.
     pub async fn fail(

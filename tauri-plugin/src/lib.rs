@@ -206,6 +206,7 @@ impl Builder {
                 commands::pop,
                 commands::pop_batch,
                 commands::complete,
+                commands::complete_batch,
                 commands::fail,
                 commands::cancel,
                 commands::release,

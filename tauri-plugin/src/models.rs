@@ -150,6 +150,34 @@ pub struct FailOptions {
     pub charge: Option<bool>,
 }
 
+/// One member of `complete_batch`: an item id and, best, the `leaseId` from `pop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+}
+
+/// What `complete_batch` did: the ids completed, and each member refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteBatchResult {
+    pub completed: Vec<String>,
+    #[serde(default)]
+    pub errors: Vec<CompleteBatchError>,
+}
+
+/// A member of `complete_batch` that was refused: its index, its id and the
+/// error object (`{code, message, data: {kind, …}}`) `complete` would give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteBatchError {
+    pub index: usize,
+    pub id: String,
+    pub error: Value,
+}
+
 /// A pop's `destinations`: hand out only items with a destination that is
 /// not in `except` (an outbox dispatcher passes its offline origins).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

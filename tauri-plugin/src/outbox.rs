@@ -284,65 +284,17 @@ impl Outbox {
     }
 
     pub fn set_online(&self, online: bool, destination: Option<&str>) -> Result<()> {
-        let shared = &self.shared;
-        match destination {
-            None => {
-                let origins: Vec<String> = {
-                    let table = shared.destinations();
-                    table.iter().map(|(o, _)| o.clone()).collect()
-                };
-                if online {
-                    // Clear the global switch first, then each destination's,
-                    // emitting `destination-online` for those now dispatchable.
-                    let was: Vec<(String, Reach)> = {
-                        let table = shared.destinations();
-                        origins
-                            .iter()
-                            .map(|o| {
-                                (
-                                    o.clone(),
-                                    table
-                                        .get(o)
-                                        .map_or(Reach::Online, |d| d.reach(table.all_app_offline)),
-                                )
-                            })
-                            .collect()
-                    };
-                    {
-                        let mut table = shared.destinations();
-                        table.all_app_offline = false;
-                        for origin in &origins {
-                            let d = table.entry(origin);
-                            d.app_offline = false;
-                            if let Some(outage) = &mut d.outage {
-                                outage.next_probe = Instant::now();
-                            }
-                        }
-                    }
-                    for (origin, before) in was {
-                        let now = shared.destinations().entry(&origin).reach(false);
-                        if before != Reach::Online && now == Reach::Online {
-                            shared
-                                .emit(events::DESTINATION_ONLINE, json!({ "destination": origin }));
-                        }
-                    }
-                } else {
-                    shared.destinations().all_app_offline = true;
-                }
-            }
-            Some(destination) => {
-                let origin = request::origin_of(destination)?;
-                shared.change(&origin, |table| {
-                    let d = table.entry(&origin);
-                    d.app_offline = !online;
-                    if let (true, Some(outage)) = (online, &mut d.outage) {
-                        outage.next_probe = Instant::now();
-                    }
-                });
-            }
+        let origin = destination.map(request::origin_of).transpose()?;
+        let back =
+            self.shared
+                .destinations()
+                .set_app_online(origin.as_deref(), online, Instant::now());
+        for origin in back {
+            self.shared
+                .emit(events::DESTINATION_ONLINE, json!({ "destination": origin }));
         }
-        shared.wake_dispatcher.notify_one();
-        shared.wake_prober.notify_one();
+        self.shared.wake_dispatcher.notify_one();
+        self.shared.wake_prober.notify_one();
         Ok(())
     }
 

@@ -249,6 +249,8 @@ fn every_command_answers(command: &[String]) {
     assert_eq!(err["kind"], "ShuttingDown", "{err}");
 }
 
+/// Also `complete_batch`: the held item, once popped, completed in a batch beside an
+/// unknown id.
 fn held_items_are_released_or_rejected(command: &[String]) {
     let (_app, w) = app(command);
     let push = |id: &str| {
@@ -290,4 +292,16 @@ fn held_items_are_released_or_rejected(command: &[String]) {
     )
     .unwrap();
     assert_eq!(failed["retry"], true, "{failed}");
+
+    let item = invoke(&w, "pop", json!({"options": {"leaseMs": 60000}})).unwrap();
+    assert_eq!(item["id"], "h", "{item}");
+    let done = invoke(
+        &w,
+        "complete_batch",
+        json!({"items": [{"id": "h", "leaseId": item["leaseId"]}, {"id": "nope"}]}),
+    )
+    .unwrap();
+    assert_eq!(done["completed"], json!(["h"]), "{done}");
+    assert_eq!(done["errors"][0]["index"], 1, "{done}");
+    assert_eq!(done["errors"][0]["error"]["data"]["kind"], "ItemNotFound");
 }

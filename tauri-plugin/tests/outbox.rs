@@ -16,7 +16,7 @@ use common::{app_with, collect, invoke, plugin_for, real_sidecar, TestApp};
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Map, Value};
 use tauri::{test::MockRuntime, Listener, WebviewWindow};
-use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, OutboxStatus, SyncQueueExt};
+use tauri_plugin_sync_queue::{HttpRequest, OutboxConfig, SyncQueueExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -308,13 +308,14 @@ fn the_app_can_switch_dispatch_off_and_on() {
     let id = enqueue(&w, json!({"url": server.url("/x")}));
     let status: Value = invoke(&w, "outbox_status", json!({})).unwrap();
     assert_eq!(status["online"], false, "{status}");
-    // Nothing is sent while offline: the item stays pending, untouched, for
-    // a few dispatcher turns (each pop waits at most 200 ms, then 1 s).
+    // Nothing is sent while offline. A pop that was already waiting may hand
+    // the item out once; the dispatcher gives it straight back, uncharged.
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
-        assert_eq!(item(&w, &id)["status"], "pending");
+        assert!(server.record().attempts.is_empty(), "sent while offline");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(wait_status(&w, &id, "pending")["attempts"], 0);
     assert!(server.record().attempts.is_empty());
     invoke(
         &w,
@@ -420,12 +421,12 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
             None
         });
     let (app, w) = app_with(builder);
-    let stalled = collect(&app, "sync-queue://outbox-stalled");
-    // What outbox_status says when the event is emitted.
-    let seen: Arc<Mutex<Option<OutboxStatus>>> = Arc::default();
-    let (handle, keep) = (app.handle().clone(), seen.clone());
-    app.listen("sync-queue://outbox-stalled", move |_| {
-        *keep.lock().unwrap() = Some(handle.sync_queue().outbox_status());
+    // Each event with what outbox_status says while it is emitted.
+    let (tx, stalled) = std::sync::mpsc::channel();
+    let handle = app.handle().clone();
+    app.listen("sync-queue://outbox-stalled", move |e| {
+        let event: Value = serde_json::from_str(e.payload()).unwrap();
+        let _ = tx.send((event, handle.sync_queue().outbox_status()));
     });
     let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
     wait_for("the first request applied", || {
@@ -433,15 +434,10 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
     });
     let next = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "b"}));
 
-    let event = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    let (event, status) = stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
     assert_eq!(event["restarted"], true, "{event}");
     let reason = event["reason"].as_str().unwrap();
     assert!(reason.contains("none was sent or finished"), "{reason}");
-    let status = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the status at the event");
     assert_eq!(status.stalled.map(|s| s.reason).as_deref(), Some(reason));
     // The fresh dispatcher serves the other key while the old one hangs.
     wait_status(&w, &next, "completed");
@@ -498,4 +494,48 @@ fn held_requests_wait_for_release_and_unique_work_is_kept_once() {
         item(&w, first["id"].as_str().unwrap())["status"],
         "cancelled"
     );
+}
+
+#[test]
+fn a_connection_broken_by_a_dying_host_costs_no_attempt() {
+    use std::{
+        net::TcpListener,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+    // A host that accepts connections and drops them unanswered: the request
+    // fails after connecting (not a refused connection), and the probe that
+    // follows fails the same way, so the outbox takes it for an outage.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropping = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let (app, w) = app("a_connection_broken_by_a_dying_host", outbox_config());
+    let offline = collect(&app, "sync-queue://destination-offline");
+    let url = format!("http://{addr}/x");
+    let id = enqueue(&w, json!({"url": url, "body": "once", "maxRetries": 0}));
+    let event = offline.recv_timeout(DEADLINE).expect("destination-offline");
+    assert_eq!(event["destination"], format!("http://{addr}"));
+    let error = event["error"].as_str().unwrap();
+    assert!(!error.to_lowercase().contains("refused"), "{error}");
+    let waiting = wait_status(&w, &id, "pending");
+    // maxRetries 0: a charged attempt would have made it dead.
+    assert_eq!(waiting["attempts"], 0, "{waiting}");
+
+    stop.store(true, Ordering::SeqCst);
+    dropping.join().unwrap();
+    let server = TestServer::start_on(addr);
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(server.record().effects_of(&id), 1);
 }

@@ -492,3 +492,18 @@ def test_bad_unique_params() -> None:
         SyncItem.new(1).with_unique("", "keep")
     with pytest.raises(InvalidParams):
         SyncItem.new(1).with_hold("yes")  # type: ignore[arg-type]
+
+
+def test_complete_batch_completes_each_on_its_own() -> None:
+    core, journal = make()
+    for x in "abc":
+        push(core, x)
+    handed = {i.id: i for i in core.pop(T, 3)}
+    errors = core.complete_batch(T, [("a", handed["a"].lease_id), ("b", "stale"), ("c", None)])
+    assert [type(e).__name__ if e else None for e in errors] == [None, "InvalidState", None]
+    assert [status(core, x) for x in "abc"] == [
+        ItemStatus.COMPLETED,
+        ItemStatus.PROCESSING,
+        ItemStatus.COMPLETED,
+    ]
+    assert_replays(core, journal)

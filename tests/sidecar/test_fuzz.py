@@ -32,6 +32,7 @@ METHODS = [
     "pop",
     "popBatch",
     "complete",
+    "completeBatch",
     "fail",
     "cancel",
     "release",

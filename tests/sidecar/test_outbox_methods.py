@@ -191,3 +191,34 @@ def survives(spawn: Spawn, tmp_path: Path, kill: bool) -> None:
     second.result("release", id="h")
     assert second.result("pop") is None  # h has a destination: only the outbox takes it
     assert second.result("pop", destinations=EVERY)["id"] in ("h", "d")
+
+
+@pytest.mark.blackbox
+def test_complete_batch(mem: Sidecar) -> None:
+    mem.result("pushBatch", items=[{"id": x, "payload": 1} for x in "abc"])
+    got = {i["id"]: i for i in mem.result("popBatch", max=3)}
+    result = mem.result(
+        "completeBatch",
+        items=[
+            {"id": "a", "leaseId": got["a"]["leaseId"]},
+            {"id": "b", "leaseId": "stale"},
+            {"id": "zzz"},
+            {"id": "c"},
+        ],
+    )
+    assert result["completed"] == ["a", "c"]
+    assert [(e["index"], e["id"], e["error"]["data"]["kind"]) for e in result["errors"]] == [
+        (1, "b", "InvalidState"),
+        (2, "zzz", "ItemNotFound"),
+    ]
+    assert result["errors"][0]["error"]["code"] == -32009
+    assert mem.result("get", id="b")["status"] == "processing"  # refused: unchanged
+    assert mem.result("stats")["totalCompleted"] == 2
+    for items, field in [
+        ([{"leaseId": "x"}], "id"),
+        ([{"id": "b", "x": 1}], "x"),
+        (["b"], "items"),
+        ([{"id": "b"}] * 1001, "items"),
+    ]:
+        assert_error(mem.error("completeBatch", items=items), -32602, "InvalidParams", field)
+    assert mem.result("get", id="b")["status"] == "processing"  # a bad member: nothing done

@@ -129,6 +129,14 @@ const cases: Case[] = [
   ['fail by id', 'fail', () => api.fail('a'), { id: 'a' }, { retry: false }, { retry: false }],
   ['cancel', 'cancel', () => api.cancel('a'), { id: 'a' }, null, undefined],
   ['release', 'release', () => api.release('a'), { id: 'a' }, null, undefined],
+  [
+    'completeBatch',
+    'complete_batch',
+    () => api.completeBatch([item, 'b']),
+    { items: [{ id: 'a', leaseId: 'L1' }, { id: 'b' }] },
+    { completed: ['a'], errors: [{ index: 1, id: 'b', error: { code: -32009, message: 'm', data: { kind: 'InvalidState' } } }] },
+    { completed: ['a'], errors: [{ index: 1, id: 'b', error: { code: -32009, message: 'm', data: { kind: 'InvalidState' } } }] },
+  ],
   ['reject without a reason', 'reject', () => api.reject('a'), { id: 'a' }, null, undefined],
   ['reject with a reason', 'reject', () => api.reject('a', 'no'), { id: 'a', reason: 'no' }, null, undefined],
   [

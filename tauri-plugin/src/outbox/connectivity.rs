@@ -168,6 +168,46 @@ impl Destinations {
             .is_some_and(|d| d.outage.take().is_some())
     }
 
+    /// The app's `set_online`: for one origin, or (`None`) for all. Coming
+    /// online also probes unreachable ones at once. Returns the origins that
+    /// became dispatchable.
+    pub fn set_app_online(
+        &mut self,
+        origin: Option<&str>,
+        online: bool,
+        now: Instant,
+    ) -> Vec<String> {
+        let all_before = self.all_app_offline;
+        let before: HashMap<String, Reach> = self
+            .by_origin
+            .iter()
+            .map(|(o, d)| (o.clone(), d.reach(all_before)))
+            .collect();
+        match origin {
+            None => self.all_app_offline = !online,
+            Some(origin) => self.entry(origin).app_offline = !online,
+        }
+        let all = self.all_app_offline;
+        let mut back = Vec::new();
+        for (o, d) in &mut self.by_origin {
+            if origin.is_some_and(|one| one != o) {
+                continue;
+            }
+            if online {
+                d.app_offline = false;
+                if let Some(outage) = &mut d.outage {
+                    outage.next_probe = now;
+                }
+            }
+            let was = before.get(o).copied().unwrap_or(Reach::Online);
+            if was != Reach::Online && d.reach(all) == Reach::Online {
+                back.push(o.clone());
+            }
+        }
+        back.sort();
+        back
+    }
+
     /// Origins whose probe is due at `now`, and the earliest later probe.
     pub fn probes_due(&self, now: Instant) -> (Vec<String>, Option<Instant>) {
         let mut due = Vec::new();
@@ -185,10 +225,6 @@ impl Destinations {
         }
         due.sort();
         (due, next)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Destination)> {
-        self.by_origin.iter()
     }
 
     /// Sorted by origin, for status answers.
@@ -259,5 +295,32 @@ mod tests {
         assert!(d.came_back("b"));
         assert!(!d.came_back("b"));
         assert_eq!(d.excluded(), ["c", "e"]);
+    }
+
+    #[test]
+    fn the_app_switches_one_origin_or_all() {
+        let t0 = Instant::now();
+        let mut d = Destinations::default();
+        d.entry("a");
+        d.went_offline("b", "refused", t0, POLICY, 0.0);
+        assert!(d.set_app_online(None, false, t0).is_empty());
+        assert_eq!(
+            d.get("a").unwrap().reach(d.all_app_offline),
+            Reach::AppOffline
+        );
+        assert!(
+            d.probes_due(t0 + Duration::from_secs(9)).0.is_empty(),
+            "no probes"
+        );
+        let later = t0 + Duration::from_millis(1);
+        assert_eq!(
+            d.set_app_online(None, true, later),
+            ["a"],
+            "b is still unreachable"
+        );
+        assert_eq!(d.probes_due(later).0, ["b"], "probed at once");
+        assert!(d.set_app_online(Some("a"), false, later).is_empty());
+        assert_eq!(d.excluded(), ["a", "b"]);
+        assert_eq!(d.set_app_online(Some("a"), true, later), ["a"]);
     }
 }

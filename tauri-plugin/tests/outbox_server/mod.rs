@@ -96,13 +96,18 @@ pub struct TestServer {
 impl TestServer {
     /// A server on a free port of 127.0.0.1.
     pub fn start() -> TestServer {
+        TestServer::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A server on `addr` (port 0: any free one).
+    pub fn start_on(addr: SocketAddr) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("server runtime");
         let mut server = TestServer {
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr,
             record: Shared::default(),
             runtime,
             running: None,
