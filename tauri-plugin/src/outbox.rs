@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod classify;
+mod completer;
 pub mod config;
 pub mod connectivity;
 mod dispatch;
@@ -75,6 +76,7 @@ struct Liveness {
 /// Shared by the dispatcher, its item tasks, the prober and the watchdog.
 pub(crate) struct Shared {
     pub config: OutboxConfig,
+    pub completer: completer::Completer,
     pub supervisor: Arc<Supervisor>,
     pub http: reqwest::Client,
     pub auth: AuthHeaders,
@@ -232,7 +234,9 @@ impl Outbox {
     ) -> Result<Outbox> {
         let http = http_client(&config)?;
         let now = Instant::now();
+        let (completer, completing) = completer::Completer::start(runtime, supervisor.clone());
         let shared = Arc::new(Shared {
+            completer,
             supervisor,
             http,
             auth: AuthHeaders::new(hooks.auth),
@@ -270,6 +274,7 @@ impl Outbox {
             let watchdog = runtime.spawn(watchdog::run(shared.clone(), Box::new(restart)));
             lock(&outbox.tasks).extend([prober, watchdog]);
         }
+        lock(&outbox.tasks).push(completing);
         Ok(outbox)
     }
 

@@ -287,10 +287,21 @@ async fn finish(shared: &Shared, item: &Popped, origin: &str, report: Report) {
             ("fail", None, None, Some(error.as_str()))
         }
     };
-    let answer = shared
-        .supervisor
-        .call(method, &Value::Object(params), Duration::ZERO)
-        .await;
+    let answer = if method == "complete" {
+        // Batched with the other tasks' (one sidecar call per round trip).
+        let lease = item.lease_id.as_deref();
+        shared
+            .completer
+            .complete(&item.id, lease)
+            .await
+            .map(|()| Value::Null)
+    } else {
+        let params = Value::Object(params);
+        shared
+            .supervisor
+            .call(method, &params, Duration::ZERO)
+            .await
+    };
     let outcome = match (&answer, outcome) {
         // Out of retries: the engine made it dead.
         (Ok(v), Some(Outcome::Retried)) if v.get("retry") == Some(&Value::Bool(false)) => {
