@@ -637,6 +637,136 @@ export async function status(): Promise<SidecarStatus> {
   return await call<SidecarStatus>('status')
 }
 
+// ---------------------------------------------------------------- outbox
+
+/**
+ * An HTTP request for the outbox to send. The plugin's dispatcher sends it
+ * (from Rust: it keeps going while the window reloads or is hidden) with an
+ * `Idempotency-Key: <item id>` header, the same on every attempt.
+ *
+ * A 2xx answer completes the item. Network errors, timeouts, 5xx, 408 and 429
+ * are retried (a `Retry-After` is honoured); any other 4xx sends the item to
+ * the dead letters at once, with the status and the start of the body.
+ */
+export interface HttpRequest {
+  /** Default `POST`. */
+  method?: string
+  /** An absolute `http:` or `https:` URL; its origin is the item's destination. */
+  url: string
+  /**
+   * Stored with the item, on disk: put tokens in {@link setHeaders} instead,
+   * which are added when the request is sent and never stored.
+   */
+  headers?: Record<string, string>
+  /** A string is sent as it is; any other JSON value as `application/json`. */
+  body?: JsonValue
+  /** Binary body, base64-encoded (instead of `body`). */
+  bodyBase64?: string
+  /** Per-attempt timeout. Default: the plugin's `outbox.timeoutMs` (30 s). */
+  timeoutMs?: number
+  /** Statuses to retry, whatever the default classification (and the app's Rust hook) says. */
+  retryStatuses?: number[]
+  /** Statuses that send the item to the dead letters at once, likewise. */
+  deadStatuses?: number[]
+  /** 1–128 characters; generated when left out. It is the `Idempotency-Key`. */
+  id?: string
+  /** Default `normal`. */
+  priority?: Priority
+  /** Requests sharing a key are sent one at a time, in the order enqueued. */
+  partitionKey?: string
+  /** Default 3: at most `maxRetries + 1` charged attempts (offline time is not charged). */
+  maxRetries?: number
+  /** Cancelled (`lastError: "expired"`) if still not sent after this many ms. */
+  ttlMs?: number
+  /** Not sent before this many ms from now. */
+  delayMs?: number
+  correlationId?: string
+  metadata?: Record<string, string>
+  /** Not sent until `release(id)` (e.g. an agent's action awaiting the user); `reject(id)` cancels it. */
+  hold?: boolean
+  /** See {@link Unique}. */
+  unique?: Unique
+}
+
+/** What `enqueueRequest` resolves to: the item's id, and what `unique` did. */
+export type EnqueueResult = PushResult
+
+/**
+ * A destination (a URL's origin) as the dispatcher sees it: `online` (sending),
+ * `offline` (network-class failures: probed with backoff, its requests wait
+ * uncharged), `authRequired` (a 401: held until {@link setHeaders}),
+ * `appOffline` (the app said {@link setOnline}`(false)`).
+ */
+export type DestinationState = 'online' | 'offline' | 'authRequired' | 'appOffline'
+
+export interface DestinationStatus {
+  /** The origin, e.g. `"https://api.example.com"`. */
+  destination: string
+  state: DestinationState
+  /** While `offline`: when the next probe goes out. */
+  nextProbeAt: number | null
+  lastError: string | null
+  inFlight: number
+  /** Counters since the app started. */
+  dispatched: number
+  succeeded: number
+  retried: number
+  dead: number
+}
+
+/** What `outboxStatus` returns. */
+export interface OutboxStatus {
+  /** Whether the dispatcher runs (`outbox.enabled`). */
+  running: boolean
+  /** `false` after `setOnline(false)` without a destination. */
+  online: boolean
+  /** At most this many requests in flight. */
+  concurrency: number
+  inFlight: number
+  destinations: DestinationStatus[]
+  /** Set while the watchdog sees no progress although requests are due. */
+  stalled: { reason: string; since: number } | null
+}
+
+/**
+ * Adds an HTTP request to the outbox; the plugin sends it.
+ *
+ * @example
+ * ```ts
+ * const { id } = await enqueueRequest({
+ *   url: 'https://api.example.com/notes',
+ *   body: { text: 'hello' },
+ *   partitionKey: 'note-42',
+ * })
+ * ```
+ */
+export async function enqueueRequest(request: HttpRequest): Promise<EnqueueResult> {
+  return await call<EnqueueResult>('enqueue_request', { request })
+}
+
+/**
+ * Tells the outbox whether the app is online: for one destination (an origin
+ * or a URL), or, without one, for all. While offline nothing is sent there and
+ * no attempt is charged.
+ */
+export async function setOnline(online: boolean, destination?: string): Promise<void> {
+  await call<null>('set_online', { online, destination })
+}
+
+/**
+ * Headers added to every request to `destination` (an origin or a URL,
+ * normalised to its origin) from now on, e.g. a fresh token after
+ * `onAuthRequired`. Kept in memory only; releases an auth hold.
+ */
+export async function setHeaders(destination: string, headers: Record<string, string>): Promise<void> {
+  await call<null>('set_headers', { destination, headers })
+}
+
+/** The dispatcher's state, per destination. Answered by the plugin. */
+export async function outboxStatus(): Promise<OutboxStatus> {
+  return await call<OutboxStatus>('outbox_status')
+}
+
 // ---------------------------------------------------------------- events
 
 /** The event names the plugin emits. */
@@ -646,6 +776,11 @@ export const EVENTS = {
   breakerChanged: 'sync-queue://breaker-changed',
   ready: 'sync-queue://ready',
   sidecarExited: 'sync-queue://sidecar-exited',
+  destinationOffline: 'sync-queue://destination-offline',
+  destinationOnline: 'sync-queue://destination-online',
+  authRequired: 'sync-queue://auth-required',
+  outboxStalled: 'sync-queue://outbox-stalled',
+  outboxProgress: 'sync-queue://outbox-progress',
 } as const
 
 async function on<T>(event: string, callback: (payload: T) => void): Promise<UnlistenFn> {
@@ -686,4 +821,82 @@ export async function onReady(callback: (event: Ready) => void): Promise<Unliste
 /** Calls `callback` when the sidecar process ends (a crash, or a stop). */
 export async function onSidecarExited(callback: (event: SidecarExited) => void): Promise<UnlistenFn> {
   return await on(EVENTS.sidecarExited, callback)
+}
+
+/** Payload of `sync-queue://destination-offline`. */
+export interface DestinationOffline {
+  destination: string
+  /** The network-class failure that took it offline. */
+  error: string
+  nextProbeAt: number | null
+}
+
+/** Payload of `sync-queue://destination-online`. */
+export interface DestinationOnline {
+  destination: string
+}
+
+/** Payload of `sync-queue://auth-required`: a 401; the destination is held. */
+export interface AuthRequired {
+  destination: string
+  status: number
+  /** The request that got the 401 (it is retried, uncharged, after `setHeaders`). */
+  itemId: string
+}
+
+/** Payload of `sync-queue://outbox-stalled`: no progress although requests were due. */
+export interface OutboxStalled {
+  reason: string
+  since: number
+  /** The dispatcher restarted itself. */
+  restarted: boolean
+}
+
+/** What happened to a request: sent, answered 2xx, to be retried, or dead-lettered. */
+export type OutboxOutcome = 'dispatched' | 'succeeded' | 'retried' | 'dead'
+
+/** Payload of `sync-queue://outbox-progress`: one step of one request. */
+export interface OutboxProgress {
+  id: string
+  destination: string
+  outcome: OutboxOutcome
+  /** The HTTP status, when there was an answer. */
+  status: number | null
+  error: string | null
+  attempts: number
+}
+
+/** Calls `callback` when a destination stops answering (it is then probed with backoff). */
+export async function onDestinationOffline(callback: (event: DestinationOffline) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.destinationOffline, callback)
+}
+
+/** Calls `callback` when a destination answers again (or the app set it online). */
+export async function onDestinationOnline(callback: (event: DestinationOnline) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.destinationOnline, callback)
+}
+
+/**
+ * Calls `callback` when a destination answered 401: its requests wait until
+ * {@link setHeaders} gives it new headers.
+ *
+ * @example
+ * ```ts
+ * await onAuthRequired(async ({ destination }) => {
+ *   await setHeaders(destination, { authorization: `Bearer ${await refreshToken()}` })
+ * })
+ * ```
+ */
+export async function onAuthRequired(callback: (event: AuthRequired) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.authRequired, callback)
+}
+
+/** Calls `callback` when the watchdog found the dispatcher stalled (and restarted it). */
+export async function onOutboxStalled(callback: (event: OutboxStalled) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.outboxStalled, callback)
+}
+
+/** Calls `callback` for each request sent, succeeded, retried or dead-lettered. */
+export async function onOutboxProgress(callback: (event: OutboxProgress) => void): Promise<UnlistenFn> {
+  return await on(EVENTS.outboxProgress, callback)
 }

@@ -15,10 +15,13 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from monitor_page import Monitor
 
 EXAMPLE = Path(__file__).resolve().parent.parent
 ROOT = EXAMPLE.parent.parent
@@ -180,3 +183,46 @@ def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
+
+
+class Run:
+    """One run's processes and private directories (queue data, TMPDIR for ``_MEI*``)."""
+
+    def __init__(self, base: Path) -> None:
+        self.marker = uuid.uuid4().hex
+        self.tmp = base / "tmp"
+        dirs = {n: base / n for n in ("data", "config", "cache", "runtime")}
+        for d in [self.tmp, *dirs.values()]:
+            d.mkdir(mode=0o700)
+        self.env = {k: v for k, v in os.environ.items() if k != "WAYLAND_DISPLAY"}
+        self.env |= {
+            MARKER: self.marker,
+            "TMPDIR": str(self.tmp),
+            "XDG_DATA_HOME": str(dirs["data"]),  # the queue: <data>/<identifier>/sync-queue
+            "XDG_CONFIG_HOME": str(dirs["config"]),
+            "XDG_CACHE_HOME": str(dirs["cache"]),
+            "XDG_RUNTIME_DIR": str(dirs["runtime"]),
+            "GDK_BACKEND": "x11",
+            # Xvfb has no GPU: WebKit's software path, without the DMA-BUF renderer.
+            "WEBKIT_DISABLE_DMABUF_RENDERER": "1",
+            "LIBGL_ALWAYS_SOFTWARE": "1",
+        }
+
+    def processes(self, name: str) -> list[Proc]:
+        return [p for p in run_processes(self.marker) if p.name == name]
+
+    def mei_dirs(self) -> list[Path]:
+        return sorted(self.tmp.glob("_MEI*"))
+
+
+@contextmanager
+def session(ui: Monitor, name: str) -> Iterator[Monitor]:
+    """End the WebDriver session; on failure, first keep a screenshot in e2e/out/."""
+    try:
+        yield ui
+    except BaseException:
+        with suppress(Exception):
+            ui.screenshot(OUT / f"failed-{name}.png")
+        raise
+    finally:
+        ui.end_session()

@@ -27,6 +27,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 # The page re-renders a table when what it shows changes: an element read a moment ago
 # may be gone; reading again is the answer.
 _TRANSIENT = (NoSuchElementException, StaleElementReferenceException)
+COMMAND_TIMEOUT_S = 120
 
 
 class Monitor:
@@ -34,7 +35,10 @@ class Monitor:
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": str(app)})
-        connection = RemoteConnection(client_config=ClientConfig(remote_server_addr=server_url))
+        # A bound on every WebDriver command: a command the browser never answers (seen once:
+        # a screenshot) fails the test instead of hanging it.
+        config = ClientConfig(remote_server_addr=server_url, timeout=COMMAND_TIMEOUT_S)
+        connection = RemoteConnection(client_config=config)
         self.driver: WebDriver = webdriver.Remote(command_executor=connection, options=options)
 
     # ------------------------------------------------------------------ reading
@@ -85,6 +89,11 @@ class Monitor:
                 "count-completed",
                 "count-failed",
                 "worker-state",
+                "outbox-app-online",
+                "progress-dispatched",
+                "progress-succeeded",
+                "progress-retried",
+                "progress-dead",
                 "error",
             ]
             shown = {i: self.text(i) for i in ids}
@@ -163,6 +172,67 @@ class Monitor:
         # After Quit there is no browser left for the session; ending it may say so.
         with contextlib.suppress(WebDriverException):
             self.driver.quit()
+
+    # ------------------------------------------------------------------ HTTP outbox
+
+    def outbox_mode(self) -> None:
+        self.driver.find_element(By.ID, "mode-outbox").click()
+        self.wait(lambda: self.shown("outbox-panel"), "the HTTP outbox panel")
+        self.wait(lambda: self.text("outbox-app-online") == "online", "the outbox's status")
+
+    def enqueue_requests(
+        self, url: str, *, count: int, keys: str = "", retries: int = 3
+    ) -> list[str]:
+        """Fill in the outbox form, submit it, and return the ids, in the order enqueued."""
+        result = self.driver.find_element(By.ID, "outbox-result")
+        before = result.get_attribute("data-ids")
+        self._fill("outbox-url", url)
+        self._fill("outbox-keys", keys)
+        self._fill("outbox-count", str(count))
+        self._fill("outbox-retries", str(retries))
+        self.driver.find_element(By.ID, "outbox-enqueue").click()
+        self.wait(
+            lambda: result.get_attribute("data-ids") not in (before, None, ""),
+            f"{count} request(s) enqueued to {url}",
+        )
+        ids = str(result.get_attribute("data-ids")).split()
+        assert len(ids) == count, (ids, self.text("outbox-result"))
+        return ids
+
+    def destination_state(self, origin: str) -> str | None:
+        """The state the destinations table shows for ``origin`` (None: not listed)."""
+        script = (
+            "const row = [...document.querySelectorAll('#outbox-destinations tr')]"
+            ".find(r => r.dataset.destination === arguments[0]);"
+            "return row ? row.dataset.state : null"
+        )
+        state = self.driver.execute_script(script, origin)
+        return None if state is None else str(state)
+
+    def wait_destination(self, origin: str, state: str, timeout_s: float = 60) -> None:
+        self.wait(
+            lambda: self.destination_state(origin) == state,
+            f"{origin} shown {state} (shown: {self.destination_state(origin)})",
+            timeout_s,
+        )
+
+    def set_app_online(self, online: bool) -> None:
+        self.driver.find_element(By.ID, "outbox-online-toggle").click()
+        shown = "online" if online else "offline"
+        self.wait(lambda: self.text("outbox-app-online") == shown, f"the app {shown}")
+
+    def set_token(self, token: str) -> None:
+        self._fill("outbox-token", token)
+        self.driver.find_element(By.ID, "outbox-set-headers").click()
+        self.wait(lambda: self.logged("action", "headers set for"), "the headers set")
+
+    def dead_requests(self) -> dict[str, str]:
+        """The dead requests the outbox panel shows: id -> HTTP status."""
+        script = (
+            "return [...document.querySelectorAll('#outbox-dead tr')]"
+            ".map(r => [r.dataset.id, r.dataset.status])"
+        )
+        return {str(i): str(status) for i, status in self.driver.execute_script(script)}
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

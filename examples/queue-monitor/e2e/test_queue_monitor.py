@@ -18,67 +18,12 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pytest
-from app_harness import (
-    MARKER,
-    OUT,
-    Proc,
-    build_app,
-    run_processes,
-    sidecar_name,
-    wait_until,
-    webdriver_server,
-    x_server,
-)
+from app_harness import OUT, Run, session, sidecar_name, wait_until, webdriver_server, x_server
 from monitor_page import Monitor
 
 APP_NAME = "queue-monitor"
-
-
-@pytest.fixture(scope="module")
-def app() -> Path:
-    prebuilt = os.environ.get("SYNC_QUEUE_MONITOR_APP")
-    return Path(prebuilt) if prebuilt else build_app()
-
-
-class Run:
-    """One run's processes and private directories (queue data, TMPDIR for ``_MEI*``)."""
-
-    def __init__(self, base: Path) -> None:
-        self.marker = uuid.uuid4().hex
-        self.tmp = base / "tmp"
-        dirs = {n: base / n for n in ("data", "config", "cache", "runtime")}
-        for d in [self.tmp, *dirs.values()]:
-            d.mkdir(mode=0o700)
-        self.env = {k: v for k, v in os.environ.items() if k != "WAYLAND_DISPLAY"}
-        self.env |= {
-            MARKER: self.marker,
-            "TMPDIR": str(self.tmp),
-            "XDG_DATA_HOME": str(dirs["data"]),  # the queue: <data>/<identifier>/sync-queue
-            "XDG_CONFIG_HOME": str(dirs["config"]),
-            "XDG_CACHE_HOME": str(dirs["cache"]),
-            "XDG_RUNTIME_DIR": str(dirs["runtime"]),
-            "GDK_BACKEND": "x11",
-            # Xvfb has no GPU: WebKit's software path, without the DMA-BUF renderer.
-            "WEBKIT_DISABLE_DMABUF_RENDERER": "1",
-            "LIBGL_ALWAYS_SOFTWARE": "1",
-        }
-
-    def processes(self, name: str) -> list[Proc]:
-        return [p for p in run_processes(self.marker) if p.name == name]
-
-    def mei_dirs(self) -> list[Path]:
-        return sorted(self.tmp.glob("_MEI*"))
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    yield Run(tmp_path)
 
 
 def test_queue_monitor_end_to_end(app: Path, run: Run) -> None:
@@ -120,19 +65,6 @@ def second_start(ui: Monitor, run: Run, parked: list[str]) -> None:
         # At most the directory of the launcher killed with -9: nothing was left to
         # remove it. Everything else was cleaned up.
         assert len(run.mei_dirs()) <= 1, run.mei_dirs()
-
-
-@contextmanager
-def session(ui: Monitor, name: str) -> Iterator[Monitor]:
-    """End the WebDriver session; on failure, first keep a screenshot in e2e/out/."""
-    try:
-        yield ui
-    except BaseException:
-        with suppress(Exception):
-            ui.screenshot(OUT / f"failed-{name}.png")
-        raise
-    finally:
-        ui.end_session()
 
 
 def items_are_synced(ui: Monitor) -> None:
@@ -213,6 +145,7 @@ def survives_kill_9(ui: Monitor, run: Run) -> None:
     ui.wait(lambda: ui.logged("synced", f"{item} synced"), "the next item synced")
     assert len(ui.log_lines("sidecar-exited")) == exits + 1
     assert ui.logged("sidecar-exited", "signal 9"), ui.log_lines("sidecar-exited")
-    assert ui.text("sidecar-state") == "ready"
+    # The window shows what its last refresh (every 500 ms) read: wait for the next one.
+    ui.wait(lambda: ui.text("sidecar-state") == "ready", "the window to show the sidecar ready")
     new = [p for p in run.processes(sidecar_name()) if p.ppid == app_proc.pid]
     assert len(new) == 1 and new[0].pid != launcher.pid, new

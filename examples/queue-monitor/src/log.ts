@@ -4,6 +4,8 @@ const MAX_LINES = 300
 export type LogKind =
   | 'ready' | 'sidecar-exited' | 'items-available' | 'item-failed' | 'breaker-changed'
   | 'synced' | 'retry' | 'dead' | 'action' | 'error'
+  // The HTTP outbox's (src/outbox.ts).
+  | 'sent' | 'destination-offline' | 'destination-online' | 'auth-required' | 'outbox-stalled'
 
 export function log(kind: LogKind, text: string): void {
   const list = document.getElementById('log') as HTMLOListElement

@@ -9,6 +9,7 @@ import {
 import { ThroughputChart } from './chart'
 import { endpointInfo, setEndpointMode, upload, type EndpointMode } from './endpoint'
 import { log } from './log'
+import { listenToTheOutbox, refreshOutbox, wireOutboxControls } from './outbox'
 import {
   byId, renderDeadLetters, renderHealth, renderPending, renderStats, renderStatus, showError,
   type FullStats,
@@ -90,6 +91,17 @@ function wireControls(): void {
     log('action', paused ? 'queue resumed' : 'queue paused: pop hands out nothing')
   }))
   byId('quit').addEventListener('click', () => void act(() => getCurrentWindow().close()))
+  for (const radio of document.querySelectorAll<HTMLInputElement>('input[name=mode]')) {
+    radio.addEventListener('change', () => showMode(radio.value === 'outbox'))
+  }
+  wireOutboxControls(act)
+}
+
+/** The monitor's panels, or the HTTP outbox's panel in place of the webview worker's. */
+function showMode(outbox: boolean): void {
+  document.body.classList.toggle('outbox-mode', outbox)
+  byId('outbox-panel').hidden = !outbox
+  log('action', outbox ? 'HTTP outbox mode' : 'monitor mode')
 }
 
 const deadLetterActions = {
@@ -129,6 +141,16 @@ async function refreshForever(chart: ThroughputChart): Promise<never> {
     } catch (e) {
       log('error', `refresh: ${describe(e)}`)
     }
+    // A clock that shows the window is live. It also makes the page repaint every second,
+    // which WebKitWebDriver's screenshot waits for (a still page never answers it).
+    byId('refreshed').textContent = new Date().toLocaleTimeString()
+    if (!byId('outbox-panel').hidden) {
+      try {
+        await refreshOutbox()
+      } catch (e) {
+        log('error', `outbox refresh: ${describe(e)}`)
+      }
+    }
     await new Promise((resolve) => setTimeout(resolve, REFRESH_MS))
   }
 }
@@ -138,6 +160,7 @@ async function main(): Promise<void> {
   // Listeners first, then status(): a `ready` emitted before the listeners existed is
   // still in status() (tauri-plugin/README.md, "Status").
   await listenToThePlugin()
+  await listenToTheOutbox()
   const now = await status()
   renderStatus(now)
   if (now.state === 'ready' && now.ready) log('ready', `sidecar ${now.ready.version} ready (${now.ready.durability}) before the window listened`)

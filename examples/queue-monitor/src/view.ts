@@ -11,7 +11,7 @@ export type FullStats = Stats & {
   processingMs?: Percentiles
 }
 
-const STATUSES: Status[] = ['pending', 'processing', 'completed', 'failed', 'cancelled']
+const STATUSES: Status[] = ['held', 'pending', 'processing', 'completed', 'failed', 'cancelled']
 const PRIORITIES: Priority[] = ['critical', 'high', 'normal', 'low', 'background']
 
 export const byId = <T extends HTMLElement = HTMLElement>(id: string) =>
