@@ -709,17 +709,19 @@ def test_pause_is_durable_across_restart(spawn: Spawn, tmp_path: Path) -> None:
 
 @pytest.mark.blackbox
 def test_breaker_health_and_notifications(spawn: Spawn, tmp_path: Path) -> None:
-    # A long retry backoff: the breaker's cool-down is the only timer running.
+    # A long retry delay: the breaker's cool-down is the only timer running. Set by the
+    # fail itself: the backoff is full jitter (0 to base_retry_delay), and a small draw
+    # once brought the failed item back as the half-open probe.
     config = write_config(
         tmp_path / "c.json",
         breaker_failure_threshold=1,
         breaker_cooldown=0.3,
-        base_retry_delay=60,
     )
     sidecar = spawn("--memory", "--config", config)
     sidecar.result("pushBatch", items=[{"payload": n, "id": str(n)} for n in range(3)])
     item = pop(sidecar)
-    assert sidecar.result("fail", id=item["id"], error="downstream 503")["retry"] is True
+    retry = sidecar.result("fail", id=item["id"], error="downstream 503", retryAfterMs=600_000)
+    assert retry["retry"] is True
     opened = sidecar.wait_notification("breakerChanged")
     assert opened["state"] == "open" and type(opened["reason"]) is str and opened["reason"]
     health = sidecar.result("health")
