@@ -20,6 +20,8 @@ import orjson
 import pytest
 
 from sync_queue.storage import EncryptionService, Store
+from sync_queue.storage.blocks import scan_blocks
+from sync_queue.storage.format import BLOCK_HEADER, BT_RECORDS, FILE_HEADER_SIZE
 
 from .conftest import Spawn
 from .harness import ROOT, dir_snapshot, sidecar_argv, sidecar_env
@@ -61,16 +63,25 @@ def test_bit_flip_in_last_block_is_quarantined_and_reported(
     sidecar = spawn("--data-dir", data, *keys)
     sidecar.result("push", {"id": "a", "payload": 1})
     sidecar.result("push", {"id": "b", "payload": 2})
-    sidecar.result("cancel", {"id": "a"})  # acknowledged: the last block of the journal
+    sidecar.result("cancel", {"id": "a"})  # acknowledged: record 3
     # Killed, not stopped: a clean stop records the queue's time (a rebase record) after it.
     sidecar.kill9()
 
-    seg = last_segment(data)
-    original = seg.read_bytes()
+    [seg] = data.glob("journal-*.log")
+    # The journal as a crash right after the cancel leaves it: cut after the cancel's block.
+    # (Found by its sequence numbers, not as "the last block": the sidecar may have appended
+    # a record of its own after it before the kill, as it did once in CI. And not by the
+    # end of the data: the segment is preallocated, and a GCM tag may end in zero bytes.)
+    scan = scan_blocks(
+        seg.read_bytes(), FILE_HEADER_SIZE, btype=BT_RECORDS, aes=encrypted, first_seq=1
+    )
+    [block] = [
+        b for b in scan.blocks if b.header.first_seq <= 3 < b.header.first_seq + b.header.count
+    ]
+    end = block.offset + BLOCK_HEADER.size + len(block.payload)
+    original = seg.read_bytes()[:end]
     flipped = bytearray(original)
-    # The segment is preallocated: zeros follow its last block until it is closed.
-    end = len(original.rstrip(b"\0"))
-    flipped[end - 2] ^= 0x10  # inside the last block's payload (the GCM tag when encrypted)
+    flipped[end - 2] ^= 0x10  # inside the cancel's block (the GCM tag when encrypted)
     seg.write_bytes(flipped)
 
     status, out = run_verify(data, keys)
