@@ -209,6 +209,18 @@ pub(crate) fn push_params(request: &HttpRequest) -> Result<(Value, String)> {
     };
     spec.prepare()?;
     let destination = origin_of(&spec.url)?;
+    if let Some(id) = &request.id {
+        // The id is sent as the Idempotency-Key on every attempt: an id that is
+        // no valid header value would go without it, and a retry could apply twice.
+        if HeaderValue::from_str(id).is_err() {
+            return Err(invalid(
+                "id",
+                format!(
+                    "id: {id:?} cannot be sent as the Idempotency-Key header (it has a control character)"
+                ),
+            ));
+        }
+    }
     let mut params = Map::new();
     params.insert("payload".into(), json!({ "http": spec }));
     params.insert("destination".into(), Value::String(destination.clone()));
@@ -307,5 +319,18 @@ mod tests {
         request.method = None;
         request.headers = Some(BTreeMap::from([("bad name".into(), "v".into())]));
         assert_eq!(push_params(&request).unwrap_err().kind(), "InvalidParams");
+    }
+
+    #[test]
+    fn ids_that_cannot_be_the_idempotency_key_are_refused() {
+        let mut request = HttpRequest::new("POST", "http://h/");
+        for bad in ["a\nb", "a\rb", "del\u{7f}", "nul\u{0}"] {
+            request.id = Some(bad.into());
+            let error = push_params(&request).unwrap_err();
+            assert_eq!(error.kind(), "InvalidParams", "{bad:?}");
+        }
+        request.id = Some("note-7:v2".into());
+        let (params, _) = push_params(&request).unwrap();
+        assert_eq!(params["id"], "note-7:v2");
     }
 }
