@@ -295,6 +295,9 @@ class QueueState:
         elif op.charge:  # one bad host must not stop the whole queue: only the app's items
             self._emit(self.breaker.on_failure(t))
         if not op.charge:  # the attempt does not count (the destination went away)
+            # Not an answer about the app's service either: a half-open breaker must not
+            # wait for this probe (nothing would ever be handed out again).
+            self.breaker.on_probe_lost(item.id)
             item.attempts -= 1
             item.last_error = op.error
             self._back_to_pending(item, t, op.retry_at)
