@@ -245,6 +245,34 @@ fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
 }
 
 #[test]
+fn a_request_longer_than_the_lease_is_sent_once() {
+    // The pop's lease covers the outbox's timeoutMs (200 ms here: 5.4 s in
+    // all); this request may take 10 s and its answer comes after 7 s.
+    let server = TestServer::start();
+    server.on(
+        "/long",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_secs(7),
+        },
+    );
+    let config = OutboxConfig {
+        timeout_ms: 200,
+        ..outbox_config()
+    };
+    let (_app, w) = app("a_request_longer_than_the_lease", config);
+    let id = enqueue(
+        &w,
+        json!({"url": server.url("/long"), "body": "once", "timeoutMs": 10_000}),
+    );
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let record = server.record();
+    assert_eq!(record.attempts_of(&id).len(), 1, "sent once");
+    assert_eq!(record.effects_of(&id), 1);
+}
+
+#[test]
 fn an_outage_charges_no_attempts_and_ends_by_itself() {
     let mut server = TestServer::start();
     let (app, w) = app("an_outage_charges_no_attempts", outbox_config());

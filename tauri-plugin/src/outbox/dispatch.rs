@@ -18,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     classify::{classify, Overrides, Verdict},
+    dispatcher::LEASE_MARGIN,
     events::{self, Outcome, Progress},
     prober,
     request::{origin_of, HttpSpec, Prepared},
@@ -94,6 +95,9 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
         };
         return finish(&shared, &item, &origin, report).await;
     }
+    if !lease_covers(&shared, &item, prepared.timeout).await {
+        return; // not ours to send now: it comes back when its lease ends
+    }
     {
         let mut table = shared.destinations();
         let d = table.entry(&origin);
@@ -108,6 +112,40 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     shared.destinations().entry(&origin).in_flight -= 1;
     finish(&shared, &item, &origin, report).await;
+}
+
+/// The pop's lease covers a request of the outbox's `timeoutMs`; one with a
+/// longer `timeoutMs` of its own gets its lease extended first. Otherwise the
+/// lease could end mid-request and the engine hand the item out again: a
+/// second copy on the wire beside the first, and the first one's report
+/// refused. False when the lease could not be extended (then the request is
+/// not sent: the item may already be someone else's).
+async fn lease_covers(shared: &Shared, item: &Popped, timeout: Option<Duration>) -> bool {
+    let Some(timeout) = timeout.filter(|t| *t > shared.config.timeout()) else {
+        return true;
+    };
+    let mut params = json!({
+        "id": item.id,
+        "leaseMs": (timeout + LEASE_MARGIN).as_millis() as u64,
+    });
+    if let Some(lease) = &item.lease_id {
+        params["leaseId"] = json!(lease);
+    }
+    match shared
+        .supervisor
+        .call("extendLease", &params, Duration::ZERO)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            log::warn!(
+                "outbox item {}: could not extend its lease for a {} ms request: {e}",
+                item.id,
+                timeout.as_millis()
+            );
+            false
+        }
+    }
 }
 
 async fn send(

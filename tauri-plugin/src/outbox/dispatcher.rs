@@ -38,7 +38,7 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// comes back is served).
 const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
 /// Added to the lease: reporting takes a moment.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
