@@ -273,6 +273,37 @@ fn a_request_longer_than_the_lease_is_sent_once() {
 }
 
 #[test]
+fn a_request_that_waited_past_its_lease_is_not_sent_twice() {
+    // One slot, taken for 7 s by a long request; the next item waits in the
+    // dispatcher's buffer past its lease (5.4 s) and is handed out again.
+    let server = TestServer::start();
+    server.on(
+        "/long",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_secs(7),
+        },
+    );
+    let config = OutboxConfig {
+        timeout_ms: 200,
+        concurrency: 1,
+        ..outbox_config()
+    };
+    let (_app, w) = app("a_request_that_waited_past_its_lease", config);
+    let long = enqueue(
+        &w,
+        json!({"url": server.url("/long"), "body": "long", "timeoutMs": 10_000}),
+    );
+    let next = enqueue(&w, json!({"url": server.url("/next"), "body": "next"}));
+    wait_status(&w, &long, "completed");
+    wait_status(&w, &next, "completed");
+    std::thread::sleep(Duration::from_millis(300)); // a second copy would land by now
+    let record = server.record();
+    assert_eq!(record.attempts_of(&next).len(), 1, "sent once");
+    assert_eq!(record.effects_of(&next), 1);
+}
+
+#[test]
 fn an_outage_charges_no_attempts_and_ends_by_itself() {
     let mut server = TestServer::start();
     let (app, w) = app("an_outage_charges_no_attempts", outbox_config());

@@ -8,7 +8,7 @@
 
 use std::{
     sync::{atomic::Ordering, Arc},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     classify::{classify, Overrides, Verdict},
-    dispatcher::LEASE_MARGIN,
+    dispatcher::{pop_lease, LEASE_MARGIN},
     events::{self, Outcome, Progress},
     prober,
     request::{origin_of, HttpSpec, Prepared},
@@ -37,6 +37,9 @@ pub(crate) struct Popped {
     pub payload: Value,
     #[serde(default)]
     pub destination: Option<String>,
+    /// When the pop handed it out: its lease runs from then.
+    #[serde(skip, default = "Instant::now")]
+    pub popped_at: Instant,
 }
 
 /// How much of a response body is read (for the hook and the excerpt).
@@ -114,16 +117,19 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
     finish(&shared, &item, &origin, report).await;
 }
 
-/// The pop's lease covers a request of the outbox's `timeoutMs`; one with a
-/// longer `timeoutMs` of its own gets its lease extended first. Otherwise the
+/// The pop's lease must last until the request is answered and reported: a
+/// request with a longer `timeoutMs` of its own, or one that waited in the
+/// buffer behind slow requests, gets its lease extended first. Otherwise the
 /// lease could end mid-request and the engine hand the item out again: a
 /// second copy on the wire beside the first, and the first one's report
 /// refused. False when the lease could not be extended (then the request is
 /// not sent: the item may already be someone else's).
 async fn lease_covers(shared: &Shared, item: &Popped, timeout: Option<Duration>) -> bool {
-    let Some(timeout) = timeout.filter(|t| *t > shared.config.timeout()) else {
+    let timeout = timeout.unwrap_or_else(|| shared.config.timeout());
+    let lease_left = pop_lease(shared).saturating_sub(item.popped_at.elapsed());
+    if timeout + LEASE_MARGIN <= lease_left {
         return true;
-    };
+    }
     let mut params = json!({
         "id": item.id,
         "leaseMs": (timeout + LEASE_MARGIN).as_millis() as u64,
