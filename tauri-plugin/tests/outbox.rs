@@ -244,10 +244,12 @@ fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
     assert_eq!(record.attempts_of(&id).len(), 2, "the second was a replay");
 }
 
-#[test]
-fn a_request_longer_than_the_lease_is_sent_once() {
-    // The pop's lease covers the outbox's timeoutMs (200 ms here: 5.4 s in
-    // all); this request may take 10 s and its answer comes after 7 s.
+/// A server whose `/long` answers its first request after 7 s, and an outbox
+/// whose pop lease is shorter than that (2 x its 200 ms timeout + 5 s).
+fn slower_than_the_lease(
+    test: &str,
+    concurrency: u32,
+) -> (TestServer, TestApp, WebviewWindow<MockRuntime>) {
     let server = TestServer::start();
     server.on(
         "/long",
@@ -258,9 +260,17 @@ fn a_request_longer_than_the_lease_is_sent_once() {
     );
     let config = OutboxConfig {
         timeout_ms: 200,
+        concurrency,
         ..outbox_config()
     };
-    let (_app, w) = app("a_request_longer_than_the_lease", config);
+    let (app, w) = app(test, config);
+    (server, app, w)
+}
+
+#[test]
+fn a_request_longer_than_the_lease_is_sent_once() {
+    // This request may take 10 s (its own timeoutMs).
+    let (server, _app, w) = slower_than_the_lease("a_request_longer_than_the_lease", 8);
     let id = enqueue(
         &w,
         json!({"url": server.url("/long"), "body": "once", "timeoutMs": 10_000}),
@@ -276,20 +286,7 @@ fn a_request_longer_than_the_lease_is_sent_once() {
 fn a_request_that_waited_past_its_lease_is_not_sent_twice() {
     // One slot, taken for 7 s by a long request; the next item waits in the
     // dispatcher's buffer past its lease (5.4 s) and is handed out again.
-    let server = TestServer::start();
-    server.on(
-        "/long",
-        Behaviour::SlowFirst {
-            times: 1,
-            delay: Duration::from_secs(7),
-        },
-    );
-    let config = OutboxConfig {
-        timeout_ms: 200,
-        concurrency: 1,
-        ..outbox_config()
-    };
-    let (_app, w) = app("a_request_that_waited_past_its_lease", config);
+    let (server, _app, w) = slower_than_the_lease("a_request_that_waited_past_its_lease", 1);
     let long = enqueue(
         &w,
         json!({"url": server.url("/long"), "body": "long", "timeoutMs": 10_000}),
