@@ -440,6 +440,24 @@ fn a_401_holds_the_destination_until_new_headers() {
 }
 
 #[test]
+fn bad_headers_are_refused_by_set_headers() {
+    let server = TestServer::start();
+    let (_app, w) = app("bad_headers_are_refused", outbox_config());
+    for headers in [
+        json!({"Authorization": "Bearer abc\n"}),
+        json!({"bad name": "v"}),
+    ] {
+        let answer = invoke(
+            &w,
+            "set_headers",
+            json!({"destination": server.origin(), "headers": headers}),
+        );
+        let error = answer.expect_err("refused");
+        assert_eq!(error["kind"], "InvalidParams", "{headers}: {error}");
+    }
+}
+
+#[test]
 fn a_bad_request_is_refused_before_it_is_stored() {
     let (_app, w) = app("a_bad_request_is_refused", outbox_config());
     for request in [

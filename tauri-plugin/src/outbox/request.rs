@@ -120,6 +120,20 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Error {
     })
 }
 
+/// Headers as sent; a bad name or value is `InvalidParams` (dispatch would
+/// otherwise have to leave it off).
+pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("headers", format!("headers: bad header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid("headers", format!("headers: bad value for {name}")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// The origin of an `http(s)` URL, e.g. `http://127.0.0.1:8080` (default
 /// ports left out): the key of connectivity, auth and stats.
 pub fn origin_of(url: &str) -> Result<String> {
@@ -147,14 +161,7 @@ impl HttpSpec {
             })?;
         origin_of(&self.url)?;
         let url = Url::parse(&self.url).map_err(|e| invalid("url", e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid("headers", format!("headers: bad header name {name:?}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| invalid("headers", format!("headers: bad value for {name}")))?;
-            headers.append(name, value);
-        }
+        let mut headers = header_map(&self.headers)?;
         let body = match (&self.body, &self.body_base64) {
             (Some(_), Some(_)) => {
                 return Err(invalid("body", "give `body` or `bodyBase64`, not both"))
