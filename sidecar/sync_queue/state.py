@@ -865,7 +865,7 @@ class QueueState:
         # queue is this loop.
         state._push_entry = list.append
         items, counts, by_priority = state.items, state.status_counts, state.live_by_priority
-        finished, leases, delayed, ready = state.finished, state.leases, state.delayed, state.ready
+        finished, delayed, ready = state.finished, state.delayed, state.ready
         from_record, last_t = Entry.from_record, state.last_t
         ready_count = delayed_count = 0
         raw_payloads = not state.indexed
@@ -887,14 +887,7 @@ class QueueState:
                 continue
             by_priority[item.priority] += 1
             if status is PROCESSING:
-                check_item(item)  # few items are processing; their lease must be whole
-                item._token = token = state._next_token()
-                assert item.lease_expires_at is not None  # for mypy: check_item made sure
-                leases.append((item.lease_expires_at, token, item))
-                if item.partition_key is not None:
-                    state.lines.setdefault(item.partition_key, deque()).append(item)
-                if item.unique_key is not None:
-                    state.unique_lines.setdefault(item.unique_key, deque()).append(item)
+                state._load_processing(item)
             elif (
                 item.partition_key is None
                 and item.expires_at is None
@@ -918,20 +911,29 @@ class QueueState:
                 state._enter_line_or_schedule(item, last_t)
         state.ready_count += ready_count
         state.delayed_count += delayed_count
-        for heap in (
-            *state.ready,
-            *state.dest_ready.values(),
-            state.delayed,
-            state.leases,
-            state.ttl,
-        ):
-            if state.indexed:
+        state._build_loaded_indexes(build_heap)
+
+    def _load_processing(self, item: Entry) -> None:
+        """A snapshot's processing item: under its lease, at the front of its lines."""
+        check_item(item)  # few items are processing; their lease must be whole
+        item._token = token = self._next_token()
+        assert item.lease_expires_at is not None  # for mypy: check_item made sure
+        self.leases.append((item.lease_expires_at, token, item))
+        if item.partition_key is not None:
+            self.lines.setdefault(item.partition_key, deque()).append(item)
+        if item.unique_key is not None:
+            self.unique_lines.setdefault(item.unique_key, deque()).append(item)
+
+    def _build_loaded_indexes(self, build_heap: Callable[[list[HeapEntry]], None]) -> None:
+        """After :meth:`_load_items` filled the heaps as lists: make them heaps (or drop them
+        when not indexed), and order the finished items as they finished (for retention)."""
+        for heap in (*self.ready, *self.dest_ready.values(), self.delayed, self.leases, self.ttl):
+            if self.indexed:
                 build_heap(heap)
             else:
                 heap.clear()
-        state._push_entry = state._index
-        # Finished items in the order they finished, for retention.
-        state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
+        self._push_entry = self._index
+        self.finished = deque(sorted(self.finished, key=lambda entry: entry[0]))
 
     def defer_heaps(self) -> None:
         """Until :meth:`build_heaps`, heap insertions only append: a replay makes no query,
