@@ -473,6 +473,40 @@ fn a_bad_request_is_refused_before_it_is_stored() {
 }
 
 #[test]
+fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
+    // One slot, taken by a slow request: the watchdog (300 ms) replaces the
+    // dispatcher while that request is on the wire, aborting its task.
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_millis(1_500),
+        },
+    );
+    let config = OutboxConfig {
+        concurrency: 1,
+        stall_after_ms: 300,
+        ..outbox_config()
+    };
+    let (app, w) = app("a_restarted_dispatcher_leaves_no", config);
+    let stalled = collect(&app, "sync-queue://outbox-stalled");
+    let slow = enqueue(&w, json!({"url": server.url("/slow")}));
+    wait_for("the slow request on the wire", || {
+        !server.record().attempts_of(&slow).is_empty()
+            || app.sync_queue().outbox_status().in_flight == 1
+    });
+    let next = enqueue(&w, json!({"url": server.url("/next")}));
+    stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    wait_status(&w, &next, "completed");
+    wait_status(&w, &slow, "completed");
+    wait_for("nothing counted in flight", || {
+        let status = app.sync_queue().outbox_status();
+        status.in_flight == 0 && status.destinations.iter().all(|d| d.in_flight == 0)
+    });
+}
+
+#[test]
 fn a_stalled_dispatcher_is_reported_and_restarted() {
     let server = TestServer::start();
     // The first response's classification hangs (an app hook stuck on a

@@ -101,20 +101,41 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
     if !lease_covers(&shared, &item, prepared.timeout).await {
         return; // not ours to send now: it comes back when its lease ends
     }
-    {
-        let mut table = shared.destinations();
-        let d = table.entry(&origin);
-        d.in_flight += 1;
-        d.counters.dispatched += 1;
-    }
-    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    let on_the_wire = OnTheWire::start(&shared, &origin);
     shared.progressed();
     progress(&shared, &item, &origin, Outcome::Dispatched, None, None);
     let report = send(&shared, &item, &origin, &spec, prepared).await;
     drop(slot);
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    shared.destinations().entry(&origin).in_flight -= 1;
+    drop(on_the_wire);
     finish(&shared, &item, &origin, report).await;
+}
+
+/// A request counted in flight (`outbox_status`), uncounted when dropped:
+/// also when its task is aborted mid-request (the watchdog replacing a
+/// stalled dispatcher), which would otherwise leave it counted for good.
+struct OnTheWire<'a> {
+    shared: &'a Shared,
+    origin: &'a str,
+}
+
+impl<'a> OnTheWire<'a> {
+    fn start(shared: &'a Shared, origin: &'a str) -> Self {
+        {
+            let mut table = shared.destinations();
+            let d = table.entry(origin);
+            d.in_flight += 1;
+            d.counters.dispatched += 1;
+        }
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        OnTheWire { shared, origin }
+    }
+}
+
+impl Drop for OnTheWire<'_> {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.shared.destinations().entry(self.origin).in_flight -= 1;
+    }
 }
 
 /// The pop's lease must last until the request is answered and reported: a
