@@ -458,6 +458,32 @@ fn bad_headers_are_refused_by_set_headers() {
 }
 
 #[test]
+fn an_item_whose_id_cannot_be_the_idempotency_key_is_never_sent() {
+    // Pushed with `push`, not enqueue_request (which refuses such an id).
+    let server = TestServer::start();
+    let (_app, w) = app("an_item_whose_id_cannot_be", outbox_config());
+    let url = server.url("/x");
+    let item = json!({"item": {
+        "id": "a\nb",
+        "payload": {"http": {"method": "POST", "url": url, "headers": {}}},
+        "destination": server.origin(),
+    }});
+    let id = invoke(&w, "push", item).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dead = wait_status(&w, &id, "failed");
+    let error = dead["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("cannot be sent as the Idempotency-Key"),
+        "{dead}"
+    );
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert!(server.record().attempts.is_empty(), "nothing sent");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+}
+
+#[test]
 fn a_bad_request_is_refused_before_it_is_stored() {
     let (_app, w) = app("a_bad_request_is_refused", outbox_config());
     for request in [

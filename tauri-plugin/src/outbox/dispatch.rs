@@ -21,7 +21,7 @@ use super::{
     dispatcher::{pop_lease, LEASE_MARGIN},
     events::{self, Outcome, Progress},
     prober,
-    request::{origin_of, HttpSpec, Prepared},
+    request::{invalid, origin_of, HttpSpec, Prepared},
     Shared,
 };
 
@@ -67,6 +67,17 @@ enum Report {
 pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphorePermit) {
     let spec = HttpSpec::from_payload(&item.payload).and_then(|spec| {
         let prepared = spec.prepare()?;
+        // enqueue_request refuses such ids; an item pushed some other way
+        // must not go out without its Idempotency-Key either.
+        HeaderValue::from_str(&item.id).map_err(|_| {
+            invalid(
+                "id",
+                format!(
+                    "id {:?} cannot be sent as the Idempotency-Key header",
+                    item.id
+                ),
+            )
+        })?;
         Ok((spec, prepared))
     });
     let (spec, prepared) = match spec {
@@ -192,7 +203,7 @@ async fn send(
         }
     }
     if let Ok(key) = HeaderValue::from_str(&item.id) {
-        headers.insert("idempotency-key", key);
+        headers.insert("idempotency-key", key); // always Ok: checked in `run`
     }
     let timeout = prepared.timeout.unwrap_or_else(|| shared.config.timeout());
     let mut request = shared
