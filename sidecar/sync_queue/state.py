@@ -134,6 +134,18 @@ def _payloads_as_json(entries: Iterable[Entry]) -> None:
                 entry.available_at = created
 
 
+def _join_line(lines: dict[str, deque[Entry]], key: str | None, item: Entry) -> bool:
+    """Put ``item`` at the back of the line ``key`` (if any); True if others are ahead."""
+    if key is None:
+        return False
+    line = lines.get(key)
+    if line:
+        line.append(item)
+        return True
+    lines[key] = deque((item,))
+    return False
+
+
 def _json_bytes(value: Any) -> bytes:
     """``value`` as JSON, in a bytes object of its own size: ``orjson.dumps`` returns one
     that holds on to a 4 KiB allocation (measured: 393 MB for 100 k payloads kept)."""
@@ -283,6 +295,9 @@ class QueueState:
         elif op.charge:  # one bad host must not stop the whole queue: only the app's items
             self._emit(self.breaker.on_failure(t))
         if not op.charge:  # the attempt does not count (the destination went away)
+            # Not an answer about the app's service either: a half-open breaker must not
+            # wait for this probe (nothing would ever be handed out again).
+            self.breaker.on_probe_lost(item.id)
             item.attempts -= 1
             item.last_error = op.error
             self._back_to_pending(item, t, op.retry_at)
@@ -496,23 +511,9 @@ class QueueState:
             else:
                 self._schedule(item, t)
             return
-        blocked = False
-        key = item.partition_key
-        if key is not None:
-            line = self.lines.get(key)
-            if line:
-                line.append(item)
-                blocked = True
-            else:
-                self.lines[key] = deque((item,))
-        key = item.unique_key
-        if key is not None:
-            line = self.unique_lines.get(key)
-            if line:
-                line.append(item)
-                blocked = True
-            else:
-                self.unique_lines[key] = deque((item,))
+        # Both lines are joined (no short circuit): the item waits in each it belongs to.
+        blocked = _join_line(self.lines, item.partition_key, item)
+        blocked = _join_line(self.unique_lines, item.unique_key, item) or blocked
         if item.status is HELD:
             item._where = NONE  # scheduled when released, if nothing is ahead of it then
         elif blocked:
@@ -864,7 +865,7 @@ class QueueState:
         # queue is this loop.
         state._push_entry = list.append
         items, counts, by_priority = state.items, state.status_counts, state.live_by_priority
-        finished, leases, delayed, ready = state.finished, state.leases, state.delayed, state.ready
+        finished, delayed, ready = state.finished, state.delayed, state.ready
         from_record, last_t = Entry.from_record, state.last_t
         ready_count = delayed_count = 0
         raw_payloads = not state.indexed
@@ -886,14 +887,7 @@ class QueueState:
                 continue
             by_priority[item.priority] += 1
             if status is PROCESSING:
-                check_item(item)  # few items are processing; their lease must be whole
-                item._token = token = state._next_token()
-                assert item.lease_expires_at is not None  # for mypy: check_item made sure
-                leases.append((item.lease_expires_at, token, item))
-                if item.partition_key is not None:
-                    state.lines.setdefault(item.partition_key, deque()).append(item)
-                if item.unique_key is not None:
-                    state.unique_lines.setdefault(item.unique_key, deque()).append(item)
+                state._load_processing(item)
             elif (
                 item.partition_key is None
                 and item.expires_at is None
@@ -917,20 +911,29 @@ class QueueState:
                 state._enter_line_or_schedule(item, last_t)
         state.ready_count += ready_count
         state.delayed_count += delayed_count
-        for heap in (
-            *state.ready,
-            *state.dest_ready.values(),
-            state.delayed,
-            state.leases,
-            state.ttl,
-        ):
-            if state.indexed:
+        state._build_loaded_indexes(build_heap)
+
+    def _load_processing(self, item: Entry) -> None:
+        """A snapshot's processing item: under its lease, at the front of its lines."""
+        check_item(item)  # few items are processing; their lease must be whole
+        item._token = token = self._next_token()
+        assert item.lease_expires_at is not None  # for mypy: check_item made sure
+        self.leases.append((item.lease_expires_at, token, item))
+        if item.partition_key is not None:
+            self.lines.setdefault(item.partition_key, deque()).append(item)
+        if item.unique_key is not None:
+            self.unique_lines.setdefault(item.unique_key, deque()).append(item)
+
+    def _build_loaded_indexes(self, build_heap: Callable[[list[HeapEntry]], None]) -> None:
+        """After :meth:`_load_items` filled the heaps as lists: make them heaps (or drop them
+        when not indexed), and order the finished items as they finished (for retention)."""
+        for heap in (*self.ready, *self.dest_ready.values(), self.delayed, self.leases, self.ttl):
+            if self.indexed:
                 build_heap(heap)
             else:
                 heap.clear()
-        state._push_entry = state._index
-        # Finished items in the order they finished, for retention.
-        state.finished = deque(sorted(state.finished, key=lambda entry: entry[0]))
+        self._push_entry = self._index
+        self.finished = deque(sorted(self.finished, key=lambda entry: entry[0]))
 
     def defer_heaps(self) -> None:
         """Until :meth:`build_heaps`, heap insertions only append: a replay makes no query,

@@ -313,6 +313,9 @@ impl Outbox {
 
     pub fn set_headers(&self, destination: &str, headers: BTreeMap<String, String>) -> Result<()> {
         let origin = request::origin_of(destination)?;
+        // Checked now: a bad value would be left off every request (a token
+        // with a stray newline: 401s and auth holds, no error to the app).
+        request::header_map(&headers)?;
         self.shared.auth.set(&origin, headers);
         self.shared
             .change(&origin, |table| table.entry(&origin).auth_held = false);

@@ -244,6 +244,62 @@ fn a_response_past_the_timeout_is_retried_and_the_effect_applied_once() {
     assert_eq!(record.attempts_of(&id).len(), 2, "the second was a replay");
 }
 
+/// A server whose `/long` answers its first request after 7 s, and an outbox
+/// whose pop lease is shorter than that (2 x its 200 ms timeout + 5 s).
+fn slower_than_the_lease(
+    test: &str,
+    concurrency: u32,
+) -> (TestServer, TestApp, WebviewWindow<MockRuntime>) {
+    let server = TestServer::start();
+    server.on(
+        "/long",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_secs(7),
+        },
+    );
+    let config = OutboxConfig {
+        timeout_ms: 200,
+        concurrency,
+        ..outbox_config()
+    };
+    let (app, w) = app(test, config);
+    (server, app, w)
+}
+
+#[test]
+fn a_request_longer_than_the_lease_is_sent_once() {
+    // This request may take 10 s (its own timeoutMs).
+    let (server, _app, w) = slower_than_the_lease("a_request_longer_than_the_lease", 8);
+    let id = enqueue(
+        &w,
+        json!({"url": server.url("/long"), "body": "once", "timeoutMs": 10_000}),
+    );
+    let done = wait_status(&w, &id, "completed");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let record = server.record();
+    assert_eq!(record.attempts_of(&id).len(), 1, "sent once");
+    assert_eq!(record.effects_of(&id), 1);
+}
+
+#[test]
+fn a_request_that_waited_past_its_lease_is_not_sent_twice() {
+    // One slot, taken for 7 s by a long request; the next item waits in the
+    // dispatcher's buffer past its lease (5.4 s) and is handed out again.
+    let (server, _app, w) = slower_than_the_lease("a_request_that_waited_past_its_lease", 1);
+    let long = enqueue(
+        &w,
+        json!({"url": server.url("/long"), "body": "long", "timeoutMs": 10_000}),
+    );
+    let next = enqueue(&w, json!({"url": server.url("/next"), "body": "next"}));
+    wait_status(&w, &long, "completed");
+    wait_status(&w, &next, "completed");
+    std::thread::sleep(Duration::from_millis(300)); // a second copy would land by now
+    let record = server.record();
+    assert_eq!(record.attempts_of(&next).len(), 1, "sent once");
+    assert_eq!(record.effects_of(&next), 1);
+}
+
 #[test]
 fn an_outage_charges_no_attempts_and_ends_by_itself() {
     let mut server = TestServer::start();
@@ -384,6 +440,50 @@ fn a_401_holds_the_destination_until_new_headers() {
 }
 
 #[test]
+fn bad_headers_are_refused_by_set_headers() {
+    let server = TestServer::start();
+    let (_app, w) = app("bad_headers_are_refused", outbox_config());
+    for headers in [
+        json!({"Authorization": "Bearer abc\n"}),
+        json!({"bad name": "v"}),
+    ] {
+        let answer = invoke(
+            &w,
+            "set_headers",
+            json!({"destination": server.origin(), "headers": headers}),
+        );
+        let error = answer.expect_err("refused");
+        assert_eq!(error["kind"], "InvalidParams", "{headers}: {error}");
+    }
+}
+
+#[test]
+fn an_item_whose_id_cannot_be_the_idempotency_key_is_never_sent() {
+    // Pushed with `push`, not enqueue_request (which refuses such an id).
+    let server = TestServer::start();
+    let (_app, w) = app("an_item_whose_id_cannot_be", outbox_config());
+    let url = server.url("/x");
+    let item = json!({"item": {
+        "id": "a\nb",
+        "payload": {"http": {"method": "POST", "url": url, "headers": {}}},
+        "destination": server.origin(),
+    }});
+    let id = invoke(&w, "push", item).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dead = wait_status(&w, &id, "failed");
+    let error = dead["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("cannot be sent as the Idempotency-Key"),
+        "{dead}"
+    );
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert!(server.record().attempts.is_empty(), "nothing sent");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+}
+
+#[test]
 fn a_bad_request_is_refused_before_it_is_stored() {
     let (_app, w) = app("a_bad_request_is_refused", outbox_config());
     for request in [
@@ -396,6 +496,40 @@ fn a_bad_request_is_refused_before_it_is_stored() {
     }
     let stats: Value = invoke(&w, "stats", json!({})).unwrap();
     assert_eq!(stats["totalEnqueued"], 0);
+}
+
+#[test]
+fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
+    // One slot, taken by a slow request: the watchdog (300 ms) replaces the
+    // dispatcher while that request is on the wire, aborting its task.
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_millis(1_500),
+        },
+    );
+    let config = OutboxConfig {
+        concurrency: 1,
+        stall_after_ms: 300,
+        ..outbox_config()
+    };
+    let (app, w) = app("a_restarted_dispatcher_leaves_no", config);
+    let stalled = collect(&app, "sync-queue://outbox-stalled");
+    let slow = enqueue(&w, json!({"url": server.url("/slow")}));
+    wait_for("the slow request on the wire", || {
+        !server.record().attempts_of(&slow).is_empty()
+            || app.sync_queue().outbox_status().in_flight == 1
+    });
+    let next = enqueue(&w, json!({"url": server.url("/next")}));
+    stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
+    wait_status(&w, &next, "completed");
+    wait_status(&w, &slow, "completed");
+    wait_for("nothing counted in flight", || {
+        let status = app.sync_queue().outbox_status();
+        status.in_flight == 0 && status.destinations.iter().all(|d| d.in_flight == 0)
+    });
 }
 
 #[test]

@@ -216,6 +216,24 @@ def test_destination_failures_never_feed_the_breaker() -> None:
     assert_replays(core, journal)
 
 
+def test_uncharged_failure_of_the_half_open_probe_lets_another_probe_go() -> None:
+    # The probe gave no answer about the app's service: the breaker must not wait for it
+    # forever (no pop would ever hand anything out again: a silent stall).
+    core, journal = make(breaker_failure_threshold=1, breaker_cooldown=0.01, max_retries=10)
+    push(core, "plain")
+    core.pop(T, 1)
+    core.fail(T, "plain", "x", retry_after_ms=0)
+    assert core.state.breaker.state == "open"
+    core.advance(T + 100)  # the cool-down ended
+    assert ids(core.pop(T + 100, 1)) == ["plain"]  # the half-open probe
+    assert core.state.breaker.state == "halfOpen"
+    core.fail(T + 100, "plain", "went offline", charge=False)
+    assert ids(core.pop(T + 101, 1)) == ["plain"]  # probed again
+    core.complete(T + 101, "plain")
+    assert core.state.breaker.state == "closed"
+    assert_replays(core, journal)
+
+
 # --------------------------------------------------------------------- stats
 
 

@@ -12,8 +12,9 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from sync_queue.errors import EncryptionError, PersistenceError
+from sync_queue.errors import DataDirUnusable, EncryptionError, PersistenceError
 from sync_queue.storage.codec import Compression, EncryptionService, FileCipher
+from sync_queue.storage.fileio import FileIO
 from sync_queue.storage.format import (
     BF_AESGCM,
     BF_ZSTD,
@@ -34,6 +35,7 @@ __all__ = [
     "is_short_write",
     "join_records",
     "open_header",
+    "read_final_file",
     "scan_blocks",
     "split_records",
 ]
@@ -274,3 +276,29 @@ def open_header(
     if not hmac.compare_digest(header.key_check, enc.key_check):
         raise EncryptionError(f"{path}: wrong encryption key (the key check value does not match)")
     return header, enc.file_cipher(purpose=purpose, file_id=header.file_id, salt=header.salt)
+
+
+def read_final_file(
+    io: FileIO,
+    path: str,
+    *,
+    what: str,
+    kind: int,
+    seq: int,
+    enc: EncryptionService | None,
+    purpose: bytes,
+) -> tuple[bytes, FileHeader, FileCipher | None]:
+    """Read a file that can no longer be torn (a snapshot, a closed journal segment) and
+    check its header: unreadable is :class:`DataDirUnusable`, a damaged header corruption
+    (:class:`PersistenceError`). ``what`` names the file in errors ("snapshot")."""
+    try:
+        data = io.read_file(path)
+    except OSError as e:
+        raise DataDirUnusable(f"cannot read {what} {path}: {e.strerror or e}") from e
+    try:
+        header, cipher = open_header(data, path=path, kind=kind, seq=seq, enc=enc, purpose=purpose)
+    except HeaderError as e:
+        raise PersistenceError(
+            f"{what} {path} is corrupt at offset 0: {e}", file=path, offset=0
+        ) from e
+    return data, header, cipher

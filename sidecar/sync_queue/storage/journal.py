@@ -24,6 +24,7 @@ from sync_queue.storage.blocks import (
     encode_block,
     join_records,
     open_header,
+    read_final_file,
     scan_blocks,
     split_records,
 )
@@ -165,18 +166,8 @@ def _decode_blocks(
     """Decode the good blocks' records into ``read``, in order; in the ``last`` segment, a
     last block that fails its GCM tag becomes a damaged tail instead."""
     for i, b in enumerate(blocks):
-        where = f"journal segment {read.path} at offset {b.offset}"
         try:
-            plain = decode_payload(
-                kind=KIND_JOURNAL,
-                file_id=header.file_id,
-                header=b.header,
-                payload=b.payload,
-                compression=compression,
-                cipher=cipher,
-                max_size=MAX_PAYLOAD,
-                where=where,
-            )
+            records = _decode_block(b, header, cipher, compression, read.path)
         except EncryptionError:
             if not (last and i == len(blocks) - 1):
                 raise  # blocks or segments follow it: corruption in the middle
@@ -185,9 +176,31 @@ def _decode_blocks(
             read.torn_offset, read.torn_damaged, read.end = b.offset, True, b.offset
             read.torn_reason = "block failed authentication (GCM tag mismatch)"
             return
-        read.records.extend(split_records(plain, b.header.count, where))
+        read.records.extend(records)
         read.block_starts.append((b.offset, b.header.first_seq))
         read.blocks += 1
+
+
+def _decode_block(
+    b: ScannedBlock,
+    header: FileHeader,
+    cipher: FileCipher | None,
+    compression: Compression,
+    path: str,
+) -> list[bytes]:
+    """The records of one checked block of the journal segment at ``path``."""
+    where = f"journal segment {path} at offset {b.offset}"
+    plain = decode_payload(
+        kind=KIND_JOURNAL,
+        file_id=header.file_id,
+        header=b.header,
+        payload=b.payload,
+        compression=compression,
+        cipher=cipher,
+        max_size=MAX_PAYLOAD,
+        where=where,
+    )
+    return split_records(plain, b.header.count, where)
 
 
 def iter_segment_records(
@@ -217,19 +230,8 @@ def iter_segment_records(
         blocks.reverse()  # popped from the end: each block's bytes go once decoded
         while blocks:
             b = blocks.pop()
-            where = f"journal segment {path} at offset {b.offset}"
-            plain = decode_payload(
-                kind=KIND_JOURNAL,
-                file_id=header.file_id,
-                header=b.header,
-                payload=b.payload,
-                compression=compression,
-                cipher=cipher,
-                max_size=MAX_PAYLOAD,
-                where=where,
-            )
-            records = split_records(plain, b.header.count, where)
-            del plain, b
+            records = _decode_block(b, header, cipher, compression, path)
+            del b
             skip = max(0, after_seq + 1 - seq)
             seq += len(records)
             yield from records[skip:] if skip else records
@@ -241,18 +243,15 @@ def _scan_closed_segment(
     """The checked blocks of a closed segment (any bad block is an error: see
     :func:`read_segment` with ``last=False``), its header, cipher and path."""
     path = os.path.join(dirpath, name)
-    try:
-        data = io.read_file(path)
-    except OSError as e:
-        raise DataDirUnusable(f"cannot read journal segment {path}: {e.strerror or e}") from e
-    try:
-        header, cipher = open_header(
-            data, path=path, kind=KIND_JOURNAL, seq=first_seq, enc=enc, purpose=PURPOSE
-        )
-    except HeaderError as e:
-        raise PersistenceError(
-            f"journal segment {path} is corrupt at offset 0: {e}", file=path, offset=0
-        ) from e
+    data, header, cipher = read_final_file(
+        io,
+        path,
+        what="journal segment",
+        kind=KIND_JOURNAL,
+        seq=first_seq,
+        enc=enc,
+        purpose=PURPOSE,
+    )
     scan = scan_blocks(
         data, FILE_HEADER_SIZE, btype=BT_RECORDS, aes=cipher is not None, first_seq=first_seq
     )

@@ -15,8 +15,13 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from sync_queue.errors import DataDirUnusable, PersistenceError
-from sync_queue.storage.blocks import decode_payload, encode_block, open_header, scan_blocks
+from sync_queue.errors import PersistenceError
+from sync_queue.storage.blocks import (
+    decode_payload,
+    encode_block,
+    read_final_file,
+    scan_blocks,
+)
 from sync_queue.storage.codec import Compression, EncryptionService
 from sync_queue.storage.fileio import FileIO, write_all
 from sync_queue.storage.format import (
@@ -25,7 +30,6 @@ from sync_queue.storage.format import (
     KIND_SNAPSHOT,
     MAX_PAYLOAD,
     FileHeader,
-    HeaderError,
     snapshot_name,
 )
 
@@ -127,18 +131,9 @@ def read_snapshot(
     """Read and decode a snapshot; any defect is an error (snapshots are never torn: they
     only appear under their name once complete and fsync'd)."""
     path = os.path.join(dirpath, name)
-    try:
-        data = io.read_file(path)
-    except OSError as e:
-        raise DataDirUnusable(f"cannot read snapshot {path}: {e.strerror or e}") from e
-    try:
-        header, cipher = open_header(
-            data, path=path, kind=KIND_SNAPSHOT, seq=last_seq, enc=enc, purpose=PURPOSE
-        )
-    except HeaderError as e:
-        raise PersistenceError(
-            f"snapshot {path} is corrupt at offset 0: {e}", file=path, offset=0
-        ) from e
+    data, header, cipher = read_final_file(
+        io, path, what="snapshot", kind=KIND_SNAPSHOT, seq=last_seq, enc=enc, purpose=PURPOSE
+    )
     scan = scan_blocks(
         data, FILE_HEADER_SIZE, btype=BT_SNAPSHOT, aes=cipher is not None, first_seq=last_seq
     )

@@ -34,20 +34,26 @@ impl AuthHeaders {
             .insert(origin.to_owned(), headers);
     }
 
-    /// The provider's headers, then the set ones (which win).
+    /// The provider's headers, then the set ones (which win). Names are
+    /// lowercased: HTTP names are case-insensitive, so `Authorization` set by
+    /// the app must replace the provider's `authorization`, not sit beside it.
     pub fn for_origin(&self, origin: &str) -> BTreeMap<String, String> {
-        let mut headers = self
+        let provided = self
             .provider
             .as_ref()
             .and_then(|provider| provider(origin))
             .unwrap_or_default();
+        let mut headers: BTreeMap<String, String> = provided
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         if let Some(set) = self
             .set
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(origin)
         {
-            headers.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            headers.extend(set.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
         }
         headers
     }
@@ -76,5 +82,25 @@ mod tests {
         let headers = auth.for_origin("http://a");
         assert_eq!(headers["authorization"], "Bearer s");
         assert_eq!(headers["x-app"], "1");
+    }
+
+    #[test]
+    fn set_headers_win_whatever_the_case_of_their_names() {
+        let provider: AuthProvider = Arc::new(|_| {
+            Some(BTreeMap::from([(
+                "authorization".into(),
+                "Bearer p".into(),
+            )]))
+        });
+        let auth = AuthHeaders::new(Some(provider));
+        auth.set(
+            "http://a",
+            BTreeMap::from([("Authorization".into(), "Bearer s".into())]),
+        );
+        let headers = auth.for_origin("http://a");
+        assert_eq!(
+            headers,
+            BTreeMap::from([("authorization".into(), "Bearer s".into())])
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use std::{
     sync::{atomic::Ordering, Arc},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -18,9 +18,10 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     classify::{classify, Overrides, Verdict},
+    dispatcher::{pop_lease, LEASE_MARGIN},
     events::{self, Outcome, Progress},
     prober,
-    request::{origin_of, HttpSpec, Prepared},
+    request::{invalid, origin_of, HttpSpec, Prepared},
     Shared,
 };
 
@@ -36,6 +37,9 @@ pub(crate) struct Popped {
     pub payload: Value,
     #[serde(default)]
     pub destination: Option<String>,
+    /// When the pop handed it out: its lease runs from then.
+    #[serde(skip, default = "Instant::now")]
+    pub popped_at: Instant,
 }
 
 /// How much of a response body is read (for the hook and the excerpt).
@@ -63,6 +67,17 @@ enum Report {
 pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphorePermit) {
     let spec = HttpSpec::from_payload(&item.payload).and_then(|spec| {
         let prepared = spec.prepare()?;
+        // enqueue_request refuses such ids; an item pushed some other way
+        // must not go out without its Idempotency-Key either.
+        HeaderValue::from_str(&item.id).map_err(|_| {
+            invalid(
+                "id",
+                format!(
+                    "id {:?} cannot be sent as the Idempotency-Key header",
+                    item.id
+                ),
+            )
+        })?;
         Ok((spec, prepared))
     });
     let (spec, prepared) = match spec {
@@ -94,20 +109,81 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
         };
         return finish(&shared, &item, &origin, report).await;
     }
-    {
-        let mut table = shared.destinations();
-        let d = table.entry(&origin);
-        d.in_flight += 1;
-        d.counters.dispatched += 1;
+    if !lease_covers(&shared, &item, prepared.timeout).await {
+        return; // not ours to send now: it comes back when its lease ends
     }
-    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    let on_the_wire = OnTheWire::start(&shared, &origin);
     shared.progressed();
     progress(&shared, &item, &origin, Outcome::Dispatched, None, None);
     let report = send(&shared, &item, &origin, &spec, prepared).await;
     drop(slot);
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    shared.destinations().entry(&origin).in_flight -= 1;
+    drop(on_the_wire);
     finish(&shared, &item, &origin, report).await;
+}
+
+/// A request counted in flight (`outbox_status`), uncounted when dropped:
+/// also when its task is aborted mid-request (the watchdog replacing a
+/// stalled dispatcher), which would otherwise leave it counted for good.
+struct OnTheWire<'a> {
+    shared: &'a Shared,
+    origin: &'a str,
+}
+
+impl<'a> OnTheWire<'a> {
+    fn start(shared: &'a Shared, origin: &'a str) -> Self {
+        {
+            let mut table = shared.destinations();
+            let d = table.entry(origin);
+            d.in_flight += 1;
+            d.counters.dispatched += 1;
+        }
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        OnTheWire { shared, origin }
+    }
+}
+
+impl Drop for OnTheWire<'_> {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.shared.destinations().entry(self.origin).in_flight -= 1;
+    }
+}
+
+/// The pop's lease must last until the request is answered and reported: a
+/// request with a longer `timeoutMs` of its own, or one that waited in the
+/// buffer behind slow requests, gets its lease extended first. Otherwise the
+/// lease could end mid-request and the engine hand the item out again: a
+/// second copy on the wire beside the first, and the first one's report
+/// refused. False when the lease could not be extended (then the request is
+/// not sent: the item may already be someone else's).
+async fn lease_covers(shared: &Shared, item: &Popped, timeout: Option<Duration>) -> bool {
+    let timeout = timeout.unwrap_or_else(|| shared.config.timeout());
+    let lease_left = pop_lease(shared).saturating_sub(item.popped_at.elapsed());
+    if timeout + LEASE_MARGIN <= lease_left {
+        return true;
+    }
+    let mut params = json!({
+        "id": item.id,
+        "leaseMs": (timeout + LEASE_MARGIN).as_millis() as u64,
+    });
+    if let Some(lease) = &item.lease_id {
+        params["leaseId"] = json!(lease);
+    }
+    match shared
+        .supervisor
+        .call("extendLease", &params, Duration::ZERO)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            log::warn!(
+                "outbox item {}: could not extend its lease for a {} ms request: {e}",
+                item.id,
+                timeout.as_millis()
+            );
+            false
+        }
+    }
 }
 
 async fn send(
@@ -127,7 +203,7 @@ async fn send(
         }
     }
     if let Ok(key) = HeaderValue::from_str(&item.id) {
-        headers.insert("idempotency-key", key);
+        headers.insert("idempotency-key", key); // always Ok: checked in `run`
     }
     let timeout = prepared.timeout.unwrap_or_else(|| shared.config.timeout());
     let mut request = shared

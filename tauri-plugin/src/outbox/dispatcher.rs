@@ -38,7 +38,13 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// comes back is served).
 const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
 /// Added to the lease: reporting takes a moment.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The lease a pop asks for: in the buffer up to one request's time, then
+/// its own (a request that needs more gets it extended: `dispatch`).
+pub(crate) fn pop_lease(shared: &Shared) -> Duration {
+    shared.config.timeout() * 2 + LEASE_MARGIN
+}
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
@@ -78,8 +84,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else {
             EXCLUDED_WAIT
         };
-        // In the buffer up to one request's time, then its own.
-        let lease = shared.config.timeout() * 2 + LEASE_MARGIN;
+        let lease = pop_lease(&shared);
         let params = json!({
             "max": slots.available_permits() + concurrency,
             "timeoutMs": wait.as_millis() as u64,

@@ -120,6 +120,20 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Error {
     })
 }
 
+/// Headers as sent; a bad name or value is `InvalidParams` (dispatch would
+/// otherwise have to leave it off).
+pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("headers", format!("headers: bad header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid("headers", format!("headers: bad value for {name}")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// The origin of an `http(s)` URL, e.g. `http://127.0.0.1:8080` (default
 /// ports left out): the key of connectivity, auth and stats.
 pub fn origin_of(url: &str) -> Result<String> {
@@ -147,14 +161,7 @@ impl HttpSpec {
             })?;
         origin_of(&self.url)?;
         let url = Url::parse(&self.url).map_err(|e| invalid("url", e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid("headers", format!("headers: bad header name {name:?}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| invalid("headers", format!("headers: bad value for {name}")))?;
-            headers.append(name, value);
-        }
+        let mut headers = header_map(&self.headers)?;
         let body = match (&self.body, &self.body_base64) {
             (Some(_), Some(_)) => {
                 return Err(invalid("body", "give `body` or `bodyBase64`, not both"))
@@ -209,6 +216,18 @@ pub(crate) fn push_params(request: &HttpRequest) -> Result<(Value, String)> {
     };
     spec.prepare()?;
     let destination = origin_of(&spec.url)?;
+    if let Some(id) = &request.id {
+        // The id is sent as the Idempotency-Key on every attempt: an id that is
+        // no valid header value would go without it, and a retry could apply twice.
+        if HeaderValue::from_str(id).is_err() {
+            return Err(invalid(
+                "id",
+                format!(
+                    "id: {id:?} cannot be sent as the Idempotency-Key header (it has a control character)"
+                ),
+            ));
+        }
+    }
     let mut params = Map::new();
     params.insert("payload".into(), json!({ "http": spec }));
     params.insert("destination".into(), Value::String(destination.clone()));
@@ -307,5 +326,18 @@ mod tests {
         request.method = None;
         request.headers = Some(BTreeMap::from([("bad name".into(), "v".into())]));
         assert_eq!(push_params(&request).unwrap_err().kind(), "InvalidParams");
+    }
+
+    #[test]
+    fn ids_that_cannot_be_the_idempotency_key_are_refused() {
+        let mut request = HttpRequest::new("POST", "http://h/");
+        for bad in ["a\nb", "a\rb", "del\u{7f}", "nul\u{0}"] {
+            request.id = Some(bad.into());
+            let error = push_params(&request).unwrap_err();
+            assert_eq!(error.kind(), "InvalidParams", "{bad:?}");
+        }
+        request.id = Some("note-7:v2".into());
+        let (params, _) = push_params(&request).unwrap();
+        assert_eq!(params["id"], "note-7:v2");
     }
 }
