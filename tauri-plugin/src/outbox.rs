@@ -29,6 +29,7 @@ mod prober;
 pub mod request;
 pub mod status;
 mod watchdog;
+mod wire_deadlines;
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     /// Popped, not yet sent: the dispatcher's one round ahead.
     ready: Mutex<VecDeque<dispatch::Popped>>,
     pub in_flight: AtomicUsize,
+    /// The deadlines of the requests on the wire, for the watchdog.
+    pub(crate) wire_deadlines: wire_deadlines::WireDeadlines,
     /// Connectivity changed: the dispatcher may pop for more destinations.
     pub wake_dispatcher: Notify,
     /// An outage began or the app asked for a probe.
@@ -257,6 +260,7 @@ impl Outbox {
             }),
             ready: Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            wire_deadlines: wire_deadlines::WireDeadlines::default(),
             wake_dispatcher: Notify::new(),
             wake_prober: Notify::new(),
             config,

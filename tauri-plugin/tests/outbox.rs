@@ -500,32 +500,40 @@ fn a_bad_request_is_refused_before_it_is_stored() {
 
 #[test]
 fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
-    // One slot, taken by a slow request: the watchdog (300 ms) replaces the
-    // dispatcher while that request is on the wire, aborting its task.
+    // One slot, taken by a request whose classification hangs (an app hook
+    // stuck on a lock) past the request's time: the watchdog (300 ms)
+    // replaces the dispatcher while that request still counts as on the
+    // wire, aborting its task. (A request still within its timeout is not a
+    // stall: a_slot_busy_with_a_request_in_its_time_is_not_a_stall.)
     let server = TestServer::start();
-    server.on(
-        "/slow",
-        Behaviour::SlowFirst {
-            times: 1,
-            delay: Duration::from_millis(1_500),
-        },
-    );
-    let config = OutboxConfig {
-        concurrency: 1,
-        stall_after_ms: 300,
-        ..outbox_config()
-    };
-    let (app, w) = app("a_restarted_dispatcher_leaves_no", config);
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let command = real_sidecar("a_restarted_dispatcher_leaves_no");
+    let builder = plugin_for(&command)
+        .queue_config(fast_retries())
+        .outbox(OutboxConfig {
+            concurrency: 1,
+            stall_after_ms: 300,
+            timeout_ms: 500,
+            ..outbox_config()
+        })
+        .classify(move |_, _, _| {
+            let first = hang.lock().unwrap().take();
+            if let Some(hang) = first {
+                let _ = hang.recv_timeout(Duration::from_secs(20));
+            }
+            None
+        });
+    let (app, w) = app_with(builder);
     let stalled = collect(&app, "sync-queue://outbox-stalled");
-    let slow = enqueue(&w, json!({"url": server.url("/slow")}));
-    wait_for("the slow request on the wire", || {
-        !server.record().attempts_of(&slow).is_empty()
-            || app.sync_queue().outbox_status().in_flight == 1
+    let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
+    wait_for("the stuck request on the wire", || {
+        server.record().effects_of(&stuck) == 1
     });
-    let next = enqueue(&w, json!({"url": server.url("/next")}));
+    let next = enqueue(&w, json!({"url": server.url("/next"), "partitionKey": "b"}));
     stalled.recv_timeout(DEADLINE).expect("outbox-stalled");
     wait_status(&w, &next, "completed");
-    wait_status(&w, &slow, "completed");
+    let _ = release.send(());
     wait_for("nothing counted in flight", || {
         let status = app.sync_queue().outbox_status();
         status.in_flight == 0 && status.destinations.iter().all(|d| d.in_flight == 0)
@@ -578,6 +586,46 @@ fn a_stalled_dispatcher_is_reported_and_restarted() {
     let status = app.sync_queue().outbox_status();
     assert!(status.running && status.stalled.is_none(), "{status:?}");
     let _ = release.send(());
+}
+
+#[test]
+fn a_slot_busy_with_a_request_in_its_time_is_not_a_stall() {
+    // The request may take 5 s (its own timeoutMs), far past stallAfterMs,
+    // and the only slot waits for it while another item is due: waiting,
+    // not stuck. A restart would cut it off and charge the attempt.
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::SlowFirst {
+            times: 1,
+            delay: Duration::from_millis(1_500),
+        },
+    );
+    let (app, w) = app(
+        "a_slot_busy_with_a_request_in_its_time",
+        OutboxConfig {
+            concurrency: 1,
+            stall_after_ms: 300,
+            ..outbox_config()
+        },
+    );
+    let (tx, stalled) = std::sync::mpsc::channel();
+    app.listen("sync-queue://outbox-stalled", move |e| {
+        let _ = tx.send(e.payload().to_string());
+    });
+    let slow = enqueue(
+        &w,
+        json!({"url": server.url("/slow"), "timeoutMs": 5_000, "partitionKey": "a"}),
+    );
+    let next = enqueue(&w, json!({"url": server.url("/b"), "partitionKey": "b"}));
+    let done = wait_status(&w, &slow, "completed");
+    assert_eq!(done["attempts"], 1, "{done}");
+    wait_status(&w, &next, "completed");
+    let record = server.record();
+    assert_eq!(record.attempts_of(&slow).len(), 1, "sent once");
+    assert_eq!(record.effects_of(&slow), 1);
+    assert!(stalled.try_recv().is_err(), "no outbox-stalled event");
+    assert!(app.sync_queue().outbox_status().stalled.is_none());
 }
 
 #[test]

@@ -112,7 +112,8 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
     if !lease_covers(&shared, &item, prepared.timeout).await {
         return; // not ours to send now: it comes back when its lease ends
     }
-    let on_the_wire = OnTheWire::start(&shared, &origin);
+    let deadline = Instant::now() + prepared.timeout.unwrap_or_else(|| shared.config.timeout());
+    let on_the_wire = OnTheWire::start(&shared, &origin, deadline);
     shared.progressed();
     progress(&shared, &item, &origin, Outcome::Dispatched, None, None);
     let report = send(&shared, &item, &origin, &spec, prepared).await;
@@ -124,13 +125,16 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
 /// A request counted in flight (`outbox_status`), uncounted when dropped:
 /// also when its task is aborted mid-request (the watchdog replacing a
 /// stalled dispatcher), which would otherwise leave it counted for good.
+/// Its deadline (sent + its timeout) tells the watchdog that a slot busy
+/// with a slow request is not a stall until that request's time is up.
 struct OnTheWire<'a> {
     shared: &'a Shared,
     origin: &'a str,
+    ticket: u64,
 }
 
 impl<'a> OnTheWire<'a> {
-    fn start(shared: &'a Shared, origin: &'a str) -> Self {
+    fn start(shared: &'a Shared, origin: &'a str, deadline: Instant) -> Self {
         {
             let mut table = shared.destinations();
             let d = table.entry(origin);
@@ -138,7 +142,12 @@ impl<'a> OnTheWire<'a> {
             d.counters.dispatched += 1;
         }
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        OnTheWire { shared, origin }
+        let ticket = shared.wire_deadlines.start(deadline);
+        OnTheWire {
+            shared,
+            origin,
+            ticket,
+        }
     }
 }
 
@@ -146,6 +155,7 @@ impl Drop for OnTheWire<'_> {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.shared.destinations().entry(self.origin).in_flight -= 1;
+        self.shared.wire_deadlines.end(self.ticket);
     }
 }
 

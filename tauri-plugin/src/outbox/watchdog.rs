@@ -8,8 +8,8 @@
 //! the sidecar, pending HTTP items (first page of `list`) whose destination
 //! is not excluded, whose time has come and that no processing or earlier
 //! pending item of the same key holds back; nothing while the queue is
-//! paused. `stallAfterMs` should exceed the request timeout: a dispatcher
-//! whose slots all wait for slow requests makes no progress either.
+//! paused. A dispatcher whose every slot waits for a request still within
+//! its timeout is not stalled (`wire_deadlines`), however long that is.
 
 use std::{
     collections::HashSet,
@@ -62,6 +62,16 @@ pub(crate) async fn run(shared: Arc<Shared>, restart: Box<dyn Fn() + Send + Sync
                 work_seen = None;
                 continue;
             }
+        }
+        // Every slot busy with a request whose time is not up: waiting, not
+        // stuck (a request may take longer than stallAfterMs by its own
+        // timeoutMs). Once one is past its time, "no progress" counts again.
+        let slots = shared.config.concurrency();
+        if shared
+            .wire_deadlines
+            .all_slots_waiting_in_time(slots, Instant::now())
+        {
+            continue;
         }
         let Some(since) = verdict(
             Instant::now(),
