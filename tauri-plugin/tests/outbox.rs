@@ -498,23 +498,27 @@ fn a_bad_request_is_refused_before_it_is_stored() {
     assert_eq!(stats["totalEnqueued"], 0);
 }
 
-#[test]
-fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
-    // One slot, taken by a request whose classification hangs (an app hook
-    // stuck on a lock) past the request's time: the watchdog (300 ms)
-    // replaces the dispatcher while that request still counts as on the
-    // wire, aborting its task. (A request still within its timeout is not a
-    // stall: a_slot_busy_with_a_request_in_its_time_is_not_a_stall.)
+/// One slot, a 300 ms stall watchdog, and an app classification hook that
+/// hangs on the first response until the returned sender is used (or 20 s).
+fn first_classification_hangs(
+    test: &str,
+    timeout_ms: u64,
+) -> (
+    TestServer,
+    TestApp,
+    WebviewWindow<MockRuntime>,
+    std::sync::mpsc::Sender<()>,
+) {
     let server = TestServer::start();
     let (release, hang) = std::sync::mpsc::channel::<()>();
     let hang = Mutex::new(Some(hang));
-    let command = real_sidecar("a_restarted_dispatcher_leaves_no");
+    let command = real_sidecar(test);
     let builder = plugin_for(&command)
         .queue_config(fast_retries())
         .outbox(OutboxConfig {
             concurrency: 1,
             stall_after_ms: 300,
-            timeout_ms: 500,
+            timeout_ms,
             ..outbox_config()
         })
         .classify(move |_, _, _| {
@@ -525,6 +529,18 @@ fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
             None
         });
     let (app, w) = app_with(builder);
+    (server, app, w, release)
+}
+
+#[test]
+fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
+    // One slot, taken by a request whose classification hangs (an app hook
+    // stuck on a lock) past the request's time: the watchdog (300 ms)
+    // replaces the dispatcher while that request still counts as on the
+    // wire, aborting its task. (A request still within its timeout is not a
+    // stall: a_slot_busy_with_a_request_in_its_time_is_not_a_stall.)
+    let (server, app, w, release) =
+        first_classification_hangs("a_restarted_dispatcher_leaves_no", 500);
     let stalled = collect(&app, "sync-queue://outbox-stalled");
     let stuck = enqueue(&w, json!({"url": server.url("/a"), "partitionKey": "a"}));
     wait_for("the stuck request on the wire", || {
@@ -542,27 +558,11 @@ fn a_restarted_dispatcher_leaves_no_request_counted_in_flight() {
 
 #[test]
 fn a_stalled_dispatcher_is_reported_and_restarted() {
-    let server = TestServer::start();
     // The first response's classification hangs (an app hook stuck on a
     // lock, say): with one slot, the dispatcher makes no more progress.
-    let (release, hang) = std::sync::mpsc::channel::<()>();
-    let hang = Mutex::new(Some(hang));
-    let command = real_sidecar("a_stalled_dispatcher_is_reported");
-    let builder = plugin_for(&command)
-        .queue_config(fast_retries())
-        .outbox(OutboxConfig {
-            concurrency: 1,
-            stall_after_ms: 300,
-            ..outbox_config()
-        })
-        .classify(move |_, _, _| {
-            let first = hang.lock().unwrap().take();
-            if let Some(hang) = first {
-                let _ = hang.recv_timeout(Duration::from_secs(20));
-            }
-            None
-        });
-    let (app, w) = app_with(builder);
+    let timeout_ms = outbox_config().timeout_ms;
+    let (server, app, w, release) =
+        first_classification_hangs("a_stalled_dispatcher_is_reported", timeout_ms);
     // Each event with what outbox_status says while it is emitted.
     let (tx, stalled) = std::sync::mpsc::channel();
     let handle = app.handle().clone();
