@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sync_queue.storage import Store
-from sync_queue.storage.journal import PREALLOCATE_BYTES, PREALLOCATED_TAIL
+from sync_queue.storage.blocks import ZERO_TAIL
+from sync_queue.storage.journal import PREALLOCATE_BYTES
 
 SEGMENT = "journal-00000000000000000001.log"
 
@@ -62,7 +63,7 @@ def test_a_crash_with_a_preallocated_segment_replays_every_committed_record(
     assert rec.torn_tail is not None and not rec.torn_tail.damaged
     assert rec.torn_tail.offset == logical
     # Expected after every crash: logged as the unused space it is, not as a torn write.
-    assert rec.torn_tail.reason == PREALLOCATED_TAIL
+    assert rec.torn_tail.reason == ZERO_TAIL
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not s.quarantined
     assert not [n for n in os.listdir(crashed) if n.startswith("quarantine-")]

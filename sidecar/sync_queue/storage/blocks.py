@@ -28,6 +28,7 @@ from sync_queue.storage.format import (
 )
 
 __all__ = [
+    "ZERO_TAIL",
     "BlockScan",
     "ScannedBlock",
     "decode_payload",
@@ -102,6 +103,12 @@ class ScannedBlock:
     offset: int
     header: BlockHeader
     payload: bytes
+
+
+# Why a scan stopped at a tail of zeros: a journal segment's preallocated space (every
+# crash's usual end since segments are preallocated), or an append whose size landed
+# before its data. Either way nothing there was written whole: a torn tail, not damage.
+ZERO_TAIL = "only zeros past the last block (preallocated space)"
 
 
 @dataclass
@@ -198,6 +205,8 @@ def scan_blocks(data: bytes, start: int, *, btype: int, aes: bool, first_seq: in
         h, reason = _good_at(data, off, btype, aes)
         if h is None:
             after = _valid_block_after(data, off, btype, aes, expected)
+            if not after and not any(data[off:]):
+                return BlockScan(blocks, off, off, ZERO_TAIL)  # a short write, named
             damaged = not after and not is_short_write(data, off, btype, aes)
             return BlockScan(blocks, off, off, reason, after, damaged)
         if h.first_seq != expected:

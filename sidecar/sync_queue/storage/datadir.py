@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from sync_queue.errors import DataDirUnusable
+from sync_queue.storage.blocks import ZERO_TAIL
 from sync_queue.storage.fileio import FileIO, write_all
-from sync_queue.storage.journal import PREALLOCATED_TAIL
 from sync_queue.storage.recovery import QUARANTINE_PREFIX, Plan, Quarantined, TornTail
 
 __all__ = ["ensure_dir", "quarantine", "repair"]
@@ -104,7 +104,7 @@ def _cut_torn_tail(io: FileIO, plan: Plan, t: TornTail) -> None:
     finally:
         io.close(fd)
     plan.truncate.size = t.offset
-    if t.reason == PREALLOCATED_TAIL:  # what a crash leaves of a preallocated segment
+    if t.reason == ZERO_TAIL:  # what a crash leaves of a preallocated segment
         log.info("journal %s: cut %d bytes of unused preallocated space", t.file, t.dropped_bytes)
         return
     log.warning(

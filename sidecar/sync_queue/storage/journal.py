@@ -41,7 +41,6 @@ from sync_queue.storage.format import (
 )
 
 __all__ = [
-    "PREALLOCATED_TAIL",
     "PURPOSE",
     "SegmentRead",
     "SegmentWriter",
@@ -60,8 +59,6 @@ _ZERO16 = bytes(16)
 # a crash recovery reads them as an interrupted append and truncates them (blocks.py,
 # ``is_short_write``: "size landed before the data (or preallocated space)").
 PREALLOCATE_BYTES = 1024 * 1024
-# The torn-tail reason for zeros past the last block: the rest of a preallocated segment.
-PREALLOCATED_TAIL = "only zeros past the last block (preallocated space)"
 _ZERO32 = bytes(32)
 
 
@@ -131,9 +128,6 @@ def read_segment(
     read = SegmentRead(name, path, size, first_seq, header, [], 0, scan.end)
     read.torn_offset = _torn_tail_offset(scan, path, last)
     read.torn_reason, read.torn_damaged = scan.bad_reason, scan.damaged
-    if read.torn_offset is not None and not scan.damaged and not any(data[read.torn_offset :]):
-        # A crash's usual end since segments are preallocated: expected, not a torn write.
-        read.torn_reason = PREALLOCATED_TAIL
     _decode_blocks(read, scan.blocks, header, cipher, compression, last)
     return read
 
