@@ -68,6 +68,9 @@ pub struct Record {
     pub effects: Vec<Effect>,
     pub attempts: Vec<Attempt>,
     stored: HashMap<String, (u16, String)>,
+    /// Attempts per key: what `decide` needs, without scanning `attempts`
+    /// (a scan per request made the server's cost grow with its history).
+    tries: HashMap<String, u32>,
     behaviours: HashMap<String, Behaviour>,
 }
 
@@ -231,7 +234,7 @@ fn decide(
     headers: &HeaderMap,
 ) -> (Answer, Option<Delay>) {
     let mut r = record.lock().unwrap();
-    let tries = r.attempts_of(key).len() as u32; // before this one
+    let tries = r.tries.get(key).copied().unwrap_or(0); // before this one
     let behaviour = r.behaviours.get(path).cloned();
     let mut delay = None;
     let answer: Answer = if let Some((status, text)) = r.stored.get(key) {
@@ -264,6 +267,7 @@ fn decide(
             }
         }
     };
+    *r.tries.entry(key.to_owned()).or_default() += 1;
     r.attempts.push(Attempt {
         key: key.to_owned(),
         path: path.to_owned(),
