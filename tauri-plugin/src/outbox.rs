@@ -87,7 +87,7 @@ pub(crate) struct Shared {
     liveness: Mutex<Liveness>,
     /// Popped, not yet sent: the dispatcher's one round ahead.
     ready: Mutex<VecDeque<dispatch::Popped>>,
-    pub in_flight: AtomicUsize,
+    pub in_flight: Arc<AtomicUsize>,
     /// The deadlines of the requests on the wire, for the watchdog.
     pub(crate) wire_deadlines: wire_deadlines::WireDeadlines,
     /// Connectivity changed: the dispatcher may pop for more destinations.
@@ -245,7 +245,13 @@ impl Outbox {
     ) -> Result<Outbox> {
         let http = http_client(&config)?;
         let now = Instant::now();
-        let (completer, completing) = completer::Completer::start(runtime, supervisor.clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (completer, completing) = completer::Completer::start(
+            runtime,
+            supervisor.clone(),
+            in_flight.clone(),
+            config.concurrency(),
+        );
         let shared = Arc::new(Shared {
             completer,
             supervisor,
@@ -259,7 +265,7 @@ impl Outbox {
                 stalled: None,
             }),
             ready: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
+            in_flight,
             wire_deadlines: wire_deadlines::WireDeadlines::default(),
             wake_dispatcher: Notify::new(),
             wake_prober: Notify::new(),

@@ -1,16 +1,26 @@
-//! Completes items in batches: each dispatch task hands its success here and
-//! awaits the answer; one task sends what has gathered as one
-//! `completeBatch` (one sidecar call, one commit) while the previous call is
-//! in flight. With a fast server the sidecar's per-item cost dominates the
-//! outbox; this turns N `complete` calls into about one per round trip.
+//! Completes items in batches: each dispatch task hands its success here,
+//! with what to do once the sidecar has answered, and ends; one task sends
+//! what has gathered as one `completeBatch` (one sidecar call, one commit)
+//! while the previous call is in flight, then runs each item's follow-up.
+//! With a fast server the sidecar's per-item cost dominates the outbox; this
+//! turns N `complete` calls into about one per round trip, and no task waits
+//! (and is woken) per item. While requests are still on the wire, their
+//! successes follow within moments: the completer waits up to `GATHER` for
+//! a round's worth (`concurrency`) to gather, so each call carries more.
 //!
 //! A sidecar without `completeBatch` (an older one: `MethodNotFound`) gets
 //! one `complete` per item from then on.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     error::{Error, Result, RpcError},
@@ -19,11 +29,17 @@ use crate::{
 
 /// The protocol's limit on `completeBatch` members.
 const MAX_BATCH: usize = 1000;
+/// The longest a success waits for others to share its call (only while
+/// requests are on the wire; the last one's success goes at once).
+const GATHER: Duration = Duration::from_millis(1);
+
+/// What to do with the sidecar's answer for one item.
+pub(crate) type Then = Box<dyn FnOnce(Result<()>) + Send + Sync>;
 
 struct Job {
     id: String,
     lease_id: Option<String>,
-    reply: oneshot::Sender<Result<()>>,
+    then: Then,
 }
 
 pub(crate) struct Completer {
@@ -32,50 +48,54 @@ pub(crate) struct Completer {
 
 impl Completer {
     /// The completer and the task that serves it (the caller owns the task).
+    /// `in_flight` counts the requests on the wire; `round` is how many
+    /// successes are worth waiting for.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         supervisor: Arc<Supervisor>,
+        in_flight: Arc<AtomicUsize>,
+        round: usize,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let task = runtime.spawn(serve(supervisor, rx));
+        let task = runtime.spawn(serve(supervisor, rx, in_flight, round));
         (Completer { jobs }, task)
     }
 
-    /// Completes one item; resolves when the sidecar has recorded it.
-    pub async fn complete(&self, id: &str, lease_id: Option<&str>) -> Result<()> {
-        let (reply, answer) = oneshot::channel();
+    /// Completes one item; `then` gets the sidecar's answer (an error when
+    /// the outbox is stopping and it was not sent).
+    pub fn complete(&self, id: &str, lease_id: Option<&str>, then: Then) {
         let job = Job {
             id: id.to_owned(),
             lease_id: lease_id.map(str::to_owned),
-            reply,
+            then,
         };
-        self.jobs.send(job).map_err(|_| Error::ShuttingDown)?;
-        answer.await.map_err(|_| Error::ShuttingDown)?
+        if let Err(unsent) = self.jobs.send(job) {
+            (unsent.0.then)(Err(Error::ShuttingDown));
+        }
     }
 }
 
-async fn serve(supervisor: Arc<Supervisor>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn serve(
+    supervisor: Arc<Supervisor>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    in_flight: Arc<AtomicUsize>,
+    round: usize,
+) {
     let mut batches = true;
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        let jobs = gather(first, &mut rx, &in_flight, round).await;
         if batches && jobs.len() > 1 {
             match complete_batch(&supervisor, &jobs).await {
                 Err(Error::Rpc(e)) if e.code == -32601 => batches = false,
                 Err(e) => {
                     for job in jobs {
-                        let _ = job.reply.send(Err(e.clone()));
+                        (job.then)(Err(e.clone()));
                     }
                     continue;
                 }
                 Ok(answers) => {
                     for (job, answer) in jobs.into_iter().zip(answers) {
-                        let _ = job.reply.send(answer);
+                        (job.then)(answer);
                     }
                     continue;
                 }
@@ -87,9 +107,41 @@ async fn serve(supervisor: Arc<Supervisor>, mut rx: mpsc::UnboundedReceiver<Job>
                 params["leaseId"] = json!(lease);
             }
             let answer = supervisor.call("complete", &params, Duration::ZERO).await;
-            let _ = job.reply.send(answer.map(|_| ()));
+            (job.then)(answer.map(|_| ()));
         }
     }
+}
+
+/// The jobs for one call: those waiting, and while requests are on the wire
+/// (their successes are coming), up to `GATHER` more until `round` are in.
+async fn gather(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    in_flight: &AtomicUsize,
+    round: usize,
+) -> Vec<Job> {
+    let mut jobs = vec![first];
+    let take_waiting = |jobs: &mut Vec<Job>, rx: &mut mpsc::UnboundedReceiver<Job>| {
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+    };
+    take_waiting(&mut jobs, rx);
+    let until = Instant::now() + GATHER;
+    while jobs.len() < round.min(MAX_BATCH) && in_flight.load(Ordering::SeqCst) > 0 {
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => jobs.push(job),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(until) => break,
+        }
+        take_waiting(&mut jobs, rx);
+    }
+    jobs
 }
 
 /// One `completeBatch`; the answer of each member, in order.

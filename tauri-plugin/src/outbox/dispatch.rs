@@ -90,7 +90,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
                 dead: true,
                 retry_after: None,
             };
-            return finish(&shared, &item, &origin, report).await;
+            return finish(&shared, item, origin, report).await;
         }
     };
     let origin = item
@@ -107,7 +107,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
         let report = Report::Uncharged {
             error: format!("{origin} is not dispatchable now"),
         };
-        return finish(&shared, &item, &origin, report).await;
+        return finish(&shared, item, origin, report).await;
     }
     if !lease_covers(&shared, &item, prepared.timeout).await {
         return; // not ours to send now: it comes back when its lease ends
@@ -119,7 +119,7 @@ pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphoreP
     let report = send(&shared, &item, &origin, &spec, prepared).await;
     drop(slot);
     drop(on_the_wire);
-    finish(&shared, &item, &origin, report).await;
+    finish(&shared, item, origin, report).await;
 }
 
 /// A request counted in flight (`outbox_status`), uncounted when dropped:
@@ -338,15 +338,38 @@ async fn read_bounded(mut response: reqwest::Response, limit: usize) -> reqwest:
     Ok(body)
 }
 
-/// Tells the sidecar and the app what became of the attempt.
-async fn finish(shared: &Shared, item: &Popped, origin: &str, report: Report) {
+/// Tells the sidecar and the app what became of the attempt. A success is
+/// handed to the completer (batched with the other tasks', one sidecar call
+/// per round trip), which records it once the sidecar has answered; this
+/// task ends at once.
+async fn finish(shared: &Arc<Shared>, item: Popped, origin: String, report: Report) {
     let mut params = Map::new();
     params.insert("id".into(), json!(item.id));
     if let Some(lease) = &item.lease_id {
         params.insert("leaseId".into(), json!(lease));
     }
-    let (method, outcome, status, error) = match &report {
-        Report::Complete { status } => ("complete", Some(Outcome::Succeeded), Some(*status), None),
+    let (outcome, status, error) = match report {
+        Report::Complete { status } => {
+            let (id, lease) = (item.id.clone(), item.lease_id.clone());
+            let then = {
+                let shared = shared.clone();
+                Box::new(move |answer: crate::error::Result<()>| {
+                    let answer = answer.map(|()| Value::Null);
+                    let outcome = Some(Outcome::Succeeded);
+                    recorded(
+                        &shared,
+                        &item,
+                        &origin,
+                        &answer,
+                        outcome,
+                        Some(status),
+                        None,
+                    );
+                })
+            };
+            shared.completer.complete(&id, lease.as_deref(), then);
+            return;
+        }
         Report::Fail {
             status,
             error,
@@ -354,57 +377,70 @@ async fn finish(shared: &Shared, item: &Popped, origin: &str, report: Report) {
             retry_after,
         } => {
             params.insert("error".into(), json!(error));
-            if *dead {
+            if dead {
                 params.insert("dead".into(), json!(true));
             }
             if let Some(after) = retry_after {
                 params.insert("retryAfterMs".into(), json!(after.as_millis() as u64));
             }
-            let outcome = if *dead {
+            let outcome = if dead {
                 Outcome::Dead
             } else {
                 Outcome::Retried
             };
-            ("fail", Some(outcome), *status, Some(error.as_str()))
+            (Some(outcome), status, error)
         }
         Report::Uncharged { error } => {
             params.insert("error".into(), json!(error));
             params.insert("charge".into(), json!(false));
-            ("fail", None, None, Some(error.as_str()))
+            (None, None, error)
         }
     };
-    let answer = if method == "complete" {
-        // Batched with the other tasks' (one sidecar call per round trip).
-        let lease = item.lease_id.as_deref();
-        shared
-            .completer
-            .complete(&item.id, lease)
-            .await
-            .map(|()| Value::Null)
-    } else {
-        let params = Value::Object(params);
-        shared
-            .supervisor
-            .call(method, &params, Duration::ZERO)
-            .await
-    };
+    let answer = shared
+        .supervisor
+        .call("fail", &Value::Object(params), Duration::ZERO)
+        .await;
     let outcome = match (&answer, outcome) {
         // Out of retries: the engine made it dead.
         (Ok(v), Some(Outcome::Retried)) if v.get("retry") == Some(&Value::Bool(false)) => {
             Some(Outcome::Dead)
         }
-        // Not recorded: no outcome yet (no event, no count). The item comes
-        // back (its lease ends, or the restarted sidecar releases it) and is
-        // sent again; the Idempotency-Key makes that safe.
-        (Err(_), _) => None,
-        (Ok(_), outcome) => outcome,
+        (_, outcome) => outcome,
     };
-    if let Err(e) = &answer {
-        log::warn!(
-            "could not report the outcome of outbox item {}: {e}",
-            item.id
-        );
-    }
+    recorded(
+        shared,
+        &item,
+        &origin,
+        &answer,
+        outcome,
+        status,
+        Some(&error),
+    );
+}
+
+/// Counts and announces an outcome the sidecar has (or has not) recorded.
+fn recorded(
+    shared: &Shared,
+    item: &Popped,
+    origin: &str,
+    answer: &crate::error::Result<Value>,
+    outcome: Option<Outcome>,
+    status: Option<u16>,
+    error: Option<&str>,
+) {
+    // Not recorded: no outcome yet (no event, no count). The item comes
+    // back (its lease ends, or the restarted sidecar releases it) and is
+    // sent again; the Idempotency-Key makes that safe.
+    let outcome = match answer {
+        Ok(_) => outcome,
+        Err(e) => {
+            log::warn!(
+                "could not report the outcome of outbox item {}: {e}",
+                item.id
+            );
+            None
+        }
+    };
     {
         let mut table = shared.destinations();
         let d = table.entry(origin);
