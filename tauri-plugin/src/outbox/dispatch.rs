@@ -64,8 +64,10 @@ enum Report {
 
 /// `slot` is one of the dispatcher's concurrency slots: given back as soon as
 /// the request is done, before the outcome is reported.
-pub(crate) async fn run(shared: Arc<Shared>, item: Popped, slot: OwnedSemaphorePermit) {
-    let spec = HttpSpec::from_payload(&item.payload).and_then(|spec| {
+pub(crate) async fn run(shared: Arc<Shared>, mut item: Popped, slot: OwnedSemaphorePermit) {
+    // The payload is read once, here: taken, not copied.
+    let payload = std::mem::take(&mut item.payload);
+    let spec = HttpSpec::from_payload(payload).and_then(|spec| {
         let prepared = spec.prepare()?;
         // enqueue_request refuses such ids; an item pushed some other way
         // must not go out without its Idempotency-Key either.

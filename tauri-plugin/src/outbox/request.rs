@@ -137,6 +137,11 @@ pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap
 /// The origin of an `http(s)` URL, e.g. `http://127.0.0.1:8080` (default
 /// ports left out): the key of connectivity, auth and stats.
 pub fn origin_of(url: &str) -> Result<String> {
+    Ok(http_url(url)?.origin().ascii_serialization())
+}
+
+/// `url` parsed, if it is an `http(s)` URL with a host.
+fn http_url(url: &str) -> Result<Url> {
     let parsed =
         Url::parse(url).map_err(|e| invalid("url", format!("url: not a URL ({e}): {url:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
@@ -145,7 +150,7 @@ pub fn origin_of(url: &str) -> Result<String> {
             format!("url: expected an http or https URL, got {url:?}"),
         ));
     }
-    Ok(parsed.origin().ascii_serialization())
+    Ok(parsed)
 }
 
 impl HttpSpec {
@@ -159,8 +164,7 @@ impl HttpSpec {
                     format!("method: not an HTTP method: {:?}", self.method),
                 )
             })?;
-        origin_of(&self.url)?;
-        let url = Url::parse(&self.url).map_err(|e| invalid("url", e.to_string()))?;
+        let url = http_url(&self.url)?;
         let mut headers = header_map(&self.headers)?;
         let body = match (&self.body, &self.body_base64) {
             (Some(_), Some(_)) => {
@@ -190,11 +194,13 @@ impl HttpSpec {
     }
 
     /// The spec of an item's payload, if it is an HTTP item.
-    pub fn from_payload(payload: &Value) -> Result<HttpSpec> {
-        let http = payload
-            .get("http")
-            .ok_or_else(|| invalid("payload", "not an HTTP item: no `http` in its payload"))?;
-        Ok(serde_json::from_value(http.clone())?)
+    pub fn from_payload(payload: Value) -> Result<HttpSpec> {
+        let http = match payload {
+            Value::Object(mut fields) => fields.remove("http"),
+            _ => None,
+        }
+        .ok_or_else(|| invalid("payload", "not an HTTP item: no `http` in its payload"))?;
+        Ok(serde_json::from_value(http)?)
     }
 }
 
