@@ -56,9 +56,13 @@ use std::{
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Value};
 use tauri_plugin_sync_queue::{
+    models::{CompleteRef, Destinations, PopBatchOptions},
     HttpRequest, LaunchSpec, OutboxConfig, OutboxEventSink, OutboxHooks, SyncQueue,
 };
-use tokio::sync::mpsc;
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 
 const CONCURRENCY: usize = 8;
 
@@ -82,37 +86,92 @@ fn sidecar_command() -> Vec<String> {
     }
 }
 
-/// A queue with a running outbox; its `succeeded` events go to the channel.
+/// Counts the outbox's `succeeded` events. The waiter is woken once, when
+/// the count it waits for is reached, not at each event: a wake-up per item
+/// would charge the outbox a thread switch the plain loop does not pay.
+#[derive(Default)]
+struct Succeeded {
+    count: AtomicUsize,
+    target: AtomicUsize,
+    last: std::sync::Mutex<Option<Instant>>,
+    reached: Notify,
+}
+
+impl Succeeded {
+    fn record(&self) {
+        *self.last.lock().unwrap() = Some(Instant::now());
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if count >= self.target.load(Ordering::SeqCst) {
+            self.reached.notify_one();
+        }
+    }
+
+    /// Waits until `count` items have succeeded; when the last one did.
+    async fn wait_for(&self, count: usize) -> Instant {
+        self.target.store(count, Ordering::SeqCst);
+        while self.count.load(Ordering::SeqCst) < count {
+            self.reached.notified().await;
+        }
+        self.last.lock().unwrap().unwrap()
+    }
+}
+
+/// A sidecar; with `Storage::Disk`, in a fresh data directory (removed by
+/// `Sidecar::stop`).
+struct Sidecar {
+    queue: Arc<SyncQueue>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Sidecar {
+    fn start(rt: &tokio::runtime::Runtime, storage: Storage) -> Sidecar {
+        let command = sidecar_command();
+        let dir = match storage {
+            Storage::Memory => None,
+            Storage::Disk => Some(std::env::temp_dir().join(format!(
+                "sync-queue-bench-outbox-{}-{:?}",
+                std::process::id(),
+                Instant::now()
+            ))),
+        };
+        let storage_args = match &dir {
+            None => vec!["--memory".to_owned()],
+            Some(dir) => vec!["--data-dir".to_owned(), dir.display().to_string()],
+        };
+        let mut spec =
+            LaunchSpec::command(&command[0], command[1..].iter().chain(storage_args.iter()));
+        spec.timing.call_timeout = Duration::from_secs(60);
+        let queue = Arc::new(SyncQueue::start(rt.handle(), spec, Arc::new(|_| {})));
+        Sidecar { queue, dir }
+    }
+
+    async fn stop(self) {
+        self.queue.stop().await;
+        if let Some(dir) = self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A sidecar with a running outbox; its `succeeded` events are counted.
 fn start_queue(
     rt: &tokio::runtime::Runtime,
     config: OutboxConfig,
     storage: Storage,
-) -> (Arc<SyncQueue>, mpsc::UnboundedReceiver<Instant>) {
-    let command = sidecar_command();
-    let storage_args = match storage {
-        Storage::Memory => vec!["--memory".to_owned()],
-        Storage::Disk => {
-            let dir = std::env::temp_dir().join(format!(
-                "sync-queue-bench-outbox-{}-{:?}",
-                std::process::id(),
-                Instant::now()
-            ));
-            vec!["--data-dir".to_owned(), dir.display().to_string()]
-        }
-    };
-    let mut spec = LaunchSpec::command(&command[0], command[1..].iter().chain(storage_args.iter()));
-    spec.timing.call_timeout = Duration::from_secs(60);
-    let queue = Arc::new(SyncQueue::start(rt.handle(), spec, Arc::new(|_| {})));
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> (Sidecar, Arc<Succeeded>) {
+    let sidecar = Sidecar::start(rt, storage);
+    let succeeded = Arc::new(Succeeded::default());
+    let counter = succeeded.clone();
     let sink: OutboxEventSink = Arc::new(move |name, payload: Value| {
         if name == "sync-queue://outbox-progress" && payload["outcome"] == "succeeded" {
-            let _ = tx.send(Instant::now());
+            counter.record();
         }
     });
-    queue
+    sidecar
+        .queue
         .start_outbox(rt.handle(), config, OutboxHooks::default(), sink)
         .unwrap();
-    (queue, rx)
+    (sidecar, succeeded)
 }
 
 fn request(server: &TestServer, path: &str, n: usize) -> HttpRequest {
@@ -121,16 +180,27 @@ fn request(server: &TestServer, path: &str, n: usize) -> HttpRequest {
     request
 }
 
-/// Requests per second of the outbox draining `n` requests queued while it
-/// was switched off.
+/// One drain of `n` requests: its rate and the CPU it took per request.
+#[derive(Clone, Copy)]
+struct Drain {
+    per_second: f64,
+    /// The sidecar's CPU per request (0 for the plain loop).
+    sidecar_us: f64,
+    /// This process's CPU per request: the HTTP client and the server, and
+    /// for the outbox the plugin around the client.
+    process_us: f64,
+}
+
+/// The outbox draining `n` requests queued while it was switched off.
 fn outbox_throughput(
     rt: &tokio::runtime::Runtime,
     server: &TestServer,
     path: &str,
     n: usize,
     storage: Storage,
-) -> f64 {
-    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default(), storage);
+) -> Drain {
+    let (sidecar, succeeded) = start_queue(rt, OutboxConfig::default(), storage);
+    let queue = sidecar.queue.clone();
     rt.block_on(async {
         queue.set_online(false, None).unwrap();
         for i in 0..n {
@@ -139,30 +209,133 @@ fn outbox_throughput(
                 .await
                 .unwrap();
         }
+        let pid = queue.sidecar_pid().unwrap().to_string();
+        let (sidecar0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
         let t = Instant::now();
         queue.set_online(true, None).unwrap();
-        for _ in 0..n {
-            succeeded.recv().await.unwrap();
+        succeeded.wait_for(n).await;
+        let per_second = n as f64 / t.elapsed().as_secs_f64();
+        let (sidecar1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        sidecar.stop().await;
+        Drain {
+            per_second,
+            sidecar_us: (sidecar1 - sidecar0) * 1e6 / n as f64,
+            process_us: (self1 - self0) * 1e6 / n as f64,
         }
-        let rate = n as f64 / t.elapsed().as_secs_f64();
-        queue.stop().await;
-        rate
     })
 }
 
-/// Requests per second of a plain reqwest loop: `CONCURRENCY` tasks.
+/// The least a queue-backed sender does, written by hand: pop 64, send them
+/// `CONCURRENCY` at a time with plain reqwest, complete them in one call,
+/// again; no pop-ahead, connectivity, classification, leases or events.
+/// Beside the outbox it tells what the sidecar costs from what the outbox
+/// adds around it.
+fn worker_throughput(
+    rt: &tokio::runtime::Runtime,
+    server: &TestServer,
+    path: &str,
+    n: usize,
+    storage: Storage,
+) -> Drain {
+    let sidecar = Sidecar::start(rt, storage);
+    let queue = sidecar.queue.clone();
+    let client = plain_client();
+    let url = server.url(path);
+    rt.block_on(async {
+        for i in 0..n {
+            queue
+                .enqueue_request(&request(server, path, i))
+                .await
+                .unwrap();
+        }
+        let pid = queue.sidecar_pid().unwrap().to_string();
+        let (sidecar0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let t = Instant::now();
+        let mut done = 0;
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        while done < n {
+            // Items with a destination go to pops that name the ones to skip.
+            let options = PopBatchOptions {
+                max: Some(64),
+                destinations: Some(Destinations::default()),
+                ..PopBatchOptions::default()
+            };
+            let mut sends = JoinSet::new();
+            for item in queue.pop_batch(&options).await.unwrap() {
+                let slot = slots.clone().acquire_owned().await.unwrap();
+                let (client, url) = (client.clone(), url.clone());
+                sends.spawn(async move {
+                    let body = serde_json::to_vec(&item.payload["http"]["body"]).unwrap();
+                    let response = client
+                        .post(&url)
+                        .header("idempotency-key", &item.id)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(response.status().is_success());
+                    response.bytes().await.unwrap();
+                    drop(slot);
+                    CompleteRef {
+                        id: item.id,
+                        lease_id: item.lease_id,
+                    }
+                });
+            }
+            let sent = sends.join_all().await;
+            assert!(
+                !sent.is_empty(),
+                "{done} of {n} sent, and the queue has no more"
+            );
+            done += sent.len();
+            let answer = queue.complete_batch(&sent).await.unwrap();
+            assert!(answer.errors.is_empty(), "{:?}", answer.errors);
+        }
+        let per_second = n as f64 / t.elapsed().as_secs_f64();
+        let (sidecar1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        sidecar.stop().await;
+        Drain {
+            per_second,
+            sidecar_us: (sidecar1 - sidecar0) * 1e6 / n as f64,
+            process_us: (self1 - self0) * 1e6 / n as f64,
+        }
+    })
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc (in
+/// clock ticks of 10 ms: a drain should last a second or more).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A plain reqwest loop (`CONCURRENCY` tasks) sending `n` requests.
 fn reqwest_throughput(
     rt: &tokio::runtime::Runtime,
     server: &TestServer,
     path: &str,
     n: usize,
-) -> f64 {
+) -> Drain {
     let client = plain_client();
     let url = server.url(path);
     let next = Arc::new(AtomicUsize::new(0));
     let run = format!("{:?}", Instant::now());
     rt.block_on(async {
         let t = Instant::now();
+        let self0 = cpu_seconds("self");
         let tasks: Vec<_> = (0..CONCURRENCY)
             .map(|_| {
                 let (client, url, next, run) =
@@ -191,7 +364,11 @@ fn reqwest_throughput(
         for task in tasks {
             task.await.unwrap();
         }
-        n as f64 / t.elapsed().as_secs_f64()
+        Drain {
+            per_second: n as f64 / t.elapsed().as_secs_f64(),
+            sidecar_us: 0.0,
+            process_us: (cpu_seconds("self") - self0) * 1e6 / n as f64,
+        }
     })
 }
 
@@ -223,7 +400,8 @@ fn latencies(
     path: &str,
     rounds: usize,
 ) -> (Duration, Duration) {
-    let (queue, mut succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
+    let (sidecar, succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
+    let queue = sidecar.queue.clone();
     let outbox = rt.block_on(async {
         let mut all = Vec::new();
         for i in 0..rounds {
@@ -232,10 +410,10 @@ fn latencies(
                 .enqueue_request(&request(server, path, i))
                 .await
                 .unwrap();
-            let done = succeeded.recv().await.unwrap();
+            let done = succeeded.wait_for(i + 1).await;
             all.push(done - t);
         }
-        queue.stop().await;
+        sidecar.stop().await;
         all
     });
     let client = plain_client();
@@ -261,7 +439,8 @@ fn latencies(
 
 /// From the server's return after a 10 s outage to its first applied request.
 fn outage_recovery(rt: &tokio::runtime::Runtime, server: &mut TestServer) -> Duration {
-    let (queue, _succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
+    let (sidecar, _succeeded) = start_queue(rt, OutboxConfig::default(), Storage::Memory);
+    let queue = sidecar.queue.clone();
     server.stop();
     rt.block_on(async {
         for i in 0..20 {
@@ -281,7 +460,7 @@ fn outage_recovery(rt: &tokio::runtime::Runtime, server: &mut TestServer) -> Dur
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    rt.block_on(queue.stop());
+    rt.block_on(sidecar.stop());
     first - back
 }
 
@@ -289,75 +468,72 @@ fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(5000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut server = TestServer::start();
-    server.on(
-        "/work",
-        Behaviour::Work {
-            work: Duration::from_millis(5),
-        },
-    );
+    for (path, ms) in [("/work1", 1), ("/work5", 5)] {
+        let work = Duration::from_millis(ms);
+        server.on(path, Behaviour::Work { work });
+    }
 
     // Warm up both (connections, the sidecar's imports).
     reqwest_throughput(&rt, &server, "/warm", 200);
     outbox_throughput(&rt, &server, "/warm", 200, Storage::Memory);
 
-    let zero_plain = reqwest_throughput(&rt, &server, "/zero", n);
-    let zero_outbox = outbox_throughput(&rt, &server, "/zero", n, Storage::Memory);
-    let zero_disk = outbox_throughput(&rt, &server, "/zero-disk", n, Storage::Disk);
-    let work_plain = reqwest_throughput(&rt, &server, "/work", n);
-    let work_outbox = outbox_throughput(&rt, &server, "/work", n, Storage::Memory);
-    let work_disk = outbox_throughput(&rt, &server, "/work", n, Storage::Disk);
-    let (lat_outbox, lat_plain) = latencies(&rt, &server, "/lat", 200);
-    let (lat_work_outbox, lat_work_plain) = latencies(&rt, &server, "/work", 100);
-    let recovery = outage_recovery(&rt, &mut server);
-
     let title = format!("figure (N = {n}, 8-way; peer: plain reqwest, same server)");
-    println!("{title:<62} {:>12} {:>12} {:>7}", "outbox", "peer", "ratio");
-    let row = |name: &str, outbox: f64, peer: f64| {
-        println!(
-            "{name:<62} {outbox:>8.0} /s  {peer:>8.0} /s  {:>7.2}",
-            outbox / peer
-        );
-    };
-    row(
-        "throughput, zero-work handler, memory",
-        zero_outbox,
-        zero_plain,
+    println!(
+        "{title:<72} {:>12} {:>12} {:>6}   CPU µs/request: sidecar + this process (peer)",
+        "sender", "peer", "ratio"
     );
-    row(
-        "throughput, zero-work handler, on disk",
-        zero_disk,
-        zero_plain,
-    );
-    row("throughput, 5 ms handler, memory", work_outbox, work_plain);
-    row("throughput, 5 ms handler, on disk", work_disk, work_plain);
+    for (handler, path) in [
+        ("zero-work handler", "/zero"),
+        ("1 ms handler", "/work1"),
+        ("5 ms handler", "/work5"),
+    ] {
+        let plain = reqwest_throughput(&rt, &server, path, n);
+        // What a request takes in the plain loop (tokio's timer rounds the
+        // handler's wait up to its next millisecond tick).
+        let each = CONCURRENCY as f64 / plain.per_second * 1000.0;
+        for (storage, name) in [(Storage::Memory, "memory"), (Storage::Disk, "on disk")] {
+            let rows = [
+                ("outbox", outbox_throughput(&rt, &server, path, n, storage)),
+                (
+                    "hand-written worker",
+                    worker_throughput(&rt, &server, path, n, storage),
+                ),
+            ];
+            for (sender, drain) in rows {
+                println!(
+                    "{:<72} {:>8.0} /s  {:>8.0} /s  {:>6.2}   {:.0} + {:.0} ({:.0})",
+                    format!("{sender}, {handler} ({each:.2} ms a request), {name}"),
+                    drain.per_second,
+                    plain.per_second,
+                    drain.per_second / plain.per_second,
+                    drain.sidecar_us,
+                    drain.process_us,
+                    plain.process_us,
+                );
+            }
+        }
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let latency = |name: &str, outbox: Duration, peer: Duration| {
+    for (handler, path, rounds) in [("zero-work", "/lat", 200), ("5 ms handler", "/work5", 100)] {
+        let (outbox, peer) = latencies(&rt, &server, path, rounds);
         println!(
-            "{name:<62} {:>8.2} ms  {:>8.2} ms  {:>7.2}",
+            "{:<72} {:>8.2} ms  {:>8.2} ms  {:>6.2}",
+            format!("latency, {handler}, one at a time, median"),
             ms(outbox),
             ms(peer),
             ms(outbox) / ms(peer)
         );
-    };
-    latency(
-        "latency, zero-work, one at a time, median",
-        lat_outbox,
-        lat_plain,
-    );
-    latency(
-        "latency, 5 ms handler, one at a time, median",
-        lat_work_outbox,
-        lat_work_plain,
-    );
+    }
+    let recovery = outage_recovery(&rt, &mut server);
     println!(
-        "{:<62} {:>8.0} ms  {:>8.0} ms  {:>7.2}",
-        "outage 10 s: server back → first applied (peer: the 1 s target)",
+        "{:<72} {:>8.0} ms  {:>8.0} ms  {:>6.2}",
+        "outage of 10 s: server back → first applied (peer: target)",
         ms(recovery),
         1000.0,
         ms(recovery) / 1000.0
