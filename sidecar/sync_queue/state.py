@@ -134,6 +134,18 @@ def _payloads_as_json(entries: Iterable[Entry]) -> None:
                 entry.available_at = created
 
 
+def _take_one(heap: list[HeapEntry], n: int) -> list[str]:
+    """``QueueState._take`` from one heap (one partition, or an outbox with one destination
+    left): no merge, so one pass over its front (stale entries are skipped, as in the merge)."""
+    chosen: list[str] = []
+    while heap and len(chosen) < n:
+        _, token, item = heappop(heap)
+        if item._where == READY and item._token == token:
+            item._where = NONE  # so a repeated pick in this call cannot happen
+            chosen.append(item.id)
+    return chosen
+
+
 def _join_line(lines: dict[str, deque[Entry]], key: str | None, item: Entry) -> bool:
     """Put ``item`` at the back of the line ``key`` (if any); True if others are ahead."""
     if key is None:
@@ -498,8 +510,7 @@ class QueueState:
         counts[item.status] -= 1
         counts[status] += 1
         if item.destination is not None:
-            self.destinations.count(item.destination, status, 1)
-            self.destinations.count(item.destination, item.status, -1)
+            self.destinations.move(item.destination, item.status, status)
         item.status = status
 
     def _enter_line_or_schedule(self, item: Entry, t: int) -> None:
@@ -602,23 +613,15 @@ class QueueState:
         if allowance > 0:
             n = min(n, allowance)
         heaps = self.ready if partition is None else [self.ready[partition]]
-        if len(heaps) != 1:
-            chosen = self._take(heaps, n)
-            self.ready_count -= len(chosen)
-            return chosen
-        chosen = []
-        heap = heaps[0]
-        while heap and len(chosen) < n:
-            _, token, item = heappop(heap)
-            if item._where == READY and item._token == token:
-                item._where = NONE  # so a repeated pick in this call cannot happen
-                self.ready_count -= 1
-                chosen.append(item.id)
+        chosen = self._take(heaps, n)
+        self.ready_count -= len(chosen)
         return chosen
 
     def _take(self, heaps: list[list[HeapEntry]], n: int) -> list[str]:
         """Up to ``n`` ids from the fronts of ``heaps``, merged in pop order (the caller
         counts them off its ready count)."""
+        if len(heaps) == 1:
+            return _take_one(heaps[0], n)
         chosen: list[str] = []
         while len(chosen) < n:
             best: list[HeapEntry] | None = None
