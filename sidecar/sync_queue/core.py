@@ -83,6 +83,10 @@ class Journal(Protocol):
         (``InvalidParams``, ``PersistenceError``) having recorded nothing."""
         ...
 
+    def append_all(self, ops: Sequence[Op]) -> int:
+        """``append`` for each of ``ops``, in order, all or none; the ticket of the last."""
+        ...
+
     def commit(self, ticket: int) -> None:
         """Return once everything up to ``ticket`` is as durable as promised (group commit)."""
         ...
@@ -276,16 +280,34 @@ class QueueCore:
         self, now: int, items: Sequence[tuple[str, str | None]]
     ) -> list[QueueError | None]:
         """``complete`` for each ``(id, lease_id)``, each on its own: one that cannot be
-        completed (its error, in its place in the list) does not stop the others."""
+        completed (its error, in its place in the list) does not stop the others.
+
+        With distinct ids every member is checked first, then the records go to the journal
+        in one append and are applied in order: the same records, errors and state as one
+        ``complete`` after another (completing one item never changes whether another can
+        be completed), without a journal call per item. An id named twice is done one
+        member at a time (its second completion is checked against the first's outcome)."""
+        if len({item_id for item_id, _ in items}) != len(items):
+            return [self._try_complete(now, item_id, lease_id) for item_id, lease_id in items]
         errors: list[QueueError | None] = []
+        ops: list[Op] = []
         for item_id, lease_id in items:
             try:
-                self.complete(now, item_id, lease_id)
+                self._leased(Complete, item_id, lease_id, "complete")
             except (InvalidState, ItemNotFound, InvalidParams) as exc:
                 errors.append(exc)
             else:
                 errors.append(None)
+                ops.append(Complete(now, item_id))
+        self._record_all(ops)
         return errors
+
+    def _try_complete(self, now: int, item_id: str, lease_id: str | None) -> QueueError | None:
+        try:
+            self.complete(now, item_id, lease_id)
+        except (InvalidState, ItemNotFound, InvalidParams) as exc:
+            return exc
+        return None
 
     def fail(
         self,
@@ -580,6 +602,17 @@ class QueueCore:
             # Recorded first: if the journal refuses the record, nothing was applied.
             self.ticket = journal.append(op)
         return self.state.apply(op)
+
+    def _record_all(self, ops: Sequence[Op]) -> None:
+        """``_record`` for each of ``ops``, journaled in one append (all or none)."""
+        if not ops:
+            return
+        journal = self.journal
+        if journal is not None:
+            self.ticket = journal.append_all(ops)
+        apply = self.state.apply
+        for op in ops:
+            apply(op)
 
 
 def _parse_cursor(after: str | None) -> int:

@@ -179,6 +179,16 @@ def complete_refs_from_params(params: dict[str, Any]) -> list[tuple[str, str | N
         )
     refs: list[tuple[str, str | None]] = []
     for n, member in enumerate(items):
+        # The plugin's member, {"id", "leaseId"} both strings, needs no more checking than
+        # this: the general check below (and its message) is for anything else.
+        if (
+            type(member) is dict
+            and len(member) == 2
+            and type(lease_id := member.get("leaseId")) is str
+            and type(item_id := member.get("id")) is str
+        ):
+            refs.append((item_id, lease_id))
+            continue
         where = f"completeBatch: items[{n}]"
         if not isinstance(member, dict):
             raise InvalidParams(f"{where}: expected an object", field="items", index=n)
