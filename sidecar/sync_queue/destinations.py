@@ -49,8 +49,10 @@ class Destinations(dict[str, DestinationStats]):
         stats = self.get(origin)
         if stats is None:
             stats = self[origin] = DestinationStats()
-        stats.counts[status] += delta
-        if delta < 0 and stats.empty():
+        counts = stats.counts
+        counts[status] += delta
+        # Empty only if this count just reached 0 (checked first: it rarely has).
+        if delta < 0 and not counts[status] and stats.empty():
             del self[origin]
 
     def move(self, origin: str, old: ItemStatus, new: ItemStatus) -> None:

@@ -271,21 +271,30 @@ class QueueState:
 
     def _pop(self, op: Pop) -> list[Entry]:
         t = op.t
+        expires_at = t + op.lease_ms
+        # Looked up once per record, not per item: every item a pop hands out comes here.
+        items, leases, push_entry = self.items, self.leases, self._push_entry
+        on_dequeue, set_status, unschedule = (
+            self.metrics.on_dequeue,
+            self._set_status,
+            self._unschedule,
+        )
+        half_open = self.breaker.state == "halfOpen"  # no item here changes the breaker
         handed = []
         for item_id in op.ids:
-            item = self.items[item_id]
-            self._unschedule(item)
-            self._set_status(item, PROCESSING)
+            item = items[item_id]
+            unschedule(item)
+            set_status(item, PROCESSING)
             item.attempts += 1
             self.leases_issued += 1
             item.lease_id = f"{self.leases_issued:x}"
-            item.lease_expires_at = t + op.lease_ms
+            item.lease_expires_at = expires_at
             item.updated_at = t
             item._handed_at = t
             item._token = token = self._next_token()
-            self._push_entry(self.leases, (item.lease_expires_at, token, item))
-            self.metrics.on_dequeue(t, max(0, t - item.available_at))
-            if self.breaker.state == "halfOpen" and item.destination is None:
+            push_entry(leases, (expires_at, token, item))
+            on_dequeue(t, max(0, t - item.available_at))
+            if half_open and item.destination is None:
                 self.breaker.probe_id = item_id
             handed.append(item)
         return handed
@@ -387,8 +396,9 @@ class QueueState:
         return len(victims)
 
     def _drop(self, op: Drop) -> None:
+        items, forget = self.items, self._forget
         for item_id in op.ids:
-            self._forget(self.items[item_id])
+            forget(items[item_id])
         # Drops take the oldest (retention, the count bound): their entries lead the
         # retention index; unlinked here so a replay frees the items as the live queue does.
         finished = self.finished
@@ -673,7 +683,7 @@ class QueueState:
         while finished and finished[0][0] + retention_ms <= measured:
             finished_at, item = finished.popleft()
             if (
-                item.status.finished
+                item.status in FINISHED
                 and item._handed_at == finished_at
                 and self.items.get(item.id) is item
             ):
@@ -683,19 +693,24 @@ class QueueState:
     def oldest_finished(self, n: int) -> list[str]:
         """The ids of the (up to) ``n`` finished items that finished first; their retention
         entries are consumed (the caller drops them right away)."""
-        finished = self.finished
+        finished, items = self.finished, self.items
         oldest: list[str] = []
+        # ``_retained`` inlined: the count bound drops every completed item, through here.
         while finished and len(oldest) < n:
-            entry = finished.popleft()
-            if self._retained(entry):
-                oldest.append(entry[1].id)
+            finished_at, item = finished.popleft()
+            if (
+                item.status in FINISHED
+                and item._handed_at == finished_at
+                and items.get(item.id) is item
+            ):
+                oldest.append(item.id)
         return oldest
 
     def _retained(self, entry: tuple[int, Entry]) -> bool:
         """Is this retention entry current (its item still retained, finished then)?"""
         finished_at, item = entry
         return (
-            item.status.finished
+            item.status in FINISHED
             and item._handed_at == finished_at
             and self.items.get(item.id) is item
         )
