@@ -291,14 +291,22 @@ class QueueCore:
             return [self._try_complete(now, item_id, lease_id) for item_id, lease_id in items]
         errors: list[QueueError | None] = []
         ops: list[Op] = []
+        entries, allowed = self.state.items, FROM_STATUS[Complete]
         for item_id, lease_id in items:
-            try:
-                self._leased(Complete, item_id, lease_id, "complete")
-            except (InvalidState, ItemNotFound, InvalidParams) as exc:
-                errors.append(exc)
-            else:
-                errors.append(None)
-                ops.append(Complete(now, item_id))
+            # What ``_leased`` accepts, asked inline (once per item); it says why if not.
+            entry = entries.get(item_id)
+            if not (
+                entry is not None
+                and entry.status in allowed
+                and (lease_id is None or lease_id == entry.lease_id)
+            ):
+                try:
+                    self._leased(Complete, item_id, lease_id, "complete")
+                except (InvalidState, ItemNotFound, InvalidParams) as exc:
+                    errors.append(exc)
+                    continue
+            errors.append(None)
+            ops.append(Complete(now, item_id))
         self._record_all(ops)
         return errors
 

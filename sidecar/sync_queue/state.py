@@ -280,23 +280,28 @@ class QueueState:
             self._unschedule,
         )
         half_open = self.breaker.state == "halfOpen"  # no item here changes the breaker
+        # The lease and token counters, counted here and stored once (nothing in the loop
+        # reads them): what ``_next_token`` and ``leases_issued += 1`` would give each item.
+        issued, token = self.leases_issued, self._token
         handed = []
         for item_id in op.ids:
             item = items[item_id]
             unschedule(item)
             set_status(item, PROCESSING)
             item.attempts += 1
-            self.leases_issued += 1
-            item.lease_id = f"{self.leases_issued:x}"
+            issued += 1
+            item.lease_id = f"{issued:x}"
             item.lease_expires_at = expires_at
             item.updated_at = t
             item._handed_at = t
-            item._token = token = self._next_token()
+            token += 1
+            item._token = token
             push_entry(leases, (expires_at, token, item))
             on_dequeue(t, max(0, t - item.available_at))
             if half_open and item.destination is None:
                 self.breaker.probe_id = item_id
             handed.append(item)
+        self.leases_issued, self._token = issued, token
         return handed
 
     def _complete(self, op: Complete) -> None:
