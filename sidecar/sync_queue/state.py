@@ -274,16 +274,13 @@ class QueueState:
         expires_at = t + op.lease_ms
         # Looked up once per record, not per item: every item a pop hands out comes here.
         items, leases, push_entry = self.items, self.leases, self._push_entry
-        on_dequeue, set_status, unschedule = (
-            self.metrics.on_dequeue,
-            self._set_status,
-            self._unschedule,
-        )
+        set_status, unschedule = self._set_status, self._unschedule
         half_open = self.breaker.state == "halfOpen"  # no item here changes the breaker
         # The lease and token counters, counted here and stored once (nothing in the loop
         # reads them): what ``_next_token`` and ``leases_issued += 1`` would give each item.
         issued, token = self.leases_issued, self._token
         handed = []
+        waits = []
         for item_id in op.ids:
             item = items[item_id]
             unschedule(item)
@@ -297,11 +294,12 @@ class QueueState:
             token += 1
             item._token = token
             push_entry(leases, (expires_at, token, item))
-            on_dequeue(t, max(0, t - item.available_at))
+            waits.append(max(0, t - item.available_at))
             if half_open and item.destination is None:
                 self.breaker.probe_id = item_id
             handed.append(item)
         self.leases_issued, self._token = issued, token
+        self.metrics.on_dequeue_all(t, waits)
         return handed
 
     def _complete(self, op: Complete) -> None:
