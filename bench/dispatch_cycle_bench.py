@@ -18,6 +18,7 @@ request description as payload, a ``destination``, a client-chosen id), and repo
   to compare between runs on a loaded machine.
 
 Linux only (``/proc``). ``--runs`` repeats each measurement and reports the median.
+``bench/bench.py --only cycle`` prints the same table (``--quick``: 5,000 items, one run).
 """
 
 from __future__ import annotations
@@ -170,38 +171,46 @@ def one_run(mode: str, base: str, config: str, count: int) -> dict[str, float]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=("memory", "disk"))
-    args = parser.parse_args()
+def cycle_section(items: int, runs: int, modes: tuple[str, ...] = ("memory", "disk")) -> list[str]:
+    """The table, as markdown lines (``bench/bench.py --only cycle`` prints it too)."""
     base = tempfile.mkdtemp(prefix="sq-cycle-bench-", dir=os.environ.get("SYNC_QUEUE_BENCH_DIR"))
     config = os.path.join(base, "config.json")
     Path(config).write_bytes(orjson.dumps({"max_capacity": 10_000_000}))
-    print(f"sidecar: `{shown_argv()}`; {args.items:,} items per cycle, median of {args.runs} runs")
-    print()
-    print(
+    lines = [
+        "### The outbox's dispatch cycle: the sidecar's CPU per item (popBatch + completeBatch)",
+        "",
+        f"Sidecar: `{shown_argv()}`; {items:,} items per cycle, median of {runs} runs.",
+        "",
         "| mode | completeBatch | cycle CPU µs/item | cycle items/s | push CPU µs/item "
-        "| ping CPU µs/req | echo floor CPU µs/req | cycle / echo |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+        "| ping CPU µs/req | echo floor CPU µs/req | cycle / echo |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     try:
-        for mode in ("memory", "disk"):
-            if args.only and mode != args.only:
-                continue
-            runs = [one_run(mode, base, config, args.items) for _ in range(args.runs)]
-            m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for mode in modes:
+            results = [one_run(mode, base, config, items) for _ in range(runs)]
+            m = {k: statistics.median(r[k] for r in results) for k in results[0]}
             for chunk in CHUNKS:
                 shape = f"lockstep ×{chunk}" if chunk else f"one per pop ({POP_MAX})"
                 cpu = m[f"cycle{chunk}"]
-                print(
+                lines.append(
                     f"| {mode} | {shape} | {cpu:.1f} | {m[f'rate{chunk}']:,.0f} "
                     f"| {m[f'push{chunk}']:.1f} | {m['ping']:.1f} | {m['echo']:.1f} "
                     f"| {cpu / m['echo']:.2f}× |"
                 )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("memory", "disk"))
+    args = parser.parse_args()
+    modes = (args.only,) if args.only else ("memory", "disk")
+    for text in cycle_section(args.items, args.runs, modes):
+        print(text)
 
 
 if __name__ == "__main__":
