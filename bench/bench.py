@@ -469,13 +469,23 @@ def _memory_section(quick: bool) -> list[str]:
     return lines
 
 
+def _cycle_section(quick: bool) -> list[str]:
+    """The outbox's popBatch + completeBatch cycle: the sidecar's CPU per item
+    (bench/dispatch_cycle_bench.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from dispatch_cycle_bench import cycle_section
+
+    lines: list[str] = cycle_section(5_000 if quick else 20_000, 1 if quick else 3)
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engine", "storage", "sidecar", "compaction", "startup", "memory"],
+        choices=["engine", "storage", "sidecar", "cycle", "compaction", "startup", "memory"],
         help="run only this section (repeatable)",
     )
     parser.add_argument(
@@ -492,6 +502,7 @@ def main() -> int:
         "engine": engine_section,
         "storage": storage_section,
         "sidecar": _sidecar_section,
+        "cycle": _cycle_section,
         "compaction": _compaction_section,
         "startup": _startup_section,
         "memory": _memory_section,

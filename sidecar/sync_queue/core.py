@@ -83,6 +83,10 @@ class Journal(Protocol):
         (``InvalidParams``, ``PersistenceError``) having recorded nothing."""
         ...
 
+    def append_all(self, ops: Sequence[Op]) -> int:
+        """``append`` for each of ``ops``, in order, all or none; the ticket of the last."""
+        ...
+
     def commit(self, ticket: int) -> None:
         """Return once everything up to ``ticket`` is as durable as promised (group commit)."""
         ...
@@ -212,6 +216,31 @@ class QueueCore:
 
         ``except_destinations`` None: only items without a destination; else only items
         with a destination that is not in it (an outbox dispatcher's pop)."""
+        handed = self._pop(now, n, lease_ms, partition, except_destinations)
+        return [entry.view() for entry in handed]
+
+    def pop_wire(
+        self,
+        now: int,
+        n: int,
+        lease_ms: int | None = None,
+        partition: int | None = None,
+        except_destinations: frozenset[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``pop``, each item as the wire shows it: built from the entry at once, without
+        the ``view`` in between (the server's pops; the same dicts ``view().to_dict()``
+        gives)."""
+        handed = self._pop(now, n, lease_ms, partition, except_destinations)
+        return [entry.to_dict() for entry in handed]
+
+    def _pop(
+        self,
+        now: int,
+        n: int,
+        lease_ms: int | None,
+        partition: int | None,
+        except_destinations: frozenset[str] | None,
+    ) -> list[Entry]:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidParams(f"max: expected an integer >= 1, got {n!r}", field="max")
         lease_ms = self.lease_ms if lease_ms is None else lease_ms
@@ -224,8 +253,8 @@ class QueueCore:
         ids = self.state.select(n, partition, now, except_destinations)
         if not ids:
             return []
-        handed = self._record(Pop(now, tuple(ids), lease_ms))
-        return [entry.view() for entry in handed]
+        handed: list[Entry] = self._record(Pop(now, tuple(ids), lease_ms))
+        return handed
 
     def check_partition(self, partition: int | None) -> int | None:
         if partition is None:
@@ -251,16 +280,42 @@ class QueueCore:
         self, now: int, items: Sequence[tuple[str, str | None]]
     ) -> list[QueueError | None]:
         """``complete`` for each ``(id, lease_id)``, each on its own: one that cannot be
-        completed (its error, in its place in the list) does not stop the others."""
+        completed (its error, in its place in the list) does not stop the others.
+
+        With distinct ids every member is checked first, then the records go to the journal
+        in one append and are applied in order: the same records, errors and state as one
+        ``complete`` after another (completing one item never changes whether another can
+        be completed), without a journal call per item. An id named twice is done one
+        member at a time (its second completion is checked against the first's outcome)."""
+        if len({item_id for item_id, _ in items}) != len(items):
+            return [self._try_complete(now, item_id, lease_id) for item_id, lease_id in items]
         errors: list[QueueError | None] = []
+        ops: list[Op] = []
+        entries, allowed = self.state.items, FROM_STATUS[Complete]
         for item_id, lease_id in items:
-            try:
-                self.complete(now, item_id, lease_id)
-            except (InvalidState, ItemNotFound, InvalidParams) as exc:
-                errors.append(exc)
-            else:
-                errors.append(None)
+            # What ``_leased`` accepts, asked inline (once per item); it says why if not.
+            entry = entries.get(item_id)
+            if not (
+                entry is not None
+                and entry.status in allowed
+                and (lease_id is None or lease_id == entry.lease_id)
+            ):
+                try:
+                    self._leased(Complete, item_id, lease_id, "complete")
+                except (InvalidState, ItemNotFound, InvalidParams) as exc:
+                    errors.append(exc)
+                    continue
+            errors.append(None)
+            ops.append(Complete(now, item_id))
+        self._record_all(ops)
         return errors
+
+    def _try_complete(self, now: int, item_id: str, lease_id: str | None) -> QueueError | None:
+        try:
+            self.complete(now, item_id, lease_id)
+        except (InvalidState, ItemNotFound, InvalidParams) as exc:
+            return exc
+        return None
 
     def fail(
         self,
@@ -555,6 +610,17 @@ class QueueCore:
             # Recorded first: if the journal refuses the record, nothing was applied.
             self.ticket = journal.append(op)
         return self.state.apply(op)
+
+    def _record_all(self, ops: Sequence[Op]) -> None:
+        """``_record`` for each of ``ops``, journaled in one append (all or none)."""
+        if not ops:
+            return
+        journal = self.journal
+        if journal is not None:
+            self.ticket = journal.append_all(ops)
+        apply = self.state.apply
+        for op in ops:
+            apply(op)
 
 
 def _parse_cursor(after: str | None) -> int:

@@ -49,9 +49,19 @@ class Destinations(dict[str, DestinationStats]):
         stats = self.get(origin)
         if stats is None:
             stats = self[origin] = DestinationStats()
-        stats.counts[status] += delta
-        if delta < 0 and stats.empty():
+        counts = stats.counts
+        counts[status] += delta
+        # Empty only if this count just reached 0 (checked first: it rarely has).
+        if delta < 0 and not counts[status] and stats.empty():
             del self[origin]
+
+    def move(self, origin: str, old: ItemStatus, new: ItemStatus) -> None:
+        """One item of ``origin`` (counted already) changes status: one lookup, and no
+        emptiness check (its count stays, so its entry stays). Every pop and completion of an
+        outbox item comes here."""
+        counts = self[origin].counts
+        counts[old] -= 1
+        counts[new] += 1
 
     def error(self, origin: str, error: str | None, t: int) -> None:
         stats = self.get(origin)

@@ -182,13 +182,15 @@ FIELDS: tuple[Field, ...] = tuple(
     Field(attr, _camel(attr), _KINDS.get(attr, "plain")) for attr in Item._fields
 )
 # How each kind of field is written: on the wire, in a record, and read back from a record.
-_TO_WIRE = {"priority": "_PRIORITY_WIRE[{}]", "status": "{}.value"}
+# (a status by dict lookup: an enum's ``.value`` is a descriptor call, once per item shown)
+_TO_WIRE = {"priority": "_PRIORITY_WIRE[{}]", "status": "_STATUS_WIRE[{}]"}
 _TO_RECORD = {"priority": "int({})", "status": "_STATUS_INDEX[{}]"}
 _FROM_RECORD = {"priority": "_PRIORITIES[{}]", "status": "_STATUSES[{}]"}
 CODEC_NAMES: dict[str, Any] = {
     "_PRIORITY_WIRE": _PRIORITY_WIRE,
     "_PRIORITIES": _PRIORITIES,
     "_STATUS_INDEX": _STATUS_INDEX,
+    "_STATUS_WIRE": {s: s.value for s in ItemStatus},
     "_STATUSES": _STATUSES,
 }
 

@@ -63,7 +63,7 @@ class LongPolls:
                 exhausted.add(plain)
                 continue
             try:
-                items = core.pop(
+                items = core.pop_wire(
                     engine.begin_change(),
                     waiter.n or 1,
                     waiter.lease_ms,
@@ -80,9 +80,7 @@ class LongPolls:
             if not items:
                 continue  # e.g. nothing ready in its partition: later waiters may be served
             waiters.remove(waiter)
-            waiter.waiting.resolve(
-                [i.to_dict() for i in items] if waiter.n is not None else items[0].to_dict()
-            )
+            waiter.waiting.resolve(items if waiter.n is not None else items[0])
 
     def wait(
         self,

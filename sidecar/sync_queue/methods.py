@@ -268,9 +268,9 @@ class QueueDispatcher(Dispatcher):
         self._waiters.serve()  # older waiting pops first
         if not self._waiters.waiting_like(skip):
             now = self.engine.begin_change()
-            items = self.core.pop(now, n or 1, lease_ms, partition, skip)
+            items = self.core.pop_wire(now, n or 1, lease_ms, partition, skip)
             if items:
-                return [i.to_dict() for i in items] if n is not None else items[0].to_dict()
+                return items if n is not None else items[0]
         return self._waiters.wait(call, params.get("timeoutMs", 0), n, lease_ms, partition, skip)
 
     def _check_partition(self, method: str, params: dict[str, Any]) -> None:

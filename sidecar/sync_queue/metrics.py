@@ -105,12 +105,16 @@ class MetricsRecorder:
         self.enqueued += n
         self._bucket(t)[1] += n
 
-    def on_dequeue(self, t: int, wait_ms: int) -> None:
-        self.dequeued += 1
-        self._bucket(t)[2] += 1
-        self.wait_sum += wait_ms
-        self.wait_count += 1
-        self.wait_samples.append(wait_ms)
+    def on_dequeue_all(self, t: int, waits_ms: list[int]) -> None:
+        """The items one pop handed out at ``t``, each having waited ``waits_ms[i]``."""
+        n = len(waits_ms)
+        if not n:
+            return
+        self.dequeued += n
+        self._bucket(t)[2] += n
+        self.wait_sum += sum(waits_ms)
+        self.wait_count += n
+        self.wait_samples.extend(waits_ms)
 
     def on_processed(self, processing_ms: int) -> None:
         self.processing_sum += processing_ms

@@ -195,6 +195,8 @@ _TYPES = {name: cls for cls, name in _NAMES.items()}
 
 
 def encode_op(op: Op) -> bytes:
+    if type(op) is Complete:  # one per completed item: the same bytes, built directly
+        return orjson.dumps({"t": op.t, "id": op.id, "op": "complete"})
     record: dict[str, Any] = op._asdict()
     if isinstance(op, Push):
         record["items"] = [item.to_record() for item in op.items]

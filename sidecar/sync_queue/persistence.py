@@ -250,6 +250,13 @@ def make_fold(config: QueueConfig) -> Callable[[bytes | None, Iterator[bytes]], 
     return fold
 
 
+def _encode(op: Op) -> bytes:
+    try:
+        return encode_op(op)
+    except TypeError as exc:
+        raise InvalidParams(f"payload: cannot be stored as JSON: {exc}", field="payload") from exc
+
+
 class StoreJournal:
     """The queue's ``Journal`` over a ``Store``: one encoded record per operation."""
 
@@ -257,13 +264,10 @@ class StoreJournal:
         self.store = store
 
     def append(self, op: Op) -> int:
-        try:
-            encoded = encode_op(op)
-        except TypeError as exc:
-            raise InvalidParams(
-                f"payload: cannot be stored as JSON: {exc}", field="payload"
-            ) from exc
-        return self.store.append((encoded,))
+        return self.store.append((_encode(op),))
+
+    def append_all(self, ops: Sequence[Op]) -> int:
+        return self.store.append([_encode(op) for op in ops])
 
     def commit(self, ticket: int) -> None:
         self.store.commit(ticket)

@@ -134,6 +134,18 @@ def _payloads_as_json(entries: Iterable[Entry]) -> None:
                 entry.available_at = created
 
 
+def _take_one(heap: list[HeapEntry], n: int) -> list[str]:
+    """``QueueState._take`` from one heap (one partition, or an outbox with one destination
+    left): no merge, so one pass over its front (stale entries are skipped, as in the merge)."""
+    chosen: list[str] = []
+    while heap and len(chosen) < n:
+        _, token, item = heappop(heap)
+        if item._where == READY and item._token == token:
+            item._where = NONE  # so a repeated pick in this call cannot happen
+            chosen.append(item.id)
+    return chosen
+
+
 def _join_line(lines: dict[str, deque[Entry]], key: str | None, item: Entry) -> bool:
     """Put ``item`` at the back of the line ``key`` (if any); True if others are ahead."""
     if key is None:
@@ -259,23 +271,35 @@ class QueueState:
 
     def _pop(self, op: Pop) -> list[Entry]:
         t = op.t
+        expires_at = t + op.lease_ms
+        # Looked up once per record, not per item: every item a pop hands out comes here.
+        items, leases, push_entry = self.items, self.leases, self._push_entry
+        set_status, unschedule = self._set_status, self._unschedule
+        half_open = self.breaker.state == "halfOpen"  # no item here changes the breaker
+        # The lease and token counters, counted here and stored once (nothing in the loop
+        # reads them): what ``_next_token`` and ``leases_issued += 1`` would give each item.
+        issued, token = self.leases_issued, self._token
         handed = []
+        waits = []
         for item_id in op.ids:
-            item = self.items[item_id]
-            self._unschedule(item)
-            self._set_status(item, PROCESSING)
+            item = items[item_id]
+            unschedule(item)
+            set_status(item, PROCESSING)
             item.attempts += 1
-            self.leases_issued += 1
-            item.lease_id = f"{self.leases_issued:x}"
-            item.lease_expires_at = t + op.lease_ms
+            issued += 1
+            item.lease_id = f"{issued:x}"
+            item.lease_expires_at = expires_at
             item.updated_at = t
             item._handed_at = t
-            item._token = token = self._next_token()
-            self._push_entry(self.leases, (item.lease_expires_at, token, item))
-            self.metrics.on_dequeue(t, max(0, t - item.available_at))
-            if self.breaker.state == "halfOpen" and item.destination is None:
+            token += 1
+            item._token = token
+            push_entry(leases, (expires_at, token, item))
+            waits.append(max(0, t - item.available_at))
+            if half_open and item.destination is None:
                 self.breaker.probe_id = item_id
             handed.append(item)
+        self.leases_issued, self._token = issued, token
+        self.metrics.on_dequeue_all(t, waits)
         return handed
 
     def _complete(self, op: Complete) -> None:
@@ -375,8 +399,9 @@ class QueueState:
         return len(victims)
 
     def _drop(self, op: Drop) -> None:
+        items, forget = self.items, self._forget
         for item_id in op.ids:
-            self._forget(self.items[item_id])
+            forget(items[item_id])
         # Drops take the oldest (retention, the count bound): their entries lead the
         # retention index; unlinked here so a replay frees the items as the live queue does.
         finished = self.finished
@@ -498,8 +523,7 @@ class QueueState:
         counts[item.status] -= 1
         counts[status] += 1
         if item.destination is not None:
-            self.destinations.count(item.destination, status, 1)
-            self.destinations.count(item.destination, item.status, -1)
+            self.destinations.move(item.destination, item.status, status)
         item.status = status
 
     def _enter_line_or_schedule(self, item: Entry, t: int) -> None:
@@ -602,23 +626,15 @@ class QueueState:
         if allowance > 0:
             n = min(n, allowance)
         heaps = self.ready if partition is None else [self.ready[partition]]
-        if len(heaps) != 1:
-            chosen = self._take(heaps, n)
-            self.ready_count -= len(chosen)
-            return chosen
-        chosen = []
-        heap = heaps[0]
-        while heap and len(chosen) < n:
-            _, token, item = heappop(heap)
-            if item._where == READY and item._token == token:
-                item._where = NONE  # so a repeated pick in this call cannot happen
-                self.ready_count -= 1
-                chosen.append(item.id)
+        chosen = self._take(heaps, n)
+        self.ready_count -= len(chosen)
         return chosen
 
     def _take(self, heaps: list[list[HeapEntry]], n: int) -> list[str]:
         """Up to ``n`` ids from the fronts of ``heaps``, merged in pop order (the caller
         counts them off its ready count)."""
+        if len(heaps) == 1:
+            return _take_one(heaps[0], n)
         chosen: list[str] = []
         while len(chosen) < n:
             best: list[HeapEntry] | None = None
@@ -670,7 +686,7 @@ class QueueState:
         while finished and finished[0][0] + retention_ms <= measured:
             finished_at, item = finished.popleft()
             if (
-                item.status.finished
+                item.status in FINISHED
                 and item._handed_at == finished_at
                 and self.items.get(item.id) is item
             ):
@@ -680,19 +696,24 @@ class QueueState:
     def oldest_finished(self, n: int) -> list[str]:
         """The ids of the (up to) ``n`` finished items that finished first; their retention
         entries are consumed (the caller drops them right away)."""
-        finished = self.finished
+        finished, items = self.finished, self.items
         oldest: list[str] = []
+        # ``_retained`` inlined: the count bound drops every completed item, through here.
         while finished and len(oldest) < n:
-            entry = finished.popleft()
-            if self._retained(entry):
-                oldest.append(entry[1].id)
+            finished_at, item = finished.popleft()
+            if (
+                item.status in FINISHED
+                and item._handed_at == finished_at
+                and items.get(item.id) is item
+            ):
+                oldest.append(item.id)
         return oldest
 
     def _retained(self, entry: tuple[int, Entry]) -> bool:
         """Is this retention entry current (its item still retained, finished then)?"""
         finished_at, item = entry
         return (
-            item.status.finished
+            item.status in FINISHED
             and item._handed_at == finished_at
             and self.items.get(item.id) is item
         )

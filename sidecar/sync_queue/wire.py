@@ -119,14 +119,11 @@ def item_from_params(where: str, params: Any, index: int | None = None) -> SyncI
     if not isinstance(params, dict):
         raise InvalidParams(f"{where}: expected an object", field="items", index=index)
     check(where, params, PUSH)
-    item = SyncItem(params["payload"], params.get("priority", "normal"))
-    if "id" in params:
-        item_id = params["id"]
-        if not 1 <= len(item_id) <= MAX_ID_LENGTH:
-            raise InvalidParams(
-                f'{where}: "id" must have 1 to {MAX_ID_LENGTH} characters', field="id"
-            )
-        item.id = item_id
+    item_id = params.get("id")  # a str if present: checked above
+    if item_id is not None and not 1 <= len(item_id) <= MAX_ID_LENGTH:
+        raise InvalidParams(f'{where}: "id" must have 1 to {MAX_ID_LENGTH} characters', field="id")
+    # Given to the constructor: an item generates an id only when the push names none.
+    item = SyncItem(params["payload"], params.get("priority", "normal"), id=item_id)
     if "maxRetries" in params:
         item.max_retries = params["maxRetries"]
     item.correlation_id = params.get("correlationId")
@@ -179,6 +176,16 @@ def complete_refs_from_params(params: dict[str, Any]) -> list[tuple[str, str | N
         )
     refs: list[tuple[str, str | None]] = []
     for n, member in enumerate(items):
+        # The plugin's member, {"id", "leaseId"} both strings, needs no more checking than
+        # this: the general check below (and its message) is for anything else.
+        if (
+            type(member) is dict
+            and len(member) == 2
+            and type(lease_id := member.get("leaseId")) is str
+            and type(item_id := member.get("id")) is str
+        ):
+            refs.append((item_id, lease_id))
+            continue
         where = f"completeBatch: items[{n}]"
         if not isinstance(member, dict):
             raise InvalidParams(f"{where}: expected an object", field="items", index=n)

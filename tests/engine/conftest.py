@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -18,6 +18,10 @@ class RecordingJournal:
 
     def append(self, op: Op) -> int:
         self.records.append(encode_op(op))
+        return len(self.records)
+
+    def append_all(self, ops: Sequence[Op]) -> int:
+        self.records.extend(encode_op(op) for op in ops)
         return len(self.records)
 
     def commit(self, ticket: int) -> None:

@@ -17,6 +17,7 @@ from sync_queue import (
     InvalidState,
     ItemStatus,
     QueueConfig,
+    QueueError,
     SyncItem,
 )
 from sync_queue.core import QueueCore
@@ -525,3 +526,34 @@ def test_complete_batch_completes_each_on_its_own() -> None:
         ItemStatus.COMPLETED,
     ]
     assert_replays(core, journal)
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_complete_batch_equals_one_complete_after_another(repeat: bool) -> None:
+    """The batch journals its records in one append (distinct ids) or one at a time (an id
+    named twice): either way the same errors, records and state as single completes."""
+    cores = [make(), make()]
+    for core, _ in cores:
+        for x in "abcde":
+            push(core, x, destination=A, key="k" if x in "de" else None)
+        for x in "f":
+            push(core, x)
+        core.pop(T, 3, except_destinations=NONE)
+        core.pop(T, 1)
+    leases = {x: cores[0][0].item(x).lease_id for x in "abcf"}
+    refs = [("a", leases["a"]), ("b", "stale"), ("zz", None), ("d", None), ("f", leases["f"])]
+    refs += [("c", None), ("a", leases["a"])] if repeat else [("c", leases["c"])]
+    (batched, batched_journal), (single, single_journal) = cores
+    errors = batched.complete_batch(T + 5, refs)
+    expected = [single._try_complete(T + 5, x, lease) for x, lease in refs]
+
+    def shown(outcomes: list[QueueError | None]) -> list[tuple[str, str] | None]:
+        return [(type(e).__name__, e.message) if e else None for e in outcomes]
+
+    assert shown(errors) == shown(expected)
+    assert errors[1] is not None and errors[2] is not None and errors[3] is not None
+    assert (errors[-1] is not None) == repeat  # "a" again: already completed
+    assert batched_journal.records == single_journal.records
+    assert batched.state.fingerprint() == single.state.fingerprint()
+    assert status(batched, "e") is ItemStatus.PENDING  # "d" never left its line's front
+    assert_replays(batched, batched_journal)

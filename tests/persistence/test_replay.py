@@ -24,7 +24,7 @@ from sync_queue import (
     SyncQueue,
 )
 from sync_queue.entry import OLD_RECORD_LENGTH, Entry
-from sync_queue.ops import Fail, Push, decode_op, encode_op
+from sync_queue.ops import Complete, Fail, Push, decode_op, encode_op
 from sync_queue.persistence import open_store
 
 LONG = os.environ.get("SYNC_QUEUE_LONG_TESTS") == "1"
@@ -237,3 +237,11 @@ def test_reopen_releases_interrupted_items_through_the_retry_policy(tmp_path: Pa
     assert "restarted" in (q.get(poison).last_error or "")
     assert q.metrics().storage["bytesOnDisk"] > 0
     q.shutdown()
+
+
+def test_a_complete_record_is_written_as_every_version_wrote_it() -> None:
+    """``encode_op`` builds the commonest record directly: the bytes of the general form."""
+    op = Complete(1_700_000_000_123, 'id "quoted" é')
+    assert encode_op(op) == orjson.dumps({**op._asdict(), "op": "complete"})
+    assert encode_op(Complete(5, "a")) == b'{"t":5,"id":"a","op":"complete"}'
+    assert decode_op(encode_op(op)) == op
