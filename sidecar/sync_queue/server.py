@@ -47,7 +47,14 @@ from .protocol import (
     RpcSession,
 )
 
-__all__ = ["EXIT_CLOSE_FAILED", "EXIT_OK", "StdioServer", "claim_stdio", "timer_moves_earlier"]
+__all__ = [
+    "EXIT_CLOSE_FAILED",
+    "EXIT_OK",
+    "TIMER_SLACK_SECONDS",
+    "StdioServer",
+    "claim_stdio",
+    "timer_moves_earlier",
+]
 
 log = logging.getLogger("sync_queue.server")
 
@@ -66,14 +73,23 @@ _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT) + (
 _HANG_UP: Final = getattr(signal, "SIGHUP", None)
 
 
+# How much earlier than the armed timer a deadline must come to re-arm it. The next tick is
+# "the session's now + the dispatcher's delay", two clock reads a moment apart, so the same
+# deadline comes out a few microseconds earlier or later from one cycle to the next (much
+# more when the process is preempted between the reads). The engine counts whole
+# milliseconds; a timer that fires up to this late changes nothing it does.
+TIMER_SLACK_SECONDS: Final = 0.002
+
+
 def timer_moves_earlier(armed: float | None, wanted: float | None) -> bool:
-    """Re-arm the cycle's timer only when the next deadline comes before the armed one.
+    """Re-arm the cycle's timer only when the next deadline comes clearly before the armed
+    one (by more than ``TIMER_SLACK_SECONDS``).
 
     Every busy cycle computes a deadline a little later than the last one (the next tick is
     "now + delay"), so re-arming on every change cancelled and pushed a timer on nearly every
     cycle. A timer left armed for an earlier time (or for a deadline that went away) costs
     one early cycle that finds nothing due and arms the right time then."""
-    return wanted is not None and (armed is None or wanted < armed)
+    return wanted is not None and (armed is None or wanted < armed - TIMER_SLACK_SECONDS)
 
 
 def claim_stdio() -> tuple[int, int]:

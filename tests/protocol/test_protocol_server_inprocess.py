@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sync_queue.server import StdioServer, timer_moves_earlier
+from sync_queue.server import TIMER_SLACK_SECONDS, StdioServer, timer_moves_earlier
 
 from .rpc_checks import check_output, line, request
 from .rpc_fakes import FakeDispatcher
@@ -120,6 +120,9 @@ def test_timer_moves_earlier_only_for_an_earlier_deadline() -> None:
     assert timer_moves_earlier(None, 5.0)
     assert timer_moves_earlier(5.0, 4.0)
     assert not timer_moves_earlier(5.0, 5.0)
+    # The same deadline computed a moment later comes out a hair earlier: not a move.
+    assert not timer_moves_earlier(5.0, 5.0 - TIMER_SLACK_SECONDS / 2)
+    assert timer_moves_earlier(5.0, 5.0 - 2 * TIMER_SLACK_SECONDS)
     assert not timer_moves_earlier(5.0, 6.0)  # the armed one fires early: one cheap cycle
     assert not timer_moves_earlier(5.0, None)
     assert not timer_moves_earlier(None, None)

@@ -125,6 +125,9 @@ class RpcSession:
             while deadlines and (deadlines[0][2].done or deadlines[0][0] <= now):
                 waiting = heapq.heappop(deadlines)[2]
                 waiting._expire()
+            # The delay is counted from the dispatcher's own clock read, inside tick(): read
+            # ours right before it, so the deadline does not drift by the time spent above.
+            tick_base = self._clock()
             try:
                 delay = self._dispatcher.tick()
             except Exception:
@@ -133,7 +136,7 @@ class RpcSession:
                 delay = _TICK_RETRY_SECONDS
         finally:
             self._busy = False
-        self._next_tick = None if delay is None else now + max(delay, 0.0)
+        self._next_tick = None if delay is None else tick_base + max(delay, 0.0)
 
     def commit_and_render(self) -> bytes:
         """Commit once, then return everything the cycle produced, ready to write."""
