@@ -250,7 +250,7 @@ impl Outbox {
             runtime,
             supervisor.clone(),
             in_flight.clone(),
-            config.concurrency(),
+            completer::ROUNDS_PER_BATCH * config.concurrency(),
         );
         let shared = Arc::new(Shared {
             completer,

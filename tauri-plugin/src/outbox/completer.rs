@@ -6,7 +6,9 @@
 //! turns N `complete` calls into about one per round trip, and no task waits
 //! (and is woken) per item. While requests are still on the wire, their
 //! successes follow within moments: the completer waits up to `GATHER` for
-//! a round's worth (`concurrency`) to gather, so each call carries more.
+//! `ROUNDS_PER_BATCH` rounds of them (× `concurrency`) to gather, so each
+//! call, and on disk each commit, carries more (on disk, with a fast server,
+//! the sidecar's CPU per item went from 18-20 to 12-16 µs in `bench_outbox`).
 //!
 //! A sidecar without `completeBatch` (an older one: `MethodNotFound`) gets
 //! one `complete` per item from then on.
@@ -30,8 +32,11 @@ use crate::{
 /// The protocol's limit on `completeBatch` members.
 const MAX_BATCH: usize = 1000;
 /// The longest a success waits for others to share its call (only while
-/// requests are on the wire; the last one's success goes at once).
+/// requests are on the wire; the last one's success goes at once). Tokio's
+/// timer rounds it up to its next millisecond tick.
 const GATHER: Duration = Duration::from_millis(1);
+/// How many rounds of successes (× `concurrency`) a call waits for.
+pub(crate) const ROUNDS_PER_BATCH: usize = 4;
 
 /// What to do with the sidecar's answer for one item.
 pub(crate) type Then = Box<dyn FnOnce(Result<()>) + Send + Sync>;
@@ -48,16 +53,16 @@ pub(crate) struct Completer {
 
 impl Completer {
     /// The completer and the task that serves it (the caller owns the task).
-    /// `in_flight` counts the requests on the wire; `round` is how many
+    /// `in_flight` counts the requests on the wire; `batch` is how many
     /// successes are worth waiting for.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         supervisor: Arc<Supervisor>,
         in_flight: Arc<AtomicUsize>,
-        round: usize,
+        batch: usize,
     ) -> (Completer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let task = runtime.spawn(serve(supervisor, rx, in_flight, round));
+        let task = runtime.spawn(serve(supervisor, rx, in_flight, batch));
         (Completer { jobs }, task)
     }
 
@@ -79,11 +84,11 @@ async fn serve(
     supervisor: Arc<Supervisor>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     in_flight: Arc<AtomicUsize>,
-    round: usize,
+    batch: usize,
 ) {
     let mut batches = true;
     while let Some(first) = rx.recv().await {
-        let jobs = gather(first, &mut rx, &in_flight, round).await;
+        let jobs = gather(first, &mut rx, &in_flight, batch).await;
         if batches && jobs.len() > 1 {
             match complete_batch(&supervisor, &jobs).await {
                 Err(Error::Rpc(e)) if e.code == -32601 => batches = false,
@@ -113,12 +118,12 @@ async fn serve(
 }
 
 /// The jobs for one call: those waiting, and while requests are on the wire
-/// (their successes are coming), up to `GATHER` more until `round` are in.
+/// (their successes are coming), up to `GATHER` more until `batch` are in.
 async fn gather(
     first: Job,
     rx: &mut mpsc::UnboundedReceiver<Job>,
     in_flight: &AtomicUsize,
-    round: usize,
+    batch: usize,
 ) -> Vec<Job> {
     let mut jobs = vec![first];
     let take_waiting = |jobs: &mut Vec<Job>, rx: &mut mpsc::UnboundedReceiver<Job>| {
@@ -131,7 +136,7 @@ async fn gather(
     };
     take_waiting(&mut jobs, rx);
     let until = Instant::now() + GATHER;
-    while jobs.len() < round.min(MAX_BATCH) && in_flight.load(Ordering::SeqCst) > 0 {
+    while jobs.len() < batch.min(MAX_BATCH) && in_flight.load(Ordering::SeqCst) > 0 {
         tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => jobs.push(job),
@@ -168,4 +173,63 @@ async fn complete_batch(supervisor: &Supervisor, jobs: &[Job]) -> Result<Vec<Res
         }
     }
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str) -> Job {
+        Job {
+            id: id.to_owned(),
+            lease_id: None,
+            then: Box::new(|_| {}),
+        }
+    }
+
+    fn ids(jobs: &[Job]) -> Vec<&str> {
+        jobs.iter().map(|j| j.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn with_nothing_on_the_wire_the_waiting_successes_go_at_once() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(job("b")).unwrap();
+        let in_flight = AtomicUsize::new(0);
+        let jobs = gather(job("a"), &mut rx, &in_flight, 32).await;
+        assert_eq!(ids(&jobs), ["a", "b"]);
+    }
+
+    // Paused time: the timer cannot run out while the sender still has work
+    // to do (the clock only moves when every task waits), however loaded the
+    // machine.
+    #[tokio::test(start_paused = true)]
+    async fn while_requests_are_on_the_wire_their_successes_join_the_call() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let in_flight = AtomicUsize::new(2);
+        let late = tokio::spawn(async move {
+            for id in ["b", "c"] {
+                tokio::task::yield_now().await;
+                tx.send(job(id)).unwrap();
+            }
+            tx // kept open: the batch is full before the channel could close
+        });
+        let jobs = gather(job("a"), &mut rx, &in_flight, 3).await;
+        assert_eq!(ids(&jobs), ["a", "b", "c"]);
+        drop(late.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_does_not_fill_goes_when_its_time_is_up() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let in_flight = AtomicUsize::new(8);
+        let started = Instant::now();
+        let jobs = gather(job("a"), &mut rx, &in_flight, 32).await;
+        assert_eq!(ids(&jobs), ["a"]);
+        assert!(
+            started.elapsed() >= GATHER,
+            "it waited for the others first"
+        );
+        drop(tx);
+    }
 }
