@@ -198,6 +198,48 @@ struct Drain {
     process_us: f64,
 }
 
+/// Queues `n` requests to `path`, one `enqueue_request` each.
+async fn enqueue(queue: &SyncQueue, server: &TestServer, path: &str, n: usize) {
+    for i in 0..n {
+        queue
+            .enqueue_request(&request(server, path, i))
+            .await
+            .unwrap();
+    }
+}
+
+/// Time and CPU (the sidecar's, this process's) from `start` to `drain`.
+struct Meter {
+    pid: String,
+    at: Instant,
+    sidecar: f64,
+    process: f64,
+}
+
+impl Meter {
+    fn start(queue: &SyncQueue) -> Meter {
+        let pid = queue.sidecar_pid().unwrap().to_string();
+        let (sidecar, process) = (cpu_seconds(&pid), cpu_seconds("self"));
+        Meter {
+            pid,
+            at: Instant::now(),
+            sidecar,
+            process,
+        }
+    }
+
+    /// `n` requests were sent since `start`.
+    fn drain(&self, n: usize) -> Drain {
+        let per_second = n as f64 / self.at.elapsed().as_secs_f64();
+        let (sidecar, process) = (cpu_seconds(&self.pid), cpu_seconds("self"));
+        Drain {
+            per_second,
+            sidecar_us: (sidecar - self.sidecar) * 1e6 / n as f64,
+            process_us: (process - self.process) * 1e6 / n as f64,
+        }
+    }
+}
+
 /// The outbox draining `n` requests queued while it was switched off.
 fn outbox_throughput(
     rt: &tokio::runtime::Runtime,
@@ -210,31 +252,20 @@ fn outbox_throughput(
     let queue = sidecar.queue.clone();
     rt.block_on(async {
         queue.set_online(false, None).unwrap();
-        for i in 0..n {
-            queue
-                .enqueue_request(&request(server, path, i))
-                .await
-                .unwrap();
-        }
-        let pid = queue.sidecar_pid().unwrap().to_string();
-        let (sidecar0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
-        let t = Instant::now();
+        enqueue(&queue, server, path, n).await;
+        let meter = Meter::start(&queue);
         queue.set_online(true, None).unwrap();
         succeeded.wait_for(n).await;
-        let per_second = n as f64 / t.elapsed().as_secs_f64();
-        let (sidecar1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let drain = meter.drain(n);
         sidecar.stop().await;
-        Drain {
-            per_second,
-            sidecar_us: (sidecar1 - sidecar0) * 1e6 / n as f64,
-            process_us: (self1 - self0) * 1e6 / n as f64,
-        }
+        drain
     })
 }
 
 /// The least a queue-backed sender does, written by hand: pop 64, send them
 /// `CONCURRENCY` at a time with plain reqwest, complete them in one call,
-/// again; no pop-ahead, connectivity, classification, leases or events.
+/// again; no pop-ahead, connectivity, classification, lease extensions or
+/// events.
 /// Beside the outbox it tells what the sidecar costs from what the outbox
 /// adds around it.
 fn worker_throughput(
@@ -249,15 +280,8 @@ fn worker_throughput(
     let client = plain_client();
     let url = server.url(path);
     rt.block_on(async {
-        for i in 0..n {
-            queue
-                .enqueue_request(&request(server, path, i))
-                .await
-                .unwrap();
-        }
-        let pid = queue.sidecar_pid().unwrap().to_string();
-        let (sidecar0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
-        let t = Instant::now();
+        enqueue(&queue, server, path, n).await;
+        let meter = Meter::start(&queue);
         let mut done = 0;
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         while done < n {
@@ -299,14 +323,9 @@ fn worker_throughput(
             let answer = queue.complete_batch(&sent).await.unwrap();
             assert!(answer.errors.is_empty(), "{:?}", answer.errors);
         }
-        let per_second = n as f64 / t.elapsed().as_secs_f64();
-        let (sidecar1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let drain = meter.drain(n);
         sidecar.stop().await;
-        Drain {
-            per_second,
-            sidecar_us: (sidecar1 - sidecar0) * 1e6 / n as f64,
-            process_us: (self1 - self0) * 1e6 / n as f64,
-        }
+        drain
     })
 }
 
