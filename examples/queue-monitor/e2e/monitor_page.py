@@ -181,7 +181,7 @@ class Monitor:
         self.wait(lambda: self.text("outbox-app-online") == "online", "the outbox's status")
 
     def enqueue_requests(
-        self, url: str, *, count: int, keys: str = "", retries: int = 3
+        self, url: str, *, count: int, keys: str = "", retries: int = 3, hold: bool = False
     ) -> list[str]:
         """Fill in the outbox form, submit it, and return the ids, in the order enqueued."""
         result = self.driver.find_element(By.ID, "outbox-result")
@@ -190,6 +190,9 @@ class Monitor:
         self._fill("outbox-keys", keys)
         self._fill("outbox-count", str(count))
         self._fill("outbox-retries", str(retries))
+        hold_box = self.driver.find_element(By.ID, "outbox-hold")
+        if hold_box.is_selected() != hold:
+            hold_box.click()
         self.driver.find_element(By.ID, "outbox-enqueue").click()
         self.wait(
             lambda: result.get_attribute("data-ids") not in (before, None, ""),
@@ -233,6 +236,19 @@ class Monitor:
             ".map(r => [r.dataset.id, r.dataset.status])"
         )
         return {str(i): str(status) for i, status in self.driver.execute_script(script)}
+
+    def held_requests(self) -> list[str]:
+        """The ids the outbox panel shows awaiting approval."""
+        return self.row_ids("outbox-held")
+
+    def approve(self, item_id: str, *, release: bool) -> None:
+        """Click Release (or Reject) on a held request; wait for the window to say it did."""
+        action = "release" if release else "reject"
+        self.driver.find_element(
+            By.CSS_SELECTOR, f'#outbox-held tr[data-id="{item_id}"] button.{action}'
+        ).click()
+        done = "released" if release else "rejected"
+        self.wait(lambda: self.logged("action", f"{done} {item_id}"), f"{item_id} {done}")
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

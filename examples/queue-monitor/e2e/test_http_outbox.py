@@ -8,8 +8,10 @@ and the window shows the destination offline, with the requests enqueued meanwhi
 uncharged; the server comes back on the same port and the window shows it online and
 everything drained; the app switched offline sends nothing until switched back; a request
 the server refuses with 400 is dead at once, shown with its status, and does not hold up
-its key; a 401 holds the destination until the window sets headers. On the server side,
-every item is applied exactly once, each key's items in the order enqueued.
+its key; requests held for approval wait, without holding up other keys, until the
+window releases one (it is sent) and rejects the other (it never is); a 401 holds the
+destination until the window sets headers. On the server side, every item is applied
+exactly once, each key's items in the order enqueued.
 
 Run it with ``.venv/bin/pytest examples/queue-monitor/e2e`` (see test_queue_monitor.py).
 """
@@ -51,6 +53,7 @@ def test_http_outbox_end_to_end(app: Path, run: Run, server: OutboxServer) -> No
             enqueued += outage_then_recovery(ui, server)
             enqueued += app_offline(ui, server)
             enqueued += rejected_is_dead(ui, server)
+            enqueued += approval(ui, server)
             auth_hold(ui, server)
             ui.wait(lambda: ui.number("count-pending") == 0, "nothing left pending")
             ui.screenshot(OUT / "http-outbox.png")
@@ -113,6 +116,21 @@ def rejected_is_dead(ui: Monitor, server: OutboxServer) -> list[str]:
     wait_applied(ui, server, [behind], "the request behind the dead one applied")
     assert ui.dead_requests() == {rejected: "400"}
     return [behind]
+
+
+def approval(ui: Monitor, server: OutboxServer) -> list[str]:
+    released, rejected = ui.enqueue_requests(items_url(server), count=2, keys="h", hold=True)
+    (other,) = ui.enqueue_requests(items_url(server), count=1, keys="g")
+    wait_applied(ui, server, [other], "another key's request sent while two await approval")
+    ui.wait(lambda: set(ui.held_requests()) == {released, rejected}, "both shown awaiting approval")
+    assert not {released, rejected} & {e.key for e in server.ledger.applied()}, "sent unapproved"
+    ui.approve(rejected, release=False)
+    ui.wait(lambda: ui.held_requests() == [released], f"{rejected} gone once rejected")
+    ui.approve(released, release=True)
+    wait_applied(ui, server, [released], "the released request sent")
+    ui.wait(lambda: ui.held_requests() == [], "nothing left awaiting approval")
+    assert rejected not in {e.key for e in server.ledger.applied()}, "a rejected request sent"
+    return [other, released]
 
 
 def auth_hold(ui: Monitor, server: OutboxServer) -> None:

@@ -1,16 +1,17 @@
 // The "HTTP outbox" mode: requests enqueued with `enqueueRequest` are sent by the plugin
 // itself (from Rust, with an Idempotency-Key), not by this window's worker. The panel
-// sets the server, enqueues requests, switches the app offline, sets auth headers and
-// shows what the dispatcher reports: destination states (outboxStatus and the
-// destination events), progress counters (outbox-progress events) and the requests that
-// went to the dead letters, with the HTTP status that sent them there.
+// sets the server, enqueues requests (held for approval if asked), switches the app
+// offline, sets auth headers and shows what the dispatcher reports: destination states
+// (outboxStatus and the destination events), progress counters (outbox-progress events),
+// the requests that went to the dead letters, with the HTTP status that sent them there,
+// and the requests awaiting approval, with Release and Reject.
 import {
   enqueueRequest, list, onAuthRequired, onDestinationOffline, onDestinationOnline,
-  onOutboxProgress, onOutboxStalled, outboxStatus, setHeaders, setOnline,
+  onOutboxProgress, onOutboxStalled, outboxStatus, reject, release, setHeaders, setOnline,
   type DestinationStatus, type HttpRequest, type Item, type OutboxOutcome, type OutboxStatus,
 } from 'tauri-plugin-sync-queue-api'
 import { log } from './log'
-import { byId } from './view'
+import { button, byId } from './view'
 
 const OUTCOMES: OutboxOutcome[] = ['dispatched', 'succeeded', 'retried', 'dead']
 
@@ -39,11 +40,13 @@ function requestsFromForm(): HttpRequest[] {
   const keys = value('outbox-keys').split(',').map((k) => k.trim()).filter(Boolean)
   const count = Math.max(1, Number(value('outbox-count')) || 1)
   const maxRetries = Number(value('outbox-retries'))
+  // An agent's action the user must approve first: not sent until released.
+  const hold = byId<HTMLInputElement>('outbox-hold').checked
   return Array.from({ length: count }, (_, n): HttpRequest => {
     const key = keys[n % keys.length]
-    if (key === undefined) return { url, maxRetries, body: { n } }
+    if (key === undefined) return { url, maxRetries, hold, body: { n } }
     // The body says which key and which place in its key's order: what a server checks.
-    return { url, maxRetries, partitionKey: key, body: { n, key, seq: Math.floor(n / keys.length) } }
+    return { url, maxRetries, hold, partitionKey: key, body: { n, key, seq: Math.floor(n / keys.length) } }
   })
 }
 
@@ -70,8 +73,13 @@ async function headersFromForm(): Promise<void> {
   log('action', `headers set for ${destination}`)
 }
 
+type Act = (what: () => Promise<void>) => Promise<void>
+/** How the held requests' buttons run their action (set by `wireOutboxControls`). */
+let runAction: Act = async (what) => what()
+
 /** Wire the panel's controls; `act` shows an action's error instead of losing it. */
-export function wireOutboxControls(act: (what: () => Promise<void>) => Promise<void>): void {
+export function wireOutboxControls(act: Act): void {
+  runAction = act
   byId<HTMLFormElement>('outbox-form').addEventListener('submit', (e) => {
     e.preventDefault()
     void act(enqueueFromForm)
@@ -143,6 +151,31 @@ function renderDead(items: Item[]): void {
   }))
 }
 
+function renderHeld(items: Item[]): void {
+  const tbody = byId('outbox-held')
+  const key = JSON.stringify(items.map((i) => i.id))
+  if (tbody.dataset.key === key) return
+  tbody.dataset.key = key
+  tbody.replaceChildren(...items.map((i) => {
+    const body = (i.payload as { http?: { body?: unknown } }).http?.body
+    const tr = row([i.id, i.destination, i.partitionKey, JSON.stringify(body ?? null)])
+    tr.dataset.id = i.id
+    const buttons = document.createElement('td')
+    buttons.append(
+      button('Release', 'release', () => void runAction(async () => {
+        await release(i.id)
+        log('action', `released ${i.id}`)
+      })),
+      button('Reject', 'reject', () => void runAction(async () => {
+        await reject(i.id, 'rejected by the user')
+        log('action', `rejected ${i.id}`)
+      })),
+    )
+    tr.append(buttons)
+    return tr
+  }))
+}
+
 function renderOutbox(s: OutboxStatus): void {
   setText('outbox-app-online', s.online ? 'online' : 'offline')
   byId('outbox-app-online').className = `badge ${s.online ? 'good' : 'warn'}`
@@ -153,9 +186,13 @@ function renderOutbox(s: OutboxStatus): void {
   for (const outcome of OUTCOMES) setText(`progress-${outcome}`, progress[outcome])
 }
 
-/** One refresh of the panel: the dispatcher's status and the outbox's dead letters. */
+/** One refresh of the panel: the dispatcher's status, the outbox's dead letters and the
+ * requests awaiting approval. */
 export async function refreshOutbox(): Promise<void> {
-  const [s, dead] = await Promise.all([outboxStatus(), list({ status: 'failed', limit: 100 })])
+  const [s, dead, held] = await Promise.all([
+    outboxStatus(), list({ status: 'failed', limit: 100 }), list({ status: 'held', limit: 100 }),
+  ])
   renderOutbox(s)
   renderDead(dead.items)
+  renderHeld(held.items.filter((i) => i.destination !== null))
 }

@@ -83,7 +83,7 @@ function idCell(id: string): HTMLTableCellElement {
   return td
 }
 
-function button(label: string, className: string, onClick: () => void): HTMLButtonElement {
+export function button(label: string, className: string, onClick: () => void): HTMLButtonElement {
   const b = document.createElement('button')
   b.type = 'button'
   b.className = className
