@@ -25,16 +25,21 @@
 //! outbox's, not the loop's: a dispatcher that the watchdog replaces leaves
 //! it to the next one.
 //!
-//! The loop never cancels a pop in flight (an item handed to a cancelled
-//! call would sit leased until its lease ends): it keeps the call until it
-//! answers. Errors (the sidecar restarting) are retried with a short
-//! backoff: the sidecar releases the items it had handed out when it starts
-//! again.
+//! A pop in flight is never cancelled (an item handed to a cancelled call
+//! would sit leased until its lease ends): it runs as a task of its own that
+//! puts what it gets in the outbox's buffer, so even a dispatcher that the
+//! watchdog aborts mid-pop loses nothing; the loop only waits for it. Errors
+//! (the sidecar restarting) are retried with a short backoff: the sidecar
+//! releases the items it had handed out when it starts again.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
-use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
+use tokio::{
+    sync::Semaphore,
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
 
 use super::{dispatch, dispatch::Popped, Shared};
 use crate::error::{Error, Result};
@@ -56,8 +61,6 @@ pub(crate) fn pop_lease(shared: &Shared) -> Duration {
     shared.config.timeout() * 2 + LEASE_MARGIN
 }
 
-type PopCall = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
-
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
@@ -65,7 +68,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let concurrency = shared.config.concurrency();
     // Owned by this loop: a restarted dispatcher starts with every slot free.
     let slots = Arc::new(Semaphore::new(concurrency));
-    let mut popping: Option<PopCall> = None;
+    let mut popping: Option<JoinHandle<Result<()>>> = None;
     let mut depth = Depth::new(concurrency, Instant::now());
     loop {
         while tasks.try_join_next().is_some() {}
@@ -74,8 +77,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let mut all_offline = false;
         if popping.is_none() && buffered < concurrency && Instant::now() >= next_pop {
             let want = depth.items(Instant::now());
-            match pop_call(&shared, want - buffered) {
-                Some(call) => popping = Some(call),
+            match start_pop(&shared, want - buffered) {
+                Some(pop) => popping = Some(pop),
                 None => all_offline = true,
             }
         }
@@ -87,11 +90,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::select! {
             answer = async { popping.as_mut().expect("guarded").await }, if popping.is_some() => {
                 popping = None;
+                // A pop task that panicked is an error like any other: try again.
+                let answer = answer.unwrap_or_else(|e| Err(Error::Protocol(format!("pop: {e}"))));
                 match answer {
-                    Ok(items) => {
-                        backoff = Duration::from_millis(50);
-                        shared.ready().extend(parse(items));
-                    }
+                    Ok(()) => backoff = Duration::from_millis(50),
                     Err(Error::ShuttingDown) => return,
                     Err(e) => {
                         log::warn!(
@@ -179,9 +181,10 @@ impl Depth {
     }
 }
 
-/// A `popBatch` for up to `max` items of the dispatchable destinations;
-/// None while the app has switched every destination off.
-fn pop_call(shared: &Arc<Shared>, max: usize) -> Option<PopCall> {
+/// Starts a `popBatch` for up to `max` items of the dispatchable
+/// destinations, whose items go to the buffer; None while the app has
+/// switched every destination off.
+fn start_pop(shared: &Arc<Shared>, max: usize) -> Option<JoinHandle<Result<()>>> {
     let (all_offline, except) = {
         let table = shared.destinations();
         (table.all_app_offline, table.excluded())
@@ -201,8 +204,10 @@ fn pop_call(shared: &Arc<Shared>, max: usize) -> Option<PopCall> {
         "destinations": {"except": except},
     });
     let shared = shared.clone();
-    Some(Box::pin(async move {
-        shared.supervisor.call("popBatch", &params, wait).await
+    Some(tokio::spawn(async move {
+        let items = shared.supervisor.call("popBatch", &params, wait).await?;
+        shared.ready().extend(parse(items));
+        Ok(())
     }))
 }
 
