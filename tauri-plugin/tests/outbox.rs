@@ -143,6 +143,20 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
 }
 
 #[test]
+fn a_concurrency_whose_rounds_exceed_the_largest_pop_still_sends() {
+    // Two rounds of 600 are 1200 items: more than a popBatch may ask for.
+    let server = TestServer::start();
+    let config = OutboxConfig {
+        concurrency: 600,
+        ..outbox_config()
+    };
+    let (_app, w) = app("a_concurrency_whose_rounds_exceed", config);
+    let id = enqueue(&w, json!({"url": server.url("/wide"), "body": "one"}));
+    wait_status(&w, &id, "completed");
+    assert_eq!(server.record().effects_of(&id), 1);
+}
+
+#[test]
 fn server_errors_are_retried_and_retry_after_is_honoured() {
     let server = TestServer::start();
     server.on(

@@ -46,6 +46,11 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
 /// Added to the lease: reporting takes a moment.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The protocol's limit on a `popBatch`'s `max`. A larger one is refused
+/// (`InvalidParams`): with `concurrency` above 500 even two rounds are more,
+/// and a dispatcher asking for them would be refused on every pop and send
+/// nothing.
+const MAX_POP: usize = 1000;
 /// While every destination is switched off by the app: how often to look again
 /// (`set_online` wakes the loop at once).
 const ALL_OFFLINE_RECHECK: Duration = Duration::from_secs(1);
@@ -73,8 +78,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         depth.sent(sent);
         let mut all_offline = false;
         if popping.is_none() && buffered < concurrency && Instant::now() >= next_pop {
-            let want = depth.items(Instant::now());
-            match pop_call(&shared, want - buffered) {
+            let want = depth.items(Instant::now()).saturating_sub(buffered);
+            match pop_call(&shared, want.clamp(1, MAX_POP)) {
                 Some(call) => popping = Some(call),
                 None => all_offline = true,
             }
