@@ -735,3 +735,44 @@ fn a_connection_broken_by_a_dying_host_costs_no_attempt() {
     assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(server.record().effects_of(&id), 1);
 }
+
+#[test]
+fn a_slowdown_after_a_fast_drain_charges_no_attempt_for_the_wait_in_the_buffer() {
+    // One slot, 3 s timeout. A fast drain sizes the pops by its rate (up to 8
+    // rounds ahead); the slow requests (2 s each) popped at the end of it then
+    // wait in the buffer behind one another, the last ~14 s: past a lease of
+    // two timeouts and the margin (11 s), which ended there and cost the item
+    // an attempt ("lease expired"). On a machine too slow to reach the rate,
+    // the buffer is shorter and this passes either way.
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::Work {
+            work: Duration::from_secs(2),
+        },
+    );
+    let config = OutboxConfig {
+        concurrency: 1,
+        timeout_ms: 3_000,
+        ..outbox_config()
+    };
+    let (app, w) = app("a_slowdown_after_a_fast_drain", config);
+    invoke(&w, "set_online", json!({"online": false})).unwrap();
+    let queue = app.sync_queue();
+    let enqueue_to = |path: &str| {
+        let request = HttpRequest::new("POST", server.url(path));
+        tauri::async_runtime::block_on(queue.enqueue_request(&request))
+            .unwrap()
+            .id
+    };
+    for _ in 0..3000 {
+        enqueue_to("/fast");
+    }
+    let slow: Vec<String> = (0..8).map(|_| enqueue_to("/slow")).collect();
+    invoke(&w, "set_online", json!({"online": true})).unwrap();
+    for id in &slow {
+        let done = wait_status(&w, id, "completed");
+        assert_eq!(done["attempts"], 1, "charged for its wait: {done}");
+        assert_eq!(server.record().attempts_of(id).len(), 1);
+    }
+}

@@ -19,9 +19,11 @@
 //! where the sidecar's per-call cost dominates, each pop carries dozens of
 //! items. The price is that a higher-priority item pushed now waits behind
 //! at most the buffer (the engine's order holds within each pop); with a
-//! slow server the buffer is two rounds. Leases cover the wait in that
-//! buffer (two request timeouts plus a margin; a request that would outlive
-//! its lease gets it extended first: `dispatch`). The buffer is the
+//! slow server the buffer is two rounds. A pop's lease covers its items'
+//! wait in that buffer (a request timeout for each round of the buffer up
+//! to its last item, one for its own request, and a margin; a request that
+//! would outlive its lease gets it extended first: `dispatch`), also when
+//! the server turns slow after a fast stretch filled it. The buffer is the
 //! outbox's, not the loop's: a dispatcher that the watchdog replaces leaves
 //! it to the next one.
 //!
@@ -55,13 +57,20 @@ const MAX_POP: usize = 1000;
 /// (`set_online` wakes the loop at once).
 const ALL_OFFLINE_RECHECK: Duration = Duration::from_secs(1);
 
-/// The lease a pop asks for: in the buffer up to one request's time, then
-/// its own (a request that needs more gets it extended: `dispatch`).
-pub(crate) fn pop_lease(shared: &Shared) -> Duration {
-    shared.config.timeout() * 2 + LEASE_MARGIN
+/// The lease a pop asks for: its items wait in the buffer behind up to
+/// `rounds` rounds of requests (each up to a timeout), then take their own
+/// (a request that needs more gets it extended: `dispatch`). A lease that
+/// ended in the buffer would cost the item an attempt it never made.
+pub(crate) fn pop_lease(shared: &Shared, rounds: usize) -> Duration {
+    let rounds = u32::try_from(rounds).unwrap_or(u32::MAX).max(1);
+    shared
+        .config
+        .timeout()
+        .saturating_mul(rounds.saturating_add(1))
+        + LEASE_MARGIN
 }
 
-type PopCall = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+type PopCall = Pin<Box<dyn Future<Output = Result<Vec<Popped>>> + Send>>;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
@@ -78,8 +87,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         depth.sent(sent);
         let mut all_offline = false;
         if popping.is_none() && buffered < concurrency && Instant::now() >= next_pop {
-            let want = depth.items(Instant::now()).saturating_sub(buffered);
-            match pop_call(&shared, want.clamp(1, MAX_POP)) {
+            let max = depth
+                .items(Instant::now())
+                .saturating_sub(buffered)
+                .clamp(1, MAX_POP);
+            // The last of them waits behind this many rounds.
+            let rounds = (buffered + max).div_ceil(concurrency);
+            match pop_call(&shared, max, rounds) {
                 Some(call) => popping = Some(call),
                 None => all_offline = true,
             }
@@ -95,7 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 match answer {
                     Ok(items) => {
                         backoff = Duration::from_millis(50);
-                        shared.ready().extend(parse(items));
+                        shared.ready().extend(items);
                     }
                     Err(Error::ShuttingDown) => return,
                     Err(e) => {
@@ -184,9 +198,10 @@ impl Depth {
     }
 }
 
-/// A `popBatch` for up to `max` items of the dispatchable destinations;
-/// None while the app has switched every destination off.
-fn pop_call(shared: &Arc<Shared>, max: usize) -> Option<PopCall> {
+/// A `popBatch` for up to `max` items of the dispatchable destinations,
+/// leased for `rounds` rounds in the buffer; None while the app has switched
+/// every destination off.
+fn pop_call(shared: &Arc<Shared>, max: usize, rounds: usize) -> Option<PopCall> {
     let (all_offline, except) = {
         let table = shared.destinations();
         (table.all_app_offline, table.excluded())
@@ -199,19 +214,21 @@ fn pop_call(shared: &Arc<Shared>, max: usize) -> Option<PopCall> {
     } else {
         EXCLUDED_WAIT
     };
+    let lease = pop_lease(shared, rounds);
     let params = json!({
         "max": max,
         "timeoutMs": wait.as_millis() as u64,
-        "leaseMs": pop_lease(shared).as_millis() as u64,
+        "leaseMs": lease.as_millis() as u64,
         "destinations": {"except": except},
     });
     let shared = shared.clone();
     Some(Box::pin(async move {
-        shared.supervisor.call("popBatch", &params, wait).await
+        let items = shared.supervisor.call("popBatch", &params, wait).await?;
+        Ok(parse(items, lease))
     }))
 }
 
-fn parse(items: Value) -> Vec<Popped> {
+fn parse(items: Value, lease: Duration) -> Vec<Popped> {
     let Value::Array(items) = items else {
         log::error!("popBatch did not answer a list: {items}");
         return Vec::new();
@@ -219,7 +236,7 @@ fn parse(items: Value) -> Vec<Popped> {
     items
         .into_iter()
         .filter_map(|item| match serde_json::from_value::<Popped>(item) {
-            Ok(popped) => Some(popped),
+            Ok(popped) => Some(Popped { lease, ..popped }),
             Err(e) => {
                 log::error!("an outbox item does not match the protocol: {e}");
                 None
