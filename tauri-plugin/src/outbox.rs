@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     events: OutboxEventSink,
     destinations: Mutex<Destinations>,
     liveness: Mutex<Liveness>,
-    /// Popped, not yet sent: the dispatcher's one round ahead.
+    /// Popped, not yet sent: what the dispatcher popped ahead (2-8 rounds).
     ready: Mutex<VecDeque<dispatch::Popped>>,
     pub in_flight: Arc<AtomicUsize>,
     /// The deadlines of the requests on the wire, for the watchdog.

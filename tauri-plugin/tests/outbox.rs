@@ -143,6 +143,20 @@ fn each_request_is_applied_once_with_its_key_in_per_key_order() {
 }
 
 #[test]
+fn a_concurrency_whose_rounds_exceed_the_largest_pop_still_sends() {
+    // Two rounds of 600 are 1200 items: more than a popBatch may ask for.
+    let server = TestServer::start();
+    let config = OutboxConfig {
+        concurrency: 600,
+        ..outbox_config()
+    };
+    let (_app, w) = app("a_concurrency_whose_rounds_exceed", config);
+    let id = enqueue(&w, json!({"url": server.url("/wide"), "body": "one"}));
+    wait_status(&w, &id, "completed");
+    assert_eq!(server.record().effects_of(&id), 1);
+}
+
+#[test]
 fn server_errors_are_retried_and_retry_after_is_honoured() {
     let server = TestServer::start();
     server.on(
@@ -720,4 +734,45 @@ fn a_connection_broken_by_a_dying_host_costs_no_attempt() {
     let done = wait_status(&w, &id, "completed");
     assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(server.record().effects_of(&id), 1);
+}
+
+#[test]
+fn a_slowdown_after_a_fast_drain_charges_no_attempt_for_the_wait_in_the_buffer() {
+    // One slot, 3 s timeout. A fast drain sizes the pops by its rate (up to 8
+    // rounds ahead); the slow requests (2 s each) popped at the end of it then
+    // wait in the buffer behind one another, the last ~14 s: past a lease of
+    // two timeouts and the margin (11 s), which ended there and cost the item
+    // an attempt ("lease expired"). On a machine too slow to reach the rate,
+    // the buffer is shorter and this passes either way.
+    let server = TestServer::start();
+    server.on(
+        "/slow",
+        Behaviour::Work {
+            work: Duration::from_secs(2),
+        },
+    );
+    let config = OutboxConfig {
+        concurrency: 1,
+        timeout_ms: 3_000,
+        ..outbox_config()
+    };
+    let (app, w) = app("a_slowdown_after_a_fast_drain", config);
+    invoke(&w, "set_online", json!({"online": false})).unwrap();
+    let queue = app.sync_queue();
+    let enqueue_to = |path: &str| {
+        let request = HttpRequest::new("POST", server.url(path));
+        tauri::async_runtime::block_on(queue.enqueue_request(&request))
+            .unwrap()
+            .id
+    };
+    for _ in 0..3000 {
+        enqueue_to("/fast");
+    }
+    let slow: Vec<String> = (0..8).map(|_| enqueue_to("/slow")).collect();
+    invoke(&w, "set_online", json!({"online": true})).unwrap();
+    for id in &slow {
+        let done = wait_status(&w, id, "completed");
+        assert_eq!(done["attempts"], 1, "charged for its wait: {done}");
+        assert_eq!(server.record().attempts_of(id).len(), 1);
+    }
 }

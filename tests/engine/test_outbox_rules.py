@@ -7,6 +7,7 @@ journal and a snapshot give the same state (``assert_replays``)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -16,12 +17,13 @@ from sync_queue import (
     InvalidParams,
     InvalidState,
     ItemStatus,
+    PersistenceError,
     QueueConfig,
     QueueError,
     SyncItem,
 )
 from sync_queue.core import QueueCore
-from sync_queue.ops import decode_op
+from sync_queue.ops import Op, decode_op
 from sync_queue.state import ItemFailed, QueueState
 
 from .conftest import RecordingJournal
@@ -557,3 +559,38 @@ def test_complete_batch_equals_one_complete_after_another(repeat: bool) -> None:
     assert batched.state.fingerprint() == single.state.fingerprint()
     assert status(batched, "e") is ItemStatus.PENDING  # "d" never left its line's front
     assert_replays(batched, batched_journal)
+
+
+class RefusingJournal(RecordingJournal):
+    """A journal that fails (as a fail-stopped store does) once ``refusing`` is set."""
+
+    refusing = False
+
+    def append(self, op: Op) -> int:
+        if self.refusing:
+            raise PersistenceError("the journal failed")
+        return super().append(op)
+
+    def append_all(self, ops: Sequence[Op]) -> int:
+        if self.refusing:
+            raise PersistenceError("the journal failed")
+        return super().append_all(ops)
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_complete_batch_whose_journal_fails_changes_nothing(repeat: bool) -> None:
+    """Fail-stop: the journal's error reaches the caller and no member is applied, whether
+    the batch journals in one append (distinct ids) or one member at a time (an id twice)."""
+    journal = RefusingJournal()
+    core = QueueCore(QueueConfig(max_retries=3), journal=journal, rng=random.Random(3))
+    for x in "ab":
+        push(core, x, destination=A)
+    core.pop(T, 2, except_destinations=NONE)
+    refs = [(x, core.item(x).lease_id) for x in "ab"] + ([("a", None)] if repeat else [])
+    before, records = core.state.fingerprint(), list(journal.records)
+    journal.refusing = True
+    with pytest.raises(PersistenceError, match="the journal failed"):
+        core.complete_batch(T + 5, refs)
+    assert core.state.fingerprint() == before
+    assert journal.records == records
+    assert [status(core, x) for x in "ab"] == [ItemStatus.PROCESSING] * 2

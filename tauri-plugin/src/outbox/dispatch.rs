@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     classify::{classify, Overrides, Verdict},
-    dispatcher::{pop_lease, LEASE_MARGIN},
+    dispatcher::LEASE_MARGIN,
     events::{self, Outcome, Progress},
     prober,
     request::{invalid, origin_of, HttpSpec, Prepared},
@@ -40,6 +40,9 @@ pub(crate) struct Popped {
     /// When the pop handed it out: its lease runs from then.
     #[serde(skip, default = "Instant::now")]
     pub popped_at: Instant,
+    /// The lease the pop asked for (`dispatcher::pop_lease`).
+    #[serde(skip)]
+    pub lease: Duration,
 }
 
 /// How much of a response body is read (for the hook and the excerpt).
@@ -170,7 +173,7 @@ impl Drop for OnTheWire<'_> {
 /// not sent: the item may already be someone else's).
 async fn lease_covers(shared: &Shared, item: &Popped, timeout: Option<Duration>) -> bool {
     let timeout = timeout.unwrap_or_else(|| shared.config.timeout());
-    let lease_left = pop_lease(shared).saturating_sub(item.popped_at.elapsed());
+    let lease_left = item.lease.saturating_sub(item.popped_at.elapsed());
     if timeout + LEASE_MARGIN <= lease_left {
         return true;
     }

@@ -19,9 +19,11 @@
 //! where the sidecar's per-call cost dominates, each pop carries dozens of
 //! items. The price is that a higher-priority item pushed now waits behind
 //! at most the buffer (the engine's order holds within each pop); with a
-//! slow server the buffer is two rounds. Leases cover the wait in that
-//! buffer (two request timeouts plus a margin; a request that would outlive
-//! its lease gets it extended first: `dispatch`). The buffer is the
+//! slow server the buffer is two rounds. A pop's lease covers its items'
+//! wait in that buffer (a request timeout for each round of the buffer up
+//! to its last item, one for its own request, and a margin; a request that
+//! would outlive its lease gets it extended first: `dispatch`), also when
+//! the server turns slow after a fast stretch filled it. The buffer is the
 //! outbox's, not the loop's: a dispatcher that the watchdog replaces leaves
 //! it to the next one.
 //!
@@ -51,14 +53,26 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 const EXCLUDED_WAIT: Duration = Duration::from_millis(200);
 /// Added to the lease: reporting takes a moment.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The protocol's limit on a `popBatch`'s `max`. A larger one is refused
+/// (`InvalidParams`): with `concurrency` above 500 even two rounds are more,
+/// and a dispatcher asking for them would be refused on every pop and send
+/// nothing.
+const MAX_POP: usize = 1000;
 /// While every destination is switched off by the app: how often to look again
 /// (`set_online` wakes the loop at once).
 const ALL_OFFLINE_RECHECK: Duration = Duration::from_secs(1);
 
-/// The lease a pop asks for: in the buffer up to one request's time, then
-/// its own (a request that needs more gets it extended: `dispatch`).
-pub(crate) fn pop_lease(shared: &Shared) -> Duration {
-    shared.config.timeout() * 2 + LEASE_MARGIN
+/// The lease a pop asks for: its items wait in the buffer behind up to
+/// `rounds` rounds of requests (each up to a timeout), then take their own
+/// (a request that needs more gets it extended: `dispatch`). A lease that
+/// ended in the buffer would cost the item an attempt it never made.
+pub(crate) fn pop_lease(shared: &Shared, rounds: usize) -> Duration {
+    let rounds = u32::try_from(rounds).unwrap_or(u32::MAX).max(1);
+    shared
+        .config
+        .timeout()
+        .saturating_mul(rounds.saturating_add(1))
+        + LEASE_MARGIN
 }
 
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -76,8 +90,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         depth.sent(sent);
         let mut all_offline = false;
         if popping.is_none() && buffered < concurrency && Instant::now() >= next_pop {
-            let want = depth.items(Instant::now());
-            match start_pop(&shared, want - buffered) {
+            let max = depth
+                .items(Instant::now())
+                .saturating_sub(buffered)
+                .clamp(1, MAX_POP);
+            // The last of them waits behind this many rounds.
+            let rounds = (buffered + max).div_ceil(concurrency);
+            match start_pop(&shared, max, rounds) {
                 Some(pop) => popping = Some(pop),
                 None => all_offline = true,
             }
@@ -182,9 +201,9 @@ impl Depth {
 }
 
 /// Starts a `popBatch` for up to `max` items of the dispatchable
-/// destinations, whose items go to the buffer; None while the app has
-/// switched every destination off.
-fn start_pop(shared: &Arc<Shared>, max: usize) -> Option<JoinHandle<Result<()>>> {
+/// destinations, leased for `rounds` rounds in the buffer, whose items go to
+/// the buffer; None while the app has switched every destination off.
+fn start_pop(shared: &Arc<Shared>, max: usize, rounds: usize) -> Option<JoinHandle<Result<()>>> {
     let (all_offline, except) = {
         let table = shared.destinations();
         (table.all_app_offline, table.excluded())
@@ -197,21 +216,22 @@ fn start_pop(shared: &Arc<Shared>, max: usize) -> Option<JoinHandle<Result<()>>>
     } else {
         EXCLUDED_WAIT
     };
+    let lease = pop_lease(shared, rounds);
     let params = json!({
         "max": max,
         "timeoutMs": wait.as_millis() as u64,
-        "leaseMs": pop_lease(shared).as_millis() as u64,
+        "leaseMs": lease.as_millis() as u64,
         "destinations": {"except": except},
     });
     let shared = shared.clone();
     Some(tokio::spawn(async move {
         let items = shared.supervisor.call("popBatch", &params, wait).await?;
-        shared.ready().extend(parse(items));
+        shared.ready().extend(parse(items, lease));
         Ok(())
     }))
 }
 
-fn parse(items: Value) -> Vec<Popped> {
+fn parse(items: Value, lease: Duration) -> Vec<Popped> {
     let Value::Array(items) = items else {
         log::error!("popBatch did not answer a list: {items}");
         return Vec::new();
@@ -219,7 +239,7 @@ fn parse(items: Value) -> Vec<Popped> {
     items
         .into_iter()
         .filter_map(|item| match serde_json::from_value::<Popped>(item) {
-            Ok(popped) => Some(popped),
+            Ok(popped) => Some(Popped { lease, ..popped }),
             Err(e) => {
                 log::error!("an outbox item does not match the protocol: {e}");
                 None
