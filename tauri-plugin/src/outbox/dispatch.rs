@@ -348,40 +348,15 @@ async fn read_bounded(mut response: reqwest::Response, limit: usize) -> reqwest:
 /// per round trip), which records it once the sidecar has answered; this
 /// task ends at once.
 async fn finish(shared: &Arc<Shared>, item: Popped, origin: String, report: Report) {
-    let mut params = Map::new();
-    params.insert("id".into(), json!(item.id));
-    if let Some(lease) = &item.lease_id {
-        params.insert("leaseId".into(), json!(lease));
-    }
-    let (outcome, status, error) = match report {
-        Report::Complete { status } => {
-            let (id, lease) = (item.id.clone(), item.lease_id.clone());
-            let then = {
-                let shared = shared.clone();
-                Box::new(move |answer: crate::error::Result<()>| {
-                    let answer = answer.map(|()| Value::Null);
-                    let outcome = Some(Outcome::Succeeded);
-                    recorded(
-                        &shared,
-                        &item,
-                        &origin,
-                        &answer,
-                        outcome,
-                        Some(status),
-                        None,
-                    );
-                })
-            };
-            shared.completer.complete(&id, lease.as_deref(), then);
-            return;
-        }
+    let (params, outcome, status, error) = match report {
+        Report::Complete { status } => return hand_to_completer(shared, item, origin, status),
         Report::Fail {
             status,
             error,
             dead,
             retry_after,
         } => {
-            params.insert("error".into(), json!(error));
+            let mut params = fail_params(&item, &error);
             if dead {
                 params.insert("dead".into(), json!(true));
             }
@@ -393,12 +368,12 @@ async fn finish(shared: &Arc<Shared>, item: Popped, origin: String, report: Repo
             } else {
                 Outcome::Retried
             };
-            (Some(outcome), status, error)
+            (params, Some(outcome), status, error)
         }
         Report::Uncharged { error } => {
-            params.insert("error".into(), json!(error));
+            let mut params = fail_params(&item, &error);
             params.insert("charge".into(), json!(false));
-            (None, None, error)
+            (params, None, None, error)
         }
     };
     let answer = shared
@@ -412,15 +387,41 @@ async fn finish(shared: &Arc<Shared>, item: Popped, origin: String, report: Repo
         }
         (_, outcome) => outcome,
     };
-    recorded(
-        shared,
-        &item,
-        &origin,
-        &answer,
-        outcome,
-        status,
-        Some(&error),
-    );
+    let error = Some(error.as_str());
+    recorded(shared, &item, &origin, &answer, outcome, status, error);
+}
+
+/// A success goes to the completer, which records it once the sidecar has.
+fn hand_to_completer(shared: &Arc<Shared>, item: Popped, origin: String, status: u16) {
+    let (id, lease) = (item.id.clone(), item.lease_id.clone());
+    let then = {
+        let shared = shared.clone();
+        Box::new(move |answer: crate::error::Result<()>| {
+            let answer = answer.map(|()| Value::Null);
+            let outcome = Some(Outcome::Succeeded);
+            recorded(
+                &shared,
+                &item,
+                &origin,
+                &answer,
+                outcome,
+                Some(status),
+                None,
+            );
+        })
+    };
+    shared.completer.complete(&id, lease.as_deref(), then);
+}
+
+/// The `fail` params every failure has: the item, its lease, the error.
+fn fail_params(item: &Popped, error: &str) -> Map<String, Value> {
+    let mut params = Map::new();
+    params.insert("id".into(), json!(item.id));
+    if let Some(lease) = &item.lease_id {
+        params.insert("leaseId".into(), json!(lease));
+    }
+    params.insert("error".into(), json!(error));
+    params
 }
 
 /// Counts and announces an outcome the sidecar has (or has not) recorded.
