@@ -30,7 +30,10 @@
 //! A pop in flight is never cancelled (an item handed to a cancelled call
 //! would sit leased until its lease ends): it runs as a task of its own that
 //! puts what it gets in the outbox's buffer, so even a dispatcher that the
-//! watchdog aborts mid-pop loses nothing; the loop only waits for it. Errors
+//! watchdog aborts mid-pop loses nothing; the loop only waits for it, and
+//! stops waiting when connectivity changes (it pops again at once, with the
+//! new `except` list, so a destination that comes back is served without
+//! waiting for the old long poll). Errors
 //! (the sidecar restarting) are retried with a short backoff: the sidecar
 //! releases the items it had handed out when it starts again.
 
@@ -126,7 +129,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             // A slot freed while items wait: fill it (only this loop takes them).
             slot = slots.acquire(), if buffered > 0 => drop(slot),
-            _ = shared.wake_dispatcher.notified(), if popping.is_none() => {}
+            // Connectivity changed. A pop in flight asked with the old `except`
+            // list: a destination that came back would wait for its long poll to
+            // end (up to 200 ms). Leave it to finish on its own (its items still
+            // go to the buffer) and ask again now.
+            _ = shared.wake_dispatcher.notified() => popping = None,
             _ = tokio::time::sleep_until(wait_until), if popping.is_none() && buffered == 0 => {}
         }
     }
