@@ -22,8 +22,10 @@
 //! `<checkout>/.venv/bin/python -m sync_queue`, with `--memory` or a fresh
 //! `--data-dir` (removed afterwards).
 //!
-//! Results, 2026-12-01 13:54-13:57 UTC, three runs in a row, N = 5000, the
-//! 2-core machine otherwise idle (load 0.8-1.5), release build:
+//! Results, 2026-12-01 13:54-13:57 UTC, three runs in a row on `3df7eff`,
+//! N = 5000, the 2-core machine otherwise idle (load 0.8-1.5), release
+//! build (README.md, "Sync to your server", has the ranges of these and of
+//! two more runs on `048eb2e`, 14:22-14:24):
 //!
 //! | figure (8-way; peer: plain reqwest, same server, same run) | outbox | hand-written worker | peer |
 //! |---|---|---|---|
@@ -36,17 +38,18 @@
 //! | latency one at a time, 5 ms handler, median | 6.54-6.94 ms (1.05×) | | 6.25-6.63 ms |
 //! | outage of 10 s: server back → first request applied | 641-845 ms | | target 1000 ms |
 //!
-//! Where the server does any work the outbox keeps within 1-9 % of the
-//! plain loop (the target: 30 %), on disk included, and ahead of the
+//! Where the server does any work the outbox keeps within 1-10 % of the
+//! plain loop's time (the target: 30 %), on disk included, and ahead of the
 //! hand-written worker. With a handler that does nothing, the run is
 //! CPU-bound on 2 cores shared by client, server and sidecar: the plain loop
-//! needs 26-28 µs of CPU per request, the outbox 48-58 (each request is
-//! leased and completed through the sidecar, journaled, and its progress
-//! reported), so it cannot reach more than about half of the plain loop's
-//! rate there, and no sender backed by the sidecar does: the hand-written
-//! worker, with no connectivity, classification or events, is no faster.
-//! Earlier today, before the pop-ahead and completion changes (12:58 UTC,
-//! N = 2000, on `bb882ed`): 19.3 k/s in memory, 13.8 k/s on disk.
+//! needs 26-28 µs of CPU per request, the outbox 48-58 (8-10 of them in the
+//! sidecar: lease, journal, complete; 14-20 more in this process: the calls
+//! to the sidecar and their JSON, a task per request, progress events), so
+//! it reaches about half of the plain loop's rate there. The hand-written
+//! worker (lockstep: pop, send, complete; a baseline, not a floor) does no
+//! better. Earlier today, before the pop-ahead and completion changes
+//! (12:58 UTC, N = 2000, on `bb882ed`): 19.3 k/s in memory, 13.8 k/s on
+//! disk.
 
 #[path = "../tests/outbox_server/mod.rs"]
 mod outbox_server;
