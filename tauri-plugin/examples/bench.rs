@@ -9,28 +9,19 @@
 //! `<checkout>/.venv/bin/python -m sync_queue`; it runs with `--memory`, so
 //! the numbers are protocol and process costs, not fsync.
 
+#[path = "support/sidecar_command.rs"]
+mod sidecar_command;
+
 use std::{
     io::{BufRead, BufReader, Write},
-    path::Path,
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
+use sidecar_command::sidecar_command;
 use tauri_plugin_sync_queue::{models::PushItem, LaunchSpec, SyncQueue};
-
-fn sidecar_command() -> Vec<String> {
-    match std::env::var("SYNC_QUEUE_SIDECAR_CMD") {
-        Ok(text) if !text.trim().is_empty() => text.split_whitespace().map(str::to_owned).collect(),
-        _ => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let python = std::env::var("SYNC_QUEUE_PYTHON")
-                .unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
-            vec![python, "-m".into(), "sync_queue".into()]
-        }
-    }
-}
 
 struct Raw {
     child: std::process::Child,

@@ -53,9 +53,10 @@
 
 #[path = "../tests/outbox_server/mod.rs"]
 mod outbox_server;
+#[path = "support/sidecar_command.rs"]
+mod sidecar_command;
 
 use std::{
-    path::Path,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -65,6 +66,7 @@ use std::{
 
 use outbox_server::{Behaviour, TestServer};
 use serde_json::{json, Value};
+use sidecar_command::sidecar_command;
 use tauri_plugin_sync_queue::{
     models::{CompleteRef, Destinations, PopBatchOptions},
     HttpRequest, LaunchSpec, OutboxConfig, OutboxEventSink, OutboxHooks, SyncQueue,
@@ -82,18 +84,6 @@ const CONCURRENCY: usize = 8;
 enum Storage {
     Memory,
     Disk,
-}
-
-fn sidecar_command() -> Vec<String> {
-    match std::env::var("SYNC_QUEUE_SIDECAR_CMD") {
-        Ok(text) if !text.trim().is_empty() => text.split_whitespace().map(str::to_owned).collect(),
-        _ => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let python = std::env::var("SYNC_QUEUE_PYTHON")
-                .unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
-            vec![python, "-m".into(), "sync_queue".into()]
-        }
-    }
 }
 
 /// Counts the outbox's `succeeded` events. The waiter is woken once, when
